@@ -1,0 +1,24 @@
+"""pip/virtualenv install of tactile_pose_refiner (development and `tools/setup.sh`).
+
+On a robot, colcon builds the package with CMakeLists.txt (ament_cmake: messages, Python
+modules, node launchers, share files); CMakeLists.txt reads the console scripts below, so
+keep one per line in the form "name = module:function",.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="tactile_pose_refiner",
+    version="0.1.0",
+    description="Multi-modal (physics, rendering, depth, touch) 6D pose refinement for in-hand objects",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tactile_pose_refiner", "tactile_pose_refiner.*"]),
+    install_requires=["numpy", "pyyaml"],  # the full pinned set is requirements.txt
+    entry_points={
+        "console_scripts": [
+            "tpr = tactile_pose_refiner.cli:main",
+            "tactile_sim_node = tactile_pose_refiner.nodes.tactile_sim_node:main",
+            "topic_echo = tactile_pose_refiner.nodes.topic_echo:main",
+        ],
+    },
+)

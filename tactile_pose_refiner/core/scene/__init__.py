@@ -1,0 +1,1 @@
+"""The world the stack perceives: hand, tactile skin, objects, camera."""

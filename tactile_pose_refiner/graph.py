@@ -1,0 +1,122 @@
+"""Run the package's nodes as separate processes, isolated from other ROS graphs.
+
+What `ros2 launch` does on a robot, for the places where launch is not installable (this
+development machine, `tpr demo`, the integration tests). Imports no rclpy: it only builds
+command lines (`--ros-args --params-file ... -p ... -r ...`) and environments.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+
+@dataclass
+class NodeProcess:
+    """One node executable and its ROS arguments."""
+
+    executable: str
+    params_files: list[Path] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remaps: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        ros_args: list[str] = []
+        for params_file in self.params_files:
+            ros_args += ["--params-file", str(params_file)]
+        for name, value in self.parameters.items():
+            ros_args += ["-p", f"{name}:={format_parameter(value)}"]
+        for source, target in self.remaps.items():
+            ros_args += ["-r", f"{source}:={target}"]
+        return [executable_path(self.executable), "--ros-args", *ros_args]
+
+
+def format_parameter(value: Any) -> str:
+    """A parameter value as ROS command-line YAML (`[1, 2]`, `true`, `'text'`)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip().removesuffix(
+        "\n...").strip()
+
+
+def executable_path(name: str) -> str:
+    """Console script of this environment (the venv's bin/ first), else from PATH."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"node executable '{name}' not found beside {sys.executable} "
+                                "nor on PATH; is the package installed (tools/setup.sh)?")
+    return found
+
+
+@contextlib.contextmanager
+def isolated_ros_environment(log_dir: Path | None = None) -> Iterator[dict[str, str]]:
+    """Environment for a private ROS graph on this machine.
+
+    Discovery stays on localhost, the domain id is one no other process on this machine
+    holds (ros-domain-coordinator reserves it while the context is open), and logs go to
+    `log_dir` (a temporary directory by default) instead of ~/.ros/log.
+    """
+    with contextlib.ExitStack() as stack:
+        if log_dir is None:
+            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tpr-ros-log-")))
+        domain_id = stack.enter_context(_reserved_domain_id())
+        env = dict(os.environ)
+        env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
+                   ROS_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1")
+        yield env
+
+
+@contextlib.contextmanager
+def _reserved_domain_id() -> Iterator[int]:
+    try:
+        import domain_coordinator
+    except ImportError:  # not on a robot install: fall back to a pid-derived id
+        yield 1 + os.getpid() % 100
+        return
+    with domain_coordinator.domain_id() as domain_id:
+        yield int(domain_id)
+
+
+class RunningGraph:
+    """Processes started together and stopped together (SIGINT, then SIGKILL)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, node: NodeProcess) -> subprocess.Popen:
+        process = subprocess.Popen(node.command(), env=self.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        self.processes[name] = process
+        return process
+
+    def stop(self, timeout_s: float = 10.0) -> dict[str, tuple[int, str, str]]:
+        """Stop every process; returns name -> (exit code, stdout, stderr)."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        results = {}
+        for name, process in self.processes.items():
+            try:
+                stdout, stderr = process.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                stdout, stderr = process.communicate()
+            results[name] = (process.returncode, stdout, stderr)
+        return results
+
+    def __enter__(self) -> "RunningGraph":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
