@@ -1,0 +1,69 @@
+"""Rigid poses: 4x4 matrices and ROS-order quaternions (x, y, z, w). Metres, radians.
+
+Convention: T_a_b maps points from frame b to frame a (p_a = T_a_b @ p_b); object poses are
+T_camera_object.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def pose_matrix(translation, quaternion_xyzw) -> np.ndarray:
+    """(3,), (4,) -> (4, 4) homogeneous transform."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = Rotation.from_quat(np.asarray(quaternion_xyzw, dtype=np.float64)).as_matrix()
+    matrix[:3, 3] = translation
+    return matrix
+
+
+def matrix_to_pose(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(4, 4) -> translation (3,), unit quaternion (x, y, z, w) with w >= 0."""
+    quaternion = Rotation.from_matrix(np.asarray(matrix)[:3, :3]).as_quat()
+    if quaternion[3] < 0:
+        quaternion = -quaternion
+    return np.asarray(matrix)[:3, 3].copy(), quaternion
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (4, 4) transform to (N, 3) points."""
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def transform_vectors(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Rotate (N, 3) directions by a (4, 4) transform."""
+    return vectors @ matrix[:3, :3].T
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    inverse = np.eye(4)
+    inverse[:3, :3] = matrix[:3, :3].T
+    inverse[:3, 3] = -matrix[:3, :3].T @ matrix[:3, 3]
+    return inverse
+
+
+def rotation_about(axis, angle: float) -> np.ndarray:
+    """(4, 4) rotation of `angle` radians about `axis`."""
+    matrix = np.eye(4)
+    axis = np.asarray(axis, dtype=np.float64)
+    matrix[:3, :3] = Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix()
+    return matrix
+
+
+def translation(offset) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, 3] = offset
+    return matrix
+
+
+def look_at(eye, target, up=(0.0, -1.0, 0.0)) -> np.ndarray:
+    """Pose of an optical frame (z forward, x right, y down) at `eye` looking at `target`."""
+    z = np.asarray(target, float) - np.asarray(eye, float)
+    z /= np.linalg.norm(z)
+    x = np.cross(-np.asarray(up, float), z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.stack([x, y, z], axis=1)
+    matrix[:3, 3] = eye
+    return matrix

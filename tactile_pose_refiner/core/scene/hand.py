@@ -1,0 +1,161 @@
+"""The Allegro hand: URDF kinematics (differentiable FK), joint-name mapping, link surfaces.
+
+Frames: link poses are T_base_link (hand base_link); callers place the hand in the camera
+frame with T_camera_base.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pytorch_kinematics as pk
+import torch
+import trimesh
+import yourdfpy
+
+from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
+
+
+class HandInputError(ValueError):
+    """Joint states cannot be turned into a hand configuration (named in the message)."""
+
+
+@dataclass(frozen=True)
+class LinkGeometry:
+    """Collision surface of one link in its own frame: a watertight trimesh."""
+
+    link: str
+    mesh: trimesh.Trimesh
+
+
+class HandModel:
+    """Kinematic chain + collision geometry of the hand.
+
+    joint_names: URDF joint order of every configuration vector q (16 for the Allegro).
+    """
+
+    def __init__(self, urdf_path: str | Path, joint_name_maps: Mapping[str, Mapping[str, str]]
+                 | None = None, package_dirs: Mapping[str, str] | None = None) -> None:
+        self.urdf_path = Path(urdf_path)
+        try:
+            text = self.urdf_path.read_text()
+        except OSError as exc:
+            raise ResourceError(f"cannot read hand URDF {self.urdf_path}: {exc}") from exc
+        self.chain = pk.build_chain_from_urdf(text.encode()).to(dtype=torch.float64)
+        self.joint_names: list[str] = list(self.chain.get_joint_parameter_names())
+        self.lower, self.upper = (np.asarray(v, dtype=np.float64) for v in self.chain.get_joint_limits())
+        self.name_map = {name: name for name in self.joint_names}
+        for mapping in (joint_name_maps or {}).values():
+            self.name_map.update(mapping)
+        self.links = self._load_link_geometry(package_dirs or {})
+
+    @classmethod
+    def from_config(cls, name: str = "hand") -> "HandModel":
+        config = load_config(name)
+        urdf = Path(config["urdf"])
+        if not urdf.is_absolute():
+            urdf = share_dir() / urdf
+        return cls(urdf, config.get("joint_name_maps"), config.get("package_dirs"))
+
+    # --- configurations -------------------------------------------------------------------
+    def joint_vector(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
+        """A JointState's (names, positions) in any configured naming -> q (16,) in URDF order.
+
+        Raises HandInputError on missing joints, length mismatch or non-finite values.
+        """
+        if len(names) != len(positions):
+            raise HandInputError(f"joint state has {len(names)} names but {len(positions)} positions")
+        by_urdf = {}
+        for name, value in zip(names, positions):
+            if name in self.name_map:
+                by_urdf[self.name_map[name]] = float(value)
+        missing = [n for n in self.joint_names if n not in by_urdf]
+        if missing:
+            raise HandInputError(f"joint state lacks hand joints {missing} (got {list(names)})")
+        q = np.array([by_urdf[n] for n in self.joint_names])
+        if not np.isfinite(q).all():
+            bad = [n for n, v in zip(self.joint_names, q) if not np.isfinite(v)]
+            raise HandInputError(f"joint state has non-finite positions for {bad}")
+        return q
+
+    def clamp(self, q: np.ndarray) -> np.ndarray:
+        return np.clip(q, self.lower, self.upper)
+
+    # --- kinematics -----------------------------------------------------------------------
+    def link_poses_torch(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """q (B, 16) or (16,) -> link name -> (B, 4, 4) T_base_link; differentiable in q."""
+        transforms = self.chain.forward_kinematics(q)
+        return {name: tf.get_matrix() for name, tf in transforms.items()}
+
+    def link_poses(self, q: np.ndarray) -> dict[str, np.ndarray]:
+        """q (16,) -> link name -> (4, 4) T_base_link (float64)."""
+        with torch.no_grad():
+            poses = self.link_poses_torch(torch.as_tensor(q, dtype=torch.float64))
+        return {name: matrix[0].numpy() for name, matrix in poses.items()}
+
+    # --- geometry -------------------------------------------------------------------------
+    def meshes(self, q: np.ndarray, T_frame_base: np.ndarray = np.eye(4)) -> dict[str, trimesh.Trimesh]:
+        """Collision meshes of every link with geometry, posed in the frame of T_frame_base."""
+        poses = self.link_poses(q)
+        return {link: geometry.mesh.copy().apply_transform(T_frame_base @ poses[link])
+                for link, geometry in self.links.items()}
+
+    def surface_points(self, spacing: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """link -> (points (N, 3), outward normals (N, 3)) about `spacing` apart, link frame."""
+        samples = {}
+        for link, geometry in self.links.items():
+            count = max(8, int(np.ceil(geometry.mesh.area / spacing**2)))
+            points, faces = trimesh.sample.sample_surface_even(geometry.mesh, count, seed=0)
+            samples[link] = (np.asarray(points), geometry.mesh.face_normals[faces])
+        return samples
+
+    def _load_link_geometry(self, package_dirs: Mapping[str, str]) -> dict[str, LinkGeometry]:
+        robot = yourdfpy.URDF.load(str(self.urdf_path), build_scene_graph=False,
+                                   load_meshes=False, load_collision_meshes=False).robot
+        links = {}
+        for link in robot.links:
+            parts = [self._collision_mesh(c, package_dirs) for c in link.collisions]
+            parts = [p for p in parts if p is not None]
+            if parts:
+                links[link.name] = LinkGeometry(link.name, trimesh.util.concatenate(parts))
+        if not links:
+            raise ResourceError(f"hand URDF {self.urdf_path} has no collision geometry")
+        return links
+
+    def _collision_mesh(self, collision, package_dirs) -> trimesh.Trimesh | None:
+        geometry = collision.geometry
+        if geometry.box is not None:
+            mesh = trimesh.creation.box(extents=geometry.box.size)
+        elif geometry.sphere is not None:
+            mesh = trimesh.creation.icosphere(subdivisions=3, radius=geometry.sphere.radius)
+        elif geometry.cylinder is not None:
+            mesh = trimesh.creation.cylinder(radius=geometry.cylinder.radius,
+                                             height=geometry.cylinder.length, sections=24)
+        elif geometry.mesh is not None:
+            path = self._resolve(geometry.mesh.filename, package_dirs)
+            try:
+                mesh = trimesh.load(path, force="mesh")
+            except Exception as exc:  # noqa: BLE001 - any loader failure names the file
+                raise ResourceError(f"cannot load hand collision mesh {path}: {exc}") from exc
+            if geometry.mesh.scale is not None:
+                mesh.apply_scale(geometry.mesh.scale)
+        else:
+            return None
+        origin = collision.origin if collision.origin is not None else np.eye(4)
+        return mesh.apply_transform(origin)
+
+    def _resolve(self, filename: str, package_dirs: Mapping[str, str]) -> Path:
+        match = re.match(r"package://([^/]+)/(.*)", filename)
+        if match:
+            package, rest = match.groups()
+            if package in package_dirs:
+                return Path(package_dirs[package]) / rest
+            for parent in self.urdf_path.resolve().parents:  # <pkg>/urdf/x.urdf layouts
+                if parent.name == package:
+                    return parent / rest
+            return self.urdf_path.parent / rest
+        path = Path(filename.removeprefix("file://"))
+        return path if path.is_absolute() else self.urdf_path.parent / path
