@@ -58,3 +58,86 @@ class TactileReading:
     def in_contact(self, threshold: float) -> np.ndarray:
         """(N,) bool: taxels whose force magnitude exceeds `threshold` (sensor units)."""
         return np.linalg.norm(self.forces, axis=1) > threshold
+
+
+@dataclass(frozen=True)
+class SkinLayout:
+    """Where the taxels are: ids (N,), link names (N,), patch names (N,), positions and outward
+    normals (N, 3) in their link frames [m]."""
+
+    ids: np.ndarray
+    links: tuple[str, ...]
+    patches: tuple[str, ...]
+    positions: np.ndarray
+    normals: np.ndarray
+
+    @classmethod
+    def from_config(cls, name: str = "xela_layout") -> "SkinLayout":
+        from tactile_pose_refiner.core.resources import load_config
+        taxels = load_config(name)["taxels"]
+        return cls(ids=np.array([t["id"] for t in taxels], dtype=np.int64),
+                   links=tuple(t["link"] for t in taxels),
+                   patches=tuple(t["patch"] for t in taxels),
+                   positions=np.array([t["position"] for t in taxels], dtype=np.float64),
+                   normals=np.array([t["normal"] for t in taxels], dtype=np.float64))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def posed(self, link_poses: dict[str, np.ndarray], T_frame_base: np.ndarray = np.eye(4)
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Taxel positions and normals (N, 3) in the frame of T_frame_base, given T_base_link."""
+        positions = np.empty_like(self.positions)
+        normals = np.empty_like(self.normals)
+        for link in set(self.links):
+            rows = np.array([l == link for l in self.links])
+            T = T_frame_base @ link_poses[link]
+            positions[rows] = self.positions[rows] @ T[:3, :3].T + T[:3, 3]
+            normals[rows] = self.normals[rows] @ T[:3, :3].T
+        return positions, normals
+
+
+def taxel_tangents(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A right-handed tangent basis (x, y) per taxel normal (the taxel's shear axes)."""
+    reference = np.where(np.abs(normals[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[0.0, 1.0, 0.0]])
+    x_axis = np.cross(reference, normals)
+    x_axis /= np.linalg.norm(x_axis, axis=1, keepdims=True)
+    return x_axis, np.cross(normals, x_axis)
+
+
+@dataclass(frozen=True)
+class TactileModel:
+    """Penalty model of the skin: force from how far the object surface presses into a taxel.
+
+    compression = contact_margin - signed distance of the taxel to the object (m);
+    normal force = stiffness * compression, clipped to [0, max_units]; shear = shear_ratio *
+    normal force * the object normal's tilt in the taxel's tangent plane; plus Gaussian noise.
+    """
+
+    contact_margin_m: float
+    stiffness_units_per_m: float
+    max_units: float
+    shear_ratio: float
+    noise_std_units: float
+    contact_threshold_units: float
+
+    @classmethod
+    def from_config(cls, name: str = "tactile") -> "TactileModel":
+        from tactile_pose_refiner.core.resources import load_config
+        config = load_config(name)
+        return cls(**{k: float(config[k]) for k in cls.__dataclass_fields__})
+
+    def forces(self, signed_distance: np.ndarray, object_normals: np.ndarray,
+               taxel_normals: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(N,) distances [m], (N, 3) object surface normals and taxel normals (same frame)
+        -> (N, 3) forces in taxel frames (x, y shear; z normal) [sensor units]."""
+        compression = self.contact_margin_m - np.asarray(signed_distance)
+        normal_force = np.clip(self.stiffness_units_per_m * compression, 0.0, self.max_units)
+        x_axis, y_axis = taxel_tangents(taxel_normals)
+        push = -object_normals  # direction the object surface pushes the taxel
+        shear = self.shear_ratio * normal_force[:, None] * np.stack(
+            [np.einsum("nc,nc->n", push, x_axis), np.einsum("nc,nc->n", push, y_axis)], axis=1)
+        forces = np.concatenate([shear, normal_force[:, None]], axis=1)
+        if rng is not None and self.noise_std_units > 0:
+            forces = forces + rng.normal(0.0, self.noise_std_units, forces.shape)
+        return np.clip(forces, -self.max_units, self.max_units)

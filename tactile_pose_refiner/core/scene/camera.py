@@ -1,0 +1,70 @@
+"""Pinhole camera (optical frame: x right, y down, z forward), projection and depth I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tactile_pose_refiner.core.resources import load_config
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    frame_id: str = "camera_color_optical_frame"
+
+    @classmethod
+    def from_config(cls, name: str = "camera") -> "PinholeCamera":
+        config = load_config(name)
+        return cls(int(config["width"]), int(config["height"]), float(config["fx"]),
+                   float(config["fy"]), float(config["cx"]), float(config["cy"]),
+                   config.get("frame_id", "camera_color_optical_frame"))
+
+    @classmethod
+    def from_matrix(cls, K: np.ndarray, width: int, height: int,
+                    frame_id: str = "camera_color_optical_frame") -> "PinholeCamera":
+        return cls(int(width), int(height), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
+                   float(K[1, 2]), frame_id)
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def ray_directions(self) -> np.ndarray:
+        """(H, W, 3) directions through pixel centres, scaled to z = 1 (t along them = depth)."""
+        # OpenCV convention: pixel (u, v) has its centre at continuous coordinate (u, v).
+        u, v = np.meshgrid(np.arange(self.width, dtype=np.float64),
+                           np.arange(self.height, dtype=np.float64))
+        x = (u - self.cx) / self.fx
+        y = (v - self.cy) / self.fy
+        return np.stack([x, y, np.ones_like(x)], axis=-1)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) camera-frame points -> (N, 2) pixel coordinates (u, v)."""
+        points = np.asarray(points, dtype=np.float64)
+        return np.stack([self.fx * points[:, 0] / points[:, 2] + self.cx,
+                         self.fy * points[:, 1] / points[:, 2] + self.cy], axis=1)
+
+    def backproject(self, depth_m: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Depth image (H, W) in metres (0 = invalid) [and a bool mask] -> (N, 3) points."""
+        valid = np.isfinite(depth_m) & (depth_m > 0)
+        if mask is not None:
+            valid &= mask.astype(bool)
+        v, u = np.nonzero(valid)
+        z = depth_m[v, u]
+        return np.stack([(u - self.cx) * z / self.fx, (v - self.cy) * z / self.fy, z], axis=1)
+
+
+def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
+    """Metres (0/NaN invalid) -> uint16 millimetres (0 invalid), as a RealSense publishes."""
+    depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0)
+    return np.clip(np.round(depth * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def depth_from_millimetres(depth_mm: np.ndarray) -> np.ndarray:
+    return np.asarray(depth_mm, dtype=np.float64) / 1000.0

@@ -1,0 +1,60 @@
+"""Signed distance from points to a triangle mesh (Warp BVH queries, CPU or CUDA).
+
+The sign comes from the generalized winding number, the one sign that stays right on the
+non-watertight YCB scans (a parity or normal test flips inside small holes). Warp's BVH
+query is used instead of trimesh.proximity, which is ~200x slower here (team notes).
+"""
+from __future__ import annotations
+
+import numpy as np
+import warp as wp
+
+wp.config.quiet = True
+
+
+@wp.kernel
+def _signed_distance(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_distance: float,
+                     distance: wp.array(dtype=float), closest: wp.array(dtype=wp.vec3),
+                     normal: wp.array(dtype=wp.vec3)):
+    tid = wp.tid()
+    point = points[tid]
+    query = wp.mesh_query_point_sign_winding_number(mesh, point, max_distance, 2.0, 0.5)
+    if query.result:
+        nearest = wp.mesh_eval_position(mesh, query.face, query.u, query.v)
+        distance[tid] = wp.length(point - nearest) * query.sign
+        closest[tid] = nearest
+        normal[tid] = wp.mesh_eval_face_normal(mesh, query.face)
+    else:
+        distance[tid] = max_distance
+        closest[tid] = point
+        normal[tid] = wp.vec3(0.0, 0.0, 0.0)
+
+
+class MeshDistance:
+    """Signed distances to one mesh, in the mesh's own frame. Positive outside, metres."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, device: str = "cpu") -> None:
+        wp.init()
+        self.device = device
+        self._points = wp.array(np.asarray(vertices, dtype=np.float32), dtype=wp.vec3, device=device)
+        self._faces = wp.array(np.asarray(faces, dtype=np.int32).ravel(), dtype=wp.int32, device=device)
+        self.mesh = wp.Mesh(points=self._points, indices=self._faces)
+
+    def query(self, points: np.ndarray, max_distance: float = 1.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 3) points -> signed distance (N,), closest surface point (N, 3), face normal (N, 3).
+
+        Points farther than max_distance get +max_distance (treated as outside).
+        """
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+        count = len(points)
+        if count == 0:
+            return np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3))
+        query_points = wp.array(points, dtype=wp.vec3, device=self.device)
+        distance = wp.zeros(count, dtype=float, device=self.device)
+        closest = wp.zeros(count, dtype=wp.vec3, device=self.device)
+        normal = wp.zeros(count, dtype=wp.vec3, device=self.device)
+        wp.launch(_signed_distance, dim=count, device=self.device,
+                  inputs=[self.mesh.id, query_points, float(max_distance), distance, closest, normal])
+        return (distance.numpy().astype(np.float64), closest.numpy().astype(np.float64),
+                normal.numpy().astype(np.float64))

@@ -1,0 +1,1 @@
+"""Episode generation: grasps, trajectories, sensor rendering (uses core.scene)."""
