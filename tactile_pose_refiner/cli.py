@@ -1,7 +1,7 @@
 """`tpr`: the command line of tactile_pose_refiner.
 
-Subcommands (stable names, see SPEC §8): demo now; generate, import-isaac, bench, metrics
-come with the scene, gradient and refiner work.
+Subcommands (stable names, see SPEC §8): demo, generate; import-isaac, bench, metrics come
+with the following work.
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 import time
+
+import numpy as np
 
 from tactile_pose_refiner.core.resources import config_path
 
@@ -46,6 +48,43 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def generate(args: argparse.Namespace) -> int:
+    """Generate rosbag2 episodes of grasped YCB objects (see sim/episode.py)."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from tactile_pose_refiner.core.resources import ResourceError
+    from tactile_pose_refiner.io.episode_bag import EpisodeWriter
+    from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
+    generator = EpisodeGenerator()
+    try:
+        object_ids = generator.catalog.resolve_ids(args.objects)
+    except ResourceError as exc:
+        print(f"tpr generate: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(object_id, k) for object_id in object_ids for k in range(args.episodes)]
+    with tqdm(total=len(jobs) * args.steps, unit="frame", desc="tpr generate") as progress:
+        for object_id, k in jobs:
+            path = out / f"{object_id}_{k:03d}"
+            if path.exists():
+                print(f"tpr generate: {path} exists; remove it or choose another --out", file=sys.stderr)
+                return 2
+            info, frames = generator.episode(object_id, args.steps, args.seed, k)
+            with EpisodeWriter(path) as writer:
+                for frame in frames:
+                    writer.write(frame)
+                    progress.update()
+            progress.write(
+                f"{path.name}: fingers in contact {','.join(info.grasp.fingers_in_contact)}; "
+                f"max penetration {info.grasp.max_penetration_m * 1000:.2f} mm; occlusion mean "
+                f"{np.mean(info.occlusion):.1%}, frames occluded {np.mean(np.array(info.occlusion) > 0):.0%}")
+    return 0
+
+
 def _stamp_ns(stamp: dict) -> int:
     return int(stamp["sec"]) * 1_000_000_000 + int(stamp["nanosec"])
 
@@ -57,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--messages", type=int, default=20, help="messages to receive")
     demo_parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
     demo_parser.set_defaults(handler=demo)
+    gen = commands.add_parser("generate", help="generate rosbag2 episodes of grasped objects")
+    gen.add_argument("--objects", default="all", help="'all' or comma-separated object ids")
+    gen.add_argument("--episodes", type=int, default=1, help="episodes per object")
+    gen.add_argument("--steps", type=int, default=100, help="frames per episode")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", required=True, help="output directory (one bag per episode)")
+    gen.set_defaults(handler=generate)
     return parser
 
 

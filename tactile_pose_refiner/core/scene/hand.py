@@ -140,6 +140,8 @@ class HandModel:
                 mesh = trimesh.load(path, force="mesh")
             except Exception as exc:  # noqa: BLE001 - any loader failure names the file
                 raise ResourceError(f"cannot load hand collision mesh {path}: {exc}") from exc
+            if len(mesh.faces) == 0:
+                raise ResourceError(f"hand collision mesh {path} holds no triangles")
             if geometry.mesh.scale is not None:
                 mesh.apply_scale(geometry.mesh.scale)
         else:

@@ -1,0 +1,117 @@
+"""Episodes: a grasp held while the arm follows a smooth random trajectory in front of a fixed
+camera; every step renders RGB, depth and mask, reads the skin and the joints."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.geometry import invert, look_at, rotation_about, transform_points, translation
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_millimetres
+from tactile_pose_refiner.core.scene.distance import MeshDistance
+from tactile_pose_refiner.core.scene.hand import HandModel
+from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading
+from tactile_pose_refiner.sim.grasp import Grasp, GraspSynthesizer
+from tactile_pose_refiner.sim.render import RaycastRenderer
+
+# Joint names as the vendor ROS 2 driver publishes them (ah_joint00..33).
+DRIVER_JOINT_PREFIX = "ah_"
+
+
+@dataclass
+class EpisodeInfo:
+    object_id: str
+    grasp: Grasp
+    occlusion: list[float]     # per frame share of the object silhouette hidden by the hand
+
+
+class EpisodeGenerator:
+    def __init__(self) -> None:
+        self.config = load_config("generator")
+        self.camera_config = load_config("camera")
+        self.hand = HandModel.from_config()
+        self.catalog = ObjectCatalog.from_config()
+        self.camera = PinholeCamera.from_config()
+        self.skin = SkinLayout.from_config(load_config("tactile")["layout"])
+        self.tactile = TactileModel.from_config()
+        self.renderer = RaycastRenderer(self.camera, self.camera_config["background_rgb"],
+                                        self.camera_config["hand_rgb"])
+        self.grasps = GraspSynthesizer(self.hand, self.config)
+
+    def episode(self, object_id: str, steps: int, seed: int, index: int = 0
+                ) -> tuple[EpisodeInfo, Iterator[Frame]]:
+        """Grasp now; frames lazily (rendering is the slow part)."""
+        rng = np.random.default_rng([seed, index])
+        model = self.catalog.load(object_id)
+        distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
+        grasp = self.grasps.synthesize(model, distance, rng)
+        info = EpisodeInfo(object_id, grasp, [])
+        return info, self._frames(info, model, distance, steps, rng, index)
+
+    def _frames(self, info, model, distance, steps, rng, index) -> Iterator[Frame]:
+        grasp = info.grasp
+        link_poses = self.hand.link_poses(grasp.q)
+        centre = transform_points(grasp.T_base_obj, model.geometry.centroid[None])[0]
+        trajectory = self._trajectory(centre, steps, rng)
+        signed, normals = self._taxel_contact(link_poses, grasp.T_base_obj, distance)
+        timing = self.config["trajectory"]
+        start_ns = int((timing["start_time_s"] + 1000 * index) * 1e9)
+        names = [DRIVER_JOINT_PREFIX + name for name in self.hand.joint_names]
+        for step, T_cam_base in enumerate(trajectory):
+            T_cam_obj = T_cam_base @ grasp.T_base_obj
+            hand_meshes = list(self.hand.meshes(grasp.q, T_cam_base).values())
+            render = self.renderer.render(model, T_cam_obj, hand_meshes)
+            info.occlusion.append(render.occlusion)
+            stamp_ns = start_ns + int(round(step * 1e9 / timing["frame_rate_hz"]))
+            forces = self.tactile.forces(signed, normals[0], normals[1], rng)
+            yield Frame(
+                stamp_ns=stamp_ns, object_id=info.object_id, camera=self.camera,
+                rgb=self._noisy_rgb(render.rgb, rng), depth_mm=self._noisy_depth(render.depth_m, rng),
+                mask=(render.object_mask * 255).astype(np.uint8),
+                joint_names=names,
+                joint_positions=grasp.q + rng.normal(0, self.config["joint_noise_std_rad"], grasp.q.shape),
+                tactile=TactileReading(self.skin.links, self.skin.ids, self.skin.positions, forces,
+                                       0.0, stamp_ns),
+                T_cam_base=T_cam_base, T_cam_obj=T_cam_obj)
+
+    def _taxel_contact(self, link_poses, T_base_obj, distance):
+        """Signed distance of each taxel to the object and the object/taxel normals (object frame)."""
+        T_obj_base = invert(T_base_obj)
+        positions, taxel_normals = self.skin.posed(link_poses, T_obj_base)
+        signed, _, object_normals = distance.query(positions, max_distance=0.5)
+        return signed, (object_normals, taxel_normals)
+
+    def _trajectory(self, centre: np.ndarray, steps: int, rng) -> list[np.ndarray]:
+        """Fixed camera; the hand base moves smoothly around its start pose (sums of sines)."""
+        config = self.config["trajectory"]
+        cone = np.radians(config["view_cone_deg"])
+        direction = rotation_about(rng.normal(size=3) * [0, 1, 1], rng.uniform(0, cone))[:3, :3] @ [1.0, 0, 0]
+        eye = centre + rng.uniform(*config["camera_distance_range"]) * direction
+        T_base_cam = look_at(eye, centre, up=(0.0, 0.0, -1.0))
+        T_cam_base0 = invert(T_base_cam)
+        phases = rng.uniform(0, 2 * np.pi, (6, 2))
+        rates = rng.uniform(0.5, 1.5, (6, 2)) * 2 * np.pi / max(steps, 1)
+        poses = []
+        for k in range(steps):
+            wave = (np.sin(rates[:, 0] * k + phases[:, 0]) + np.sin(rates[:, 1] * k + phases[:, 1])) / 2
+            motion = translation(config["translation_amplitude_m"] * wave[:3])
+            rotation = wave[3:] * config["rotation_amplitude_rad"]
+            angle = float(np.linalg.norm(rotation))
+            if angle > 0:  # rotate about the grasp centre
+                motion = motion @ translation(centre) @ rotation_about(rotation, angle) @ translation(-centre)
+            poses.append(T_cam_base0 @ motion)
+        return poses
+
+    def _noisy_rgb(self, rgb, rng) -> np.ndarray:
+        noise = rng.normal(0, self.camera_config["rgb_noise_std"], rgb.shape)
+        return np.clip(np.round(rgb + noise), 0, 255).astype(np.uint8)
+
+    def _noisy_depth(self, depth_m, rng) -> np.ndarray:
+        config = self.camera_config
+        noisy = depth_m + rng.normal(0, 1, depth_m.shape) * config["depth_noise_std_at_1m"] * depth_m**2
+        valid = (depth_m > config["depth_min_m"]) & (depth_m < config["depth_max_m"])
+        return depth_to_millimetres(np.where(valid, noisy, 0.0))

@@ -1,0 +1,129 @@
+"""Scene model on the real hand description and the real YCB scans."""
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from tactile_pose_refiner.core.resources import ResourceError
+from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel
+from tactile_pose_refiner.core.scene.objects import ObjectCatalog, ObjectModelError
+from tactile_pose_refiner.core.scene.skin import SkinLayout
+
+NOT_WATERTIGHT = {"005_tomato_soup_can", "006_mustard_bottle", "007_tuna_fish_can",
+                  "009_gelatin_box", "035_power_drill"}
+
+
+@pytest.fixture(scope="module")
+def hand() -> HandModel:
+    return HandModel.from_config()
+
+
+def test_both_driver_namings_give_the_same_configuration(hand):
+    values = np.linspace(0.1, 0.4, 16)
+    ah = [f"ah_joint{f}{j}" for f in range(4) for j in range(4)]
+    legacy_of = {**{f"ah_joint{f}{j}": f"joint_{(f - 1) * 4 + j}.0" for f in (1, 2, 3) for j in range(4)},
+                 **{f"ah_joint0{j}": f"joint_{12 + j}.0" for j in range(4)}}
+    q_ah = hand.joint_vector(ah, values)
+    q_legacy = hand.joint_vector([legacy_of[n] for n in ah], values)
+    np.testing.assert_array_equal(q_ah, q_legacy)
+    assert q_ah[hand.joint_names.index("joint13")] == values[ah.index("ah_joint13")]
+
+
+def test_kinematics_match_the_published_chain(hand):
+    poses = hand.link_poses(np.zeros(16))
+    np.testing.assert_allclose(poses["palm_link"][:3, 3], [0, 0, 0.095])
+    # index tip at rest: palm + 0.0164 + 0.054 + 0.0384 + 0.0267 along the tilted finger axis
+    length = 0.0164 + 0.054 + 0.0384 + 0.0267
+    np.testing.assert_allclose(np.linalg.norm(poses["link_14"][:3, 3] - [0, 0.0435, 0.095]), length, atol=1e-9)
+    assert hand.upper[hand.joint_names.index("joint00")] == pytest.approx(1.396)
+
+
+def test_forward_kinematics_gradient_matches_finite_differences(hand):
+    q = torch.full((16,), 0.3, dtype=torch.float64, requires_grad=True)
+    tip = hand.link_poses_torch(q)["link_14"][0, :3, 3]
+    tip.sum().backward()
+    step = 1e-6
+    numeric = []
+    for i in range(16):
+        plus, minus = q.detach().clone(), q.detach().clone()
+        plus[i] += step
+        minus[i] -= step
+        numeric.append((hand.link_poses_torch(plus)["link_14"][0, :3, 3].sum()
+                        - hand.link_poses_torch(minus)["link_14"][0, :3, 3].sum()) / (2 * step))
+    np.testing.assert_allclose(q.grad.numpy(), torch.stack(numeric).numpy(), atol=1e-8)
+
+
+@pytest.mark.parametrize("names, positions, complaint", [
+    (["ah_joint00"], [0.1], "lacks hand joints"),
+    ([f"ah_joint{f}{j}" for f in range(4) for j in range(4)], [0.1] * 15 + [float("nan")], "non-finite"),
+    (["ah_joint00", "ah_joint01"], [0.1], "2 names but 1 positions"),
+])
+def test_bad_joint_states_are_rejected_with_the_reason(hand, names, positions, complaint):
+    with pytest.raises(HandInputError, match=complaint):
+        hand.joint_vector(names, positions)
+
+
+def test_a_vendor_style_urdf_with_stl_meshes_loads(tmp_path):
+    package = tmp_path / "allegro_description"
+    (package / "meshes").mkdir(parents=True)
+    (package / "urdf").mkdir()
+    trimesh.creation.box(extents=(0.02, 0.02, 0.05)).export(package / "meshes" / "link.stl")
+    (package / "urdf" / "hand.urdf").write_text("""<robot name="h">
+      <link name="base_link"><collision><geometry>
+        <mesh filename="package://allegro_description/meshes/link.stl" scale="1 1 1"/>
+      </geometry></collision></link>
+      <joint name="j" type="revolute"><parent link="base_link"/><child link="tip"/>
+        <origin xyz="0 0 0.05"/><axis xyz="0 1 0"/><limit lower="-1" upper="1" effort="1" velocity="1"/></joint>
+      <link name="tip"><collision><geometry><sphere radius="0.01"/></geometry></collision></link>
+    </robot>""")
+    hand = HandModel(package / "urdf" / "hand.urdf")
+    assert set(hand.links) == {"base_link", "tip"}
+    assert hand.links["base_link"].mesh.volume == pytest.approx(0.02 * 0.02 * 0.05, rel=1e-6)
+    (package / "meshes" / "link.stl").write_bytes(b"not an stl")
+    with pytest.raises(ResourceError, match="link.stl"):
+        HandModel(package / "urdf" / "hand.urdf")
+
+
+def test_skin_has_368_taxels_on_the_link_surfaces(hand):
+    skin = SkinLayout.from_config()
+    assert len(skin) == 368 and sorted(skin.ids) == list(range(368))
+    per_link = Counter(skin.links)
+    assert per_link["palm_link"] == 72
+    for finger in "123":
+        assert per_link[f"link_{finger}1"] + per_link[f"link_{finger}2"] + per_link[f"link_{finger}4"] == 78
+    assert per_link["link_02"] + per_link["link_03"] + per_link["link_04"] == 62
+    for link in per_link:
+        rows = np.array([l == link for l in skin.links])
+        _, distance, _ = trimesh.proximity.closest_point(hand.links[link].mesh, skin.positions[rows])
+        assert distance.max() < 3e-4, link  # on the collision surface (sphere is faceted)
+    np.testing.assert_allclose(np.linalg.norm(skin.normals, axis=1), 1.0, atol=1e-5)
+
+
+def test_catalog_loads_all_ten_scans_with_textures():
+    catalog = ObjectCatalog.from_config()
+    assert len(catalog.ids) == 10
+    for object_id in catalog.ids:
+        model = catalog.load(object_id)
+        assert model.texture is not None and model.uv is not None and len(model.visual.faces) == 16384
+        assert model.watertight == (object_id not in NOT_WATERTIGHT), object_id
+
+
+def test_bad_object_inputs_get_errors_naming_the_file(tmp_path):
+    catalog = ObjectCatalog.from_config()
+    with pytest.raises(ObjectModelError, match="unknown object id 'no_such_object'"):
+        catalog.load("no_such_object")
+    source = catalog.base_dir / catalog.entries["009_gelatin_box"]["mesh"]
+    for name in ("textured.obj", "textured.mtl"):  # the texture image is not copied
+        shutil.copy(source.parent / name, tmp_path / name)
+    broken = ObjectCatalog({"gelatin": {"mesh": str(tmp_path / "textured.obj")}}, tmp_path)
+    with pytest.raises(ObjectModelError, match="texture_map.jpg"):
+        broken.load("gelatin")
+    (tmp_path / "garbage.obj").write_text("this is not a mesh\n")
+    garbage = ObjectCatalog({"garbage": {"mesh": str(tmp_path / "garbage.obj")}}, tmp_path)
+    with pytest.raises(ObjectModelError, match="garbage.obj"):
+        garbage.load("garbage")
