@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from manifold3d import Manifold, Mesh
+from manifold3d import Manifold, Mesh, OpType
 from rosbags.rosbag2 import Reader
 
 from tactile_pose_refiner.core.geometry import invert, transform_points
@@ -43,15 +43,10 @@ def test_ground_truth_grasp_does_not_interpenetrate(generator, episodes):
     assert info.grasp.max_penetration_m <= 0.0006  # closing stops at 0.5 mm
     model = generator.catalog.load("008_pudding_box")
     links = generator.hand.meshes(info.grasp.q, invert(info.grasp.T_base_obj))  # object frame
-    hand = Manifold.batch_boolean([manifold(m) for m in links.values()], OpType_add())
+    hand = Manifold.batch_boolean([manifold(m) for m in links.values()], OpType.Add)
     volume_cm3 = (hand ^ manifold(model.geometry)).volume() * 1e6
     print(f"intersection volume at ground truth: {volume_cm3:.4f} cm^3")
     assert volume_cm3 < 0.05
-
-
-def OpType_add():
-    from manifold3d import OpType
-    return OpType.Add
 
 
 @pytest.mark.parametrize("object_id", OBJECTS)

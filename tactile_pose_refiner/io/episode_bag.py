@@ -165,18 +165,12 @@ def _frame(stamp_ns: int, m: dict) -> Frame:
     info = m["color_camera_info"]
     camera = PinholeCamera.from_matrix(np.asarray(info.k).reshape(3, 3), info.width, info.height,
                                        info.header.frame_id)
-    tactile = m["tactile"]
     return Frame(
         stamp_ns=stamp_ns, object_id=m["object_id"].data, camera=camera,
         rgb=_image_array(m["color_image"], np.uint8, 3), depth_mm=_image_array(m["depth_image"], np.uint16, 1),
         mask=_image_array(m["object_mask"], np.uint8, 1) if "object_mask" in m else None,
         joint_names=list(m["joint_states"].name), joint_positions=np.asarray(m["joint_states"].position),
-        tactile=TactileReading(
-            link_names=tuple(tactile.link_names), taxel_ids=np.asarray(tactile.taxel_ids),
-            positions=np.array([[p.x, p.y, p.z] for p in tactile.positions]).reshape(-1, 3),
-            forces=np.array([[f.x, f.y, f.z] for f in tactile.forces]).reshape(-1, 3),
-            force_scale=tactile.force_scale,
-            stamp_ns=tactile.header.stamp.sec * 1_000_000_000 + tactile.header.stamp.nanosec),
+        tactile=TactileReading.from_message(m["tactile"]),
         T_cam_base=_pose_array(m["hand_pose"]),
         T_cam_obj=_pose_array(m["ground_truth_pose"]) if "ground_truth_pose" in m else None)
 

@@ -13,10 +13,6 @@ from tactile_pose_refiner.core.scene.skin import TactileReading
 from tactile_pose_refiner.msg import TactileArray
 
 
-def stamp_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def ns_to_stamp(stamp_ns: int) -> Time:
     return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
 
@@ -35,14 +31,7 @@ def tactile_to_msg(reading: TactileReading, frame_id: str = "") -> TactileArray:
 
 def tactile_from_msg(msg: TactileArray) -> TactileReading:
     """Raises core TactileInputError when the message is inconsistent."""
-    return TactileReading(
-        link_names=tuple(msg.link_names),
-        taxel_ids=np.asarray(msg.taxel_ids, dtype=np.int64),
-        positions=np.array([[p.x, p.y, p.z] for p in msg.positions]).reshape(-1, 3),
-        forces=np.array([[f.x, f.y, f.z] for f in msg.forces]).reshape(-1, 3),
-        force_scale=float(msg.force_scale),
-        stamp_ns=stamp_to_ns(msg.header.stamp),
-    )
+    return TactileReading.from_message(msg)
 
 
 def message_class(type_name: str) -> type:

@@ -52,6 +52,18 @@ class TactileReading:
         object.__setattr__(self, "positions", positions)
         object.__setattr__(self, "forces", forces)
 
+    @classmethod
+    def from_message(cls, msg) -> "TactileReading":
+        """From any object with TactileArray's fields (an rclpy or a rosbags message);
+        raises TactileInputError when the fields are inconsistent."""
+        stamp = msg.header.stamp
+        return cls(link_names=tuple(msg.link_names),
+                   taxel_ids=np.asarray(msg.taxel_ids, dtype=np.int64),
+                   positions=np.array([[p.x, p.y, p.z] for p in msg.positions]).reshape(-1, 3),
+                   forces=np.array([[f.x, f.y, f.z] for f in msg.forces]).reshape(-1, 3),
+                   force_scale=float(msg.force_scale),
+                   stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+
     def __len__(self) -> int:
         return len(self.link_names)
 
