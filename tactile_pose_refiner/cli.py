@@ -1,12 +1,13 @@
 """`tpr`: the command line of tactile_pose_refiner.
 
-Subcommands (stable names, see SPEC §8): demo, generate; import-isaac, bench, metrics come
-with the following work.
+Subcommands (stable names, see SPEC §8): demo, generate, import-isaac; bench and metrics
+come with the following work.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 
@@ -85,6 +86,30 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_isaac(args: argparse.Namespace) -> int:
+    """Convert an Isaac Sim Replicator-style folder (layout: io/isaac_import.py) to rosbag2."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from tactile_pose_refiner.io.episode_bag import EpisodeWriter
+    from tactile_pose_refiner.io.isaac_import import IsaacImportError, isaac_frames
+
+    out = Path(args.out)
+    if out.exists():
+        print(f"tpr import-isaac: {out} exists; choose another --out", file=sys.stderr)
+        return 2
+    try:
+        with EpisodeWriter(out) as writer:
+            for frame in tqdm(isaac_frames(args.source), unit="frame", desc="tpr import-isaac"):
+                writer.write(frame)
+    except IsaacImportError as exc:
+        shutil.rmtree(out, ignore_errors=True)  # never leave a partial episode behind
+        print(f"tpr import-isaac: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _stamp_ns(stamp: dict) -> int:
     return int(stamp["sec"]) * 1_000_000_000 + int(stamp["nanosec"])
 
@@ -103,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output directory (one bag per episode)")
     gen.set_defaults(handler=generate)
+    isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")
+    isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")
+    isaac.add_argument("--out", required=True, help="output rosbag2 directory")
+    isaac.set_defaults(handler=import_isaac)
     return parser
 
 
