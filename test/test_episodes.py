@@ -55,14 +55,14 @@ def test_tactile_contacts_are_where_the_fingers_touch(generator, episodes, objec
     finger_links = {name: set(f["links"]) for name, f in generator.config["fingers"].items()}
     touching_links = set().union(*(finger_links[n] for n in info.grasp.fingers_in_contact)) | {"palm_link"}
     threshold = generator.tactile.contact_threshold_units
+    model = generator.catalog.load(object_id)
+    distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
     for frame in frames:
         in_contact = np.linalg.norm(frame.tactile.forces, axis=1) > threshold
         assert in_contact.sum() >= 2
         contact_links = {frame.tactile.link_names[i] for i in np.nonzero(in_contact)[0]}
         assert contact_links <= touching_links
         # the taxels in contact lie on the object's surface at the ground-truth pose
-        model = generator.catalog.load(object_id)
-        distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
         poses = generator.hand.link_poses(generator.hand.joint_vector(frame.joint_names, frame.joint_positions))
         positions, _ = generator.skin.posed(poses, invert(frame.T_cam_obj) @ frame.T_cam_base)
         signed, _, _ = distance.query(positions[in_contact])

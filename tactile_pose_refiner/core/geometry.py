@@ -30,11 +30,6 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:3, :3].T + matrix[:3, 3]
 
 
-def transform_vectors(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Rotate (N, 3) directions by a (4, 4) transform."""
-    return vectors @ matrix[:3, :3].T
-
-
 def invert(matrix: np.ndarray) -> np.ndarray:
     inverse = np.eye(4)
     inverse[:3, :3] = matrix[:3, :3].T

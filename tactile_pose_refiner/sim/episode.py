@@ -57,7 +57,7 @@ class EpisodeGenerator:
         link_poses = self.hand.link_poses(grasp.q)
         centre = transform_points(grasp.T_base_obj, model.geometry.centroid[None])[0]
         trajectory = self._trajectory(centre, steps, rng)
-        signed, normals = self._taxel_contact(link_poses, grasp.T_base_obj, distance)
+        signed, object_normals, taxel_normals = self._taxel_contact(link_poses, grasp.T_base_obj, distance)
         timing = self.config["trajectory"]
         start_ns = int((timing["start_time_s"] + 1000 * index) * 1e9)
         names = [DRIVER_JOINT_PREFIX + name for name in self.hand.joint_names]
@@ -67,7 +67,7 @@ class EpisodeGenerator:
             render = self.renderer.render(model, T_cam_obj, hand_meshes)
             info.occlusion.append(render.occlusion)
             stamp_ns = start_ns + int(round(step * 1e9 / timing["frame_rate_hz"]))
-            forces = self.tactile.forces(signed, normals[0], normals[1], rng)
+            forces = self.tactile.forces(signed, object_normals, taxel_normals, rng)
             yield Frame(
                 stamp_ns=stamp_ns, object_id=info.object_id, camera=self.camera,
                 rgb=self._noisy_rgb(render.rgb, rng), depth_mm=self._noisy_depth(render.depth_m, rng),
@@ -83,7 +83,7 @@ class EpisodeGenerator:
         T_obj_base = invert(T_base_obj)
         positions, taxel_normals = self.skin.posed(link_poses, T_obj_base)
         signed, _, object_normals = distance.query(positions, max_distance=0.5)
-        return signed, (object_normals, taxel_normals)
+        return signed, object_normals, taxel_normals
 
     def _trajectory(self, centre: np.ndarray, steps: int, rng) -> list[np.ndarray]:
         """Fixed camera; the hand base moves smoothly around its start pose (sums of sines)."""

@@ -91,10 +91,7 @@ class RaycastRenderer:
             colours = model.vertex_colors().astype(np.float64)
             return np.einsum("nk,nkc->nc", weights, colours[faces])
         uv = np.einsum("nk,nkc->nc", weights, model.uv[faces])
-        height, width = model.texture.shape[:2]
-        column = np.clip(((uv[:, 0] % 1.0) * width).astype(np.int64), 0, width - 1)
-        row = np.clip(((1.0 - uv[:, 1] % 1.0) * height).astype(np.int64), 0, height - 1)
-        return model.texture[row, column].astype(np.float64)  # unlit: texture as seen
+        return model.sample_texture(uv).astype(np.float64)  # unlit: texture as seen
 
     def _hand_colour(self, hit: dict, mask: np.ndarray) -> np.ndarray:
         normals = hit["primitive_normals"].numpy()[mask].astype(np.float64)

@@ -81,9 +81,6 @@ class HandModel:
             raise HandInputError(f"joint state has non-finite positions for {bad}")
         return q
 
-    def clamp(self, q: np.ndarray) -> np.ndarray:
-        return np.clip(q, self.lower, self.upper)
-
     # --- kinematics -----------------------------------------------------------------------
     def link_poses_torch(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
         """q (B, 16) or (16,) -> link name -> (B, 4, 4) T_base_link; differentiable in q."""

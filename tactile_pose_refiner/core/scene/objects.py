@@ -46,13 +46,17 @@ class ObjectModel:
         uv = getattr(self.visual.visual, "uv", None)
         return None if uv is None else np.asarray(uv, dtype=np.float64)
 
+    def sample_texture(self, uv: np.ndarray) -> np.ndarray:
+        """(N, 2) texture coordinates (OBJ convention, v up, wrapping) -> (N, 3) uint8 texels."""
+        height, width = self.texture.shape[:2]
+        column = np.clip(((uv[:, 0] % 1.0) * width).astype(np.int64), 0, width - 1)
+        row = np.clip(((1.0 - uv[:, 1] % 1.0) * height).astype(np.int64), 0, height - 1)
+        return self.texture[row, column]
+
     def vertex_colors(self) -> np.ndarray:
         """(V, 3) uint8 colour of each visual vertex (texture lookup, or the mesh's colours)."""
         if self.texture is not None and self.uv is not None:
-            height, width = self.texture.shape[:2]
-            u = np.clip((self.uv[:, 0] % 1.0) * (width - 1), 0, width - 1).round().astype(int)
-            v = np.clip((1.0 - self.uv[:, 1] % 1.0) * (height - 1), 0, height - 1).round().astype(int)
-            return self.texture[v, u]
+            return self.sample_texture(self.uv)
         return np.asarray(self.visual.visual.to_color().vertex_colors)[:, :3]
 
 
@@ -115,7 +119,7 @@ def _texture(object_id: str, path: Path, mesh: trimesh.Trimesh) -> np.ndarray | 
     image = getattr(getattr(mesh.visual, "material", None), "image", None)
     if image is None:
         raise ObjectModelError(
-            f"object '{object_id}': texture {material_texture} named by {path.with_suffix('.mtl').name} "
+            f"object '{object_id}': texture {material_texture} named by the material of {path} "
             "is missing or unreadable")
     return np.asarray(image.convert("RGB"))
 
