@@ -1,0 +1,96 @@
+"""The one interface every gradient source implements, and the pose parametrisation.
+
+A source is built once per frame from that frame's inputs (depth points, taxels, image, hand
+pose...) and then evaluated many times at candidate poses. Poses enter as a rotation matrix R
+(3, 3) and translation t (3,) of the object in the camera frame [m], torch tensors that carry
+autograd; the refiner steps in the tangent space (see `perturbed_pose`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+OK = "ok"
+
+
+@dataclass
+class SourceLoss:
+    """value: scalar tensor, differentiable w.r.t. the pose. weight: 0 when the source's input is
+    unusable (then value is an exact, graph-connected zero, so gradients are zero, never NaN).
+    status: "ok" or "degraded: <why>"."""
+
+    value: torch.Tensor
+    weight: float = 1.0
+    status: str = OK
+
+    @property
+    def ok(self) -> bool:
+        return self.weight > 0.0
+
+
+def degraded(reason: str, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
+    """A labelled zero-weight result whose gradient w.r.t. the pose is exactly zero."""
+    zero = 0.0 * (rotation.sum() + translation.sum())
+    return SourceLoss(zero, 0.0, f"degraded: {reason}")
+
+
+class GradientSource(ABC):
+    """One of the four gradient sources (physics, render, depth, tactile)."""
+
+    name: str = "source"
+
+    @abstractmethod
+    def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
+        """(3, 3) rotation, (3,) translation of T_cam_obj (same dtype/device) -> SourceLoss."""
+
+
+def hat(omega: torch.Tensor) -> torch.Tensor:
+    zero = torch.zeros((), dtype=omega.dtype, device=omega.device)
+    return torch.stack([torch.stack([zero, -omega[2], omega[1]]),
+                        torch.stack([omega[2], zero, -omega[0]]),
+                        torch.stack([-omega[1], omega[0], zero])])
+
+
+def so3_exp(omega: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula, (3,) rotation vector -> (3, 3); smooth (Taylor) near zero."""
+    theta_sq = (omega * omega).sum()
+    small = theta_sq < 1e-10
+    theta_sq_safe = torch.where(small, torch.ones_like(theta_sq), theta_sq)
+    theta = torch.sqrt(theta_sq_safe)
+    a = torch.where(small, 1.0 - theta_sq / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta_sq / 24.0, (1.0 - torch.cos(theta)) / theta_sq_safe)
+    K = hat(omega)
+    eye = torch.eye(3, dtype=omega.dtype, device=omega.device)
+    return eye + a * K + b * (K @ K)
+
+
+def perturbed_pose(T: np.ndarray, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose T (4, 4) moved by delta = (dt (3,) [m], omega (3,) [rad]): R = exp(omega) R0,
+    t = t0 + dt — a rotation about the object origin along camera axes. Returns (R, t) tensors."""
+    R0 = torch.as_tensor(np.asarray(T)[:3, :3], dtype=delta.dtype, device=delta.device)
+    t0 = torch.as_tensor(np.asarray(T)[:3, 3], dtype=delta.dtype, device=delta.device)
+    return so3_exp(delta[3:]) @ R0, t0 + delta[:3]
+
+
+def apply_delta(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """numpy twin of perturbed_pose: the (4, 4) pose after a step delta (6,)."""
+    R, t = perturbed_pose(T, torch.as_tensor(np.asarray(delta, dtype=np.float64)))
+    out = np.eye(4)
+    out[:3, :3] = R.numpy()
+    out[:3, 3] = t.numpy()
+    return out
+
+
+def loss_and_gradient(source: GradientSource, T: np.ndarray
+                      ) -> tuple[SourceLoss, np.ndarray]:
+    """Evaluate a source at T and its gradient w.r.t. the 6D step (dt, omega) at zero."""
+    delta = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    result = source.loss(*perturbed_pose(T, delta))
+    (gradient,) = torch.autograd.grad(result.value, delta, allow_unused=True)
+    gradient = np.zeros(6) if gradient is None else gradient.detach().numpy()
+    if not np.isfinite(gradient).all() or not torch.isfinite(result.value):
+        raise FloatingPointError(f"{source.name}: non-finite loss or gradient at pose\n{T}")
+    return result, gradient
