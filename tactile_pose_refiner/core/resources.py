@@ -69,3 +69,11 @@ def node_parameters(name: str, node_name: str) -> dict[str, Any]:
     except (KeyError, TypeError) as exc:
         raise ResourceError(
             f"{config_path(name)} has no '{node_name}: ros__parameters:' section") from exc
+
+
+def cache_dir(*parts: str) -> Path:
+    """A writable cache folder (TPR_CACHE_DIR, else ~/.cache/tactile_pose_refiner)."""
+    base = os.environ.get("TPR_CACHE_DIR") or Path.home() / ".cache" / PACKAGE_NAME
+    path = Path(base).joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -52,6 +52,15 @@ class EpisodeGenerator:
         info = EpisodeInfo(object_id, grasp, [])
         return info, self._frames(info, model, distance, steps, rng, index)
 
+    def replay(self, object_id: str, grasp: Grasp, steps: int, seed: int, index: int = 0
+               ) -> tuple[EpisodeInfo, Iterator[Frame]]:
+        """Frames of a given grasp (e.g. a stored one), skipping the grasp search."""
+        rng = np.random.default_rng([seed, index])
+        model = self.catalog.load(object_id)
+        distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
+        info = EpisodeInfo(object_id, grasp, [])
+        return info, self._frames(info, model, distance, steps, rng, index)
+
     def _frames(self, info, model, distance, steps, rng, index) -> Iterator[Frame]:
         grasp = info.grasp
         link_poses = self.hand.link_poses(grasp.q)

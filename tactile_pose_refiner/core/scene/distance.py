@@ -30,6 +30,18 @@ def _signed_distance(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_dista
         normal[tid] = wp.vec3(0.0, 0.0, 0.0)
 
 
+@wp.kernel
+def _closest_point(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_distance: float,
+                   face: wp.array(dtype=int), barycentric: wp.array(dtype=wp.vec3)):
+    tid = wp.tid()
+    query = wp.mesh_query_point_no_sign(mesh, points[tid], max_distance)
+    if query.result:
+        face[tid] = query.face
+        barycentric[tid] = wp.vec3(query.u, query.v, 1.0 - query.u - query.v)
+    else:
+        face[tid] = -1
+
+
 class MeshDistance:
     """Signed distances to one mesh, in the mesh's own frame. Positive outside, metres."""
 
@@ -58,3 +70,17 @@ class MeshDistance:
                   inputs=[self.mesh.id, query_points, float(max_distance), distance, closest, normal])
         return (distance.numpy().astype(np.float64), closest.numpy().astype(np.float64),
                 normal.numpy().astype(np.float64))
+
+    def closest(self, points: np.ndarray, max_distance: float = 1.0
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3) points -> nearest face (N,) int (-1 beyond max_distance) and the barycentric
+        weights (N, 3) of the nearest surface point on it (weights of the face's 3 vertices)."""
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+        if len(points) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 3))
+        query_points = wp.array(points, dtype=wp.vec3, device=self.device)
+        face = wp.zeros(len(points), dtype=int, device=self.device)
+        barycentric = wp.zeros(len(points), dtype=wp.vec3, device=self.device)
+        wp.launch(_closest_point, dim=len(points), device=self.device,
+                  inputs=[self.mesh.id, query_points, float(max_distance), face, barycentric])
+        return face.numpy().astype(np.int64), barycentric.numpy().astype(np.float64)

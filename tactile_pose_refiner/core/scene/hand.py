@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,6 +18,7 @@ import trimesh
 import yourdfpy
 
 from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
+from tactile_pose_refiner.core.scene.distance import MeshDistance
 
 
 class HandInputError(ValueError):
@@ -29,6 +31,27 @@ class LinkGeometry:
 
     link: str
     mesh: trimesh.Trimesh
+
+
+@dataclass(frozen=True)
+class PosedHand:
+    """The hand in one configuration, in one frame (usually the camera's), metres.
+
+    link_meshes: link -> watertight collision mesh; surface_points/normals (N, 3)."""
+
+    link_meshes: dict[str, trimesh.Trimesh]
+    surface_points: np.ndarray
+    surface_normals: np.ndarray
+
+    @cached_property
+    def mesh(self) -> trimesh.Trimesh:
+        """All links in one mesh (links overlap at the joints; not a boolean union)."""
+        return trimesh.util.concatenate(list(self.link_meshes.values()))
+
+    @cached_property
+    def distance(self) -> MeshDistance:
+        """Distances to the hand surface; the winding-number sign is right for overlapping links."""
+        return MeshDistance(self.mesh.vertices, self.mesh.faces)
 
 
 class HandModel:
@@ -51,6 +74,7 @@ class HandModel:
         for mapping in (joint_name_maps or {}).values():
             self.name_map.update(mapping)
         self.links = self._load_link_geometry(package_dirs or {})
+        self._surface_samples: dict[float, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
 
     @classmethod
     def from_config(cls, name: str = "hand") -> "HandModel":
@@ -100,8 +124,25 @@ class HandModel:
         return {link: geometry.mesh.copy().apply_transform(T_frame_base @ poses[link])
                 for link, geometry in self.links.items()}
 
+    def posed(self, q: np.ndarray, T_frame_base: np.ndarray, spacing: float) -> "PosedHand":
+        """The hand at configuration q placed by T_frame_base: link meshes and surface points."""
+        poses = self.link_poses(q)
+        points, normals = [], []
+        for link, (link_points, link_normals) in self.surface_points(spacing).items():
+            T = T_frame_base @ poses[link]
+            points.append(link_points @ T[:3, :3].T + T[:3, 3])
+            normals.append(link_normals @ T[:3, :3].T)
+        return PosedHand(self.meshes(q, T_frame_base), np.concatenate(points),
+                         np.concatenate(normals))
+
     def surface_points(self, spacing: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """link -> (points (N, 3), outward normals (N, 3)) about `spacing` apart, link frame."""
+        """link -> (points (N, 3), outward normals (N, 3)) about `spacing` apart, link frame.
+        Cached per spacing (sampling is deterministic)."""
+        if spacing not in self._surface_samples:
+            self._surface_samples[spacing] = self._sample_surfaces(spacing)
+        return self._surface_samples[spacing]
+
+    def _sample_surfaces(self, spacing: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         samples = {}
         for link, geometry in self.links.items():
             count = max(8, int(np.ceil(geometry.mesh.area / spacing**2)))

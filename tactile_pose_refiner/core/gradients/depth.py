@@ -1,0 +1,39 @@
+"""Mesh-to-depth gradient (paper Eq. 2 on the segmented depth points)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import trimesh
+
+from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded
+from tactile_pose_refiner.core.gradients.pairs import PairSearch, PointMeshDistance
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.distance import MeshDistance
+
+
+class DepthSource(GradientSource):
+    """Eq. 2 between the object mesh at the pose and the observed object points [mm^2]."""
+
+    name = "depth"
+
+    def __init__(self, mesh: trimesh.Trimesh, points: np.ndarray, config: dict | None = None,
+                 distance: MeshDistance | None = None, seed: int = 0) -> None:
+        config = config or load_config("gradients")["depth"]
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        points = points[np.isfinite(points).all(axis=1)]
+        if len(points) > config["max_points"]:
+            chosen = np.random.default_rng(seed).choice(len(points), config["max_points"], replace=False)
+            points = points[np.sort(chosen)]
+        self.min_points = int(config["min_points"])
+        self.distance = PointMeshDistance(
+            mesh, points, PairSearch(config["mesh_to_points"], config["max_pair_distance_m"]), distance)
+
+    def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
+        count = len(self.distance.points)
+        if count < self.min_points:
+            return degraded(f"{count} depth points on the object (< {self.min_points})",
+                            rotation, translation)
+        value, pairs = self.distance.loss(rotation, translation)
+        if pairs == 0:
+            return degraded("no depth point near the mesh", rotation, translation)
+        return SourceLoss(value)

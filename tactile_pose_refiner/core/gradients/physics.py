@@ -1,0 +1,296 @@
+"""Differentiable physics gradient, L_phys = L_DP + lambda |dt|^2 (paper Eq. 1), after Grasp'D.
+
+The hand is fixed (link poses from the joint states); its collision surface is sampled into
+points. The object, starting at rest at the candidate pose, is simulated for a few steps
+against those points: penalty normal force proportional to penetration into the object's
+baked SDF (Hunt-Crossley damping), regularised Coulomb friction, semi-implicit Euler.
+L_DP measures how far the contacts push the object (COM displacement and rotation after the
+rollout) plus the penetration energy along it. The contact kernel is our own Warp code:
+warp.sim is gone and Newton's contact gradients are approximate (team notes); the rigid-body
+integration of 6 numbers per step stays in torch, so autograd chains the steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import warp as wp
+import trimesh
+
+from tactile_pose_refiner.core.gradients.base import (GradientSource, SourceLoss, degraded,
+                                                      so3_exp)
+from tactile_pose_refiner.core.geometry import invert, transform_points
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.sdf import SdfGrid
+
+wp.config.quiet = True
+
+
+# --- Warp: SDF sampling and the contact wrench ------------------------------------------------
+@wp.func
+def grid_cell(shape: wp.vec3i, origin: wp.vec3, spacing: float, p: wp.vec3):
+    """Cell of p in a grid: lower corner (i, j, k), fractions in it, and how far p lies outside
+    the grid box (p is clamped onto the box)."""
+    upper = origin + spacing * wp.vec3(float(shape[0] - 1), float(shape[1] - 1), float(shape[2] - 1))
+    q = wp.vec3(wp.clamp(p[0], origin[0], upper[0]), wp.clamp(p[1], origin[1], upper[1]),
+                wp.clamp(p[2], origin[2], upper[2]))
+    u = (q - origin) / spacing
+    i = wp.min(int(wp.floor(u[0])), shape[0] - 2)
+    j = wp.min(int(wp.floor(u[1])), shape[1] - 2)
+    k = wp.min(int(wp.floor(u[2])), shape[2] - 2)
+    return wp.vec3i(i, j, k), u - wp.vec3(float(i), float(j), float(k)), wp.length(p - q)
+
+
+@wp.func
+def trilinear(values: wp.array3d(dtype=float), c: wp.vec3i, f: wp.vec3):
+    a = wp.lerp(values[c[0], c[1], c[2]], values[c[0] + 1, c[1], c[2]], f[0])
+    b = wp.lerp(values[c[0], c[1] + 1, c[2]], values[c[0] + 1, c[1] + 1, c[2]], f[0])
+    d = wp.lerp(values[c[0], c[1], c[2] + 1], values[c[0] + 1, c[1], c[2] + 1], f[0])
+    e = wp.lerp(values[c[0], c[1] + 1, c[2] + 1], values[c[0] + 1, c[1] + 1, c[2] + 1], f[0])
+    return wp.lerp(wp.lerp(a, b, f[1]), wp.lerp(d, e, f[1]), f[2])
+
+
+@wp.func
+def trilinear_vec(values: wp.array3d(dtype=wp.vec3), c: wp.vec3i, f: wp.vec3):
+    a = wp.lerp(values[c[0], c[1], c[2]], values[c[0] + 1, c[1], c[2]], f[0])
+    b = wp.lerp(values[c[0], c[1] + 1, c[2]], values[c[0] + 1, c[1] + 1, c[2]], f[0])
+    d = wp.lerp(values[c[0], c[1], c[2] + 1], values[c[0] + 1, c[1], c[2] + 1], f[0])
+    e = wp.lerp(values[c[0], c[1] + 1, c[2] + 1], values[c[0] + 1, c[1] + 1, c[2] + 1], f[0])
+    return wp.lerp(wp.lerp(a, b, f[1]), wp.lerp(d, e, f[1]), f[2])
+
+
+@wp.func
+def leaky_penetration(signed_distance: float, leak: float, leak_distance: float):
+    """max(0, -phi): penetration depth. Its backward pass leaks a share of the gradient to points
+    just outside (within leak_distance, fading with distance), so contacts about to happen still
+    pull (Grasp'D's leaky gradient); far points leak nothing, or hundreds of them would outvote
+    the few real contacts."""
+    return wp.max(-signed_distance, 0.0)
+
+
+@wp.func_grad(leaky_penetration)
+def adj_leaky_penetration(signed_distance: float, leak: float, leak_distance: float, adj_ret: float):
+    if signed_distance < 0.0:
+        wp.adjoint[signed_distance] += -adj_ret
+    elif signed_distance < leak_distance:
+        wp.adjoint[signed_distance] += -leak * (1.0 - signed_distance / leak_distance) * adj_ret
+
+
+@wp.kernel
+def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=float),
+                   sdf_gradient: wp.array3d(dtype=wp.vec3), sdf_shape: wp.vec3i, sdf_origin: wp.vec3, sdf_spacing: float, com_local: wp.vec3,
+                   state: wp.array(dtype=float),
+                   stiffness: float, damping: float, mu: float, friction_eps: float, leak: float,
+                   leak_distance: float,
+                   wrench: wp.array(dtype=float)):
+    """Net force and torque (about the COM) that the fixed hand points exert on the object,
+    and the sum of squared penetrations. Camera frame; object pose given by R and its COM."""
+    tid = wp.tid()
+    R = wp.mat33(state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7],
+                 state[8])
+    x = wp.vec3(state[9], state[10], state[11])
+    velocity = wp.vec3(state[12], state[13], state[14])
+    angular_velocity = wp.vec3(state[15], state[16], state[17])
+    h = hand_points[tid]
+    arm = h - x
+    # The normal interpolates a baked gradient grid: continuous across cells, unlike the
+    # gradient of the trilinear distance, so forces (and the loss) have no jumps at cell faces.
+    # (Unpack returned tuples: indexing one drops its adjoint in warp 1.19.)
+    cell, fraction, outside = grid_cell(sdf_shape, sdf_origin, sdf_spacing,
+                                        wp.transpose(R) * arm + com_local)
+    depth = leaky_penetration(trilinear(sdf, cell, fraction) + outside, leak, leak_distance)
+    normal = R * wp.normalize(trilinear_vec(sdf_gradient, cell, fraction))  # outward normal
+    contact_velocity = velocity + wp.cross(angular_velocity, arm)
+    rate = wp.dot(contact_velocity, normal)                    # d(depth)/dt
+    magnitude = stiffness * depth * wp.max(1.0 + damping * rate, 0.0)
+    tangential = contact_velocity - rate * normal
+    friction = -mu * magnitude * tangential / wp.sqrt(wp.dot(tangential, tangential)
+                                                      + friction_eps * friction_eps)
+    f = -magnitude * normal + friction
+    moment = wp.cross(arm, f)
+    for axis in range(3):
+        wp.atomic_add(wrench, axis, f[axis])
+        wp.atomic_add(wrench, 3 + axis, moment[axis])
+    wp.atomic_add(wrench, 6, depth * depth)
+
+
+# --- torch bridge ----------------------------------------------------------------------------
+class StepBuffers:
+    """Warp arrays of one rollout step, reused across calls (allocation dominated the cost).
+    state = R (9, row-major), COM (3), v (3), w (3); wrench = force (3), torque (3), sum d^2."""
+
+    def __init__(self, device: str) -> None:
+        self.state = wp.zeros(18, dtype=float, device=device, requires_grad=True)
+        self.wrench = wp.zeros(7, dtype=float, device=device, requires_grad=True)
+        self.tape: wp.Tape | None = None
+
+
+class ContactWrench(torch.autograd.Function):
+    """Step k: (R (3,3), COM (3,), v (3,), w (3,)) -> force (3,), torque (3,), sum of squared
+    penetrations (); backward through the Warp kernel's adjoint."""
+
+    @staticmethod
+    def forward(ctx, model: "HandContactModel", step: int, rotation, com, velocity, angular_velocity):
+        buffers = model.buffers(step)
+        state = torch.cat([rotation.reshape(9), com, velocity, angular_velocity])
+        buffers.state.assign(state.detach().to("cpu", torch.float32).numpy())
+        buffers.wrench.zero_()
+        buffers.tape = wp.Tape()
+        with buffers.tape:
+            model.launch(buffers.state, buffers.wrench)
+        ctx.buffers, ctx.like = buffers, rotation
+        wrench = torch.as_tensor(buffers.wrench.numpy(), dtype=rotation.dtype, device=rotation.device)
+        return wrench[:3], wrench[3:6], wrench[6]
+
+    @staticmethod
+    def backward(ctx, grad_force, grad_torque, grad_energy):
+        buffers, like = ctx.buffers, ctx.like
+        grad = torch.cat([grad_force, grad_torque, grad_energy.reshape(1)])
+        buffers.state.grad.zero_()
+        buffers.tape.backward(grads={buffers.wrench: wp.array(
+            grad.detach().to("cpu", torch.float32).numpy(), dtype=float, device=buffers.wrench.device)})
+        state_grad = torch.as_tensor(buffers.state.grad.numpy(), dtype=like.dtype, device=like.device)
+        buffers.tape = None
+        return (None, None, state_grad[:9].reshape(3, 3), state_grad[9:12], state_grad[12:15],
+                state_grad[15:18])
+
+
+# --- the model: object SDF + fixed hand points ------------------------------------------------
+@dataclass(frozen=True)
+class RigidBody:
+    """Mass properties in the object frame: mass [kg], COM (3,) [m], inertia about the COM
+    (3, 3) [kg m^2], radius [m] (COM to farthest vertex, turns rotation into a length)."""
+
+    mass: float
+    com: np.ndarray
+    inertia: np.ndarray
+    radius: float
+
+    @classmethod
+    def from_mesh(cls, mesh: trimesh.Trimesh, mass: float) -> "RigidBody":
+        """From the convex hull (always closed, unlike many scans), scaled to `mass`."""
+        hull = mesh.convex_hull
+        inertia = np.asarray(hull.moment_inertia) * (mass / hull.mass)
+        com = np.asarray(hull.center_mass)
+        radius = float(np.linalg.norm(mesh.vertices - com, axis=1).max())
+        return cls(float(mass), com, inertia, radius)
+
+
+class HandContactModel:
+    """Object SDF and rigid body + the fixed hand's surface points (camera frame)."""
+
+    def __init__(self, sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray,
+                 config: dict, device: str = "cpu") -> None:
+        wp.init()
+        self.body, self.config, self.device = body, config, device
+        contact = config["contact"]
+        self.parameters = [float(contact["stiffness_n_per_m"]), float(contact["damping_s"]),
+                           float(contact["friction_mu"]), float(contact["friction_eps_m_s"]),
+                           float(contact["leak"]), float(contact["leak_distance_m"])]
+        self.sdf = wp.array(sdf.values, dtype=float, device=device)
+        self.sdf_gradient = wp.array(sdf.gradient(), dtype=wp.vec3, device=device)
+        self.sdf_shape = wp.vec3i(*sdf.values.shape)
+        self.sdf_origin = wp.vec3(*sdf.origin.astype(np.float32))
+        self.sdf_spacing = float(sdf.spacing)
+        self.points = wp.array(np.asarray(hand_points, dtype=np.float32).reshape(-1, 3),
+                               dtype=wp.vec3, device=device)
+        self.com_local = wp.vec3(*body.com.astype(np.float32))
+        self._buffers: list[StepBuffers] = []
+
+    @property
+    def point_count(self) -> int:
+        return self.points.shape[0]
+
+    def buffers(self, step: int) -> StepBuffers:
+        while len(self._buffers) <= step:
+            self._buffers.append(StepBuffers(self.device))
+        return self._buffers[step]
+
+    def launch(self, state: wp.array, wrench: wp.array) -> None:
+        wp.launch(contact_wrench, dim=self.point_count, device=self.device,
+                  inputs=[self.points, self.sdf, self.sdf_gradient, self.sdf_shape, self.sdf_origin,
+                          self.sdf_spacing, self.com_local, state, *self.parameters],
+                  outputs=[wrench])
+
+    def rollout(self, rotation: torch.Tensor, translation: torch.Tensor, steps: int, dt: float,
+                gravity) -> "Rollout":
+        """Semi-implicit Euler from rest at (R, t); differentiable w.r.t. (R, t)."""
+        body = self.body
+        com_local = torch.as_tensor(body.com, dtype=rotation.dtype, device=rotation.device)
+        inertia = torch.as_tensor(body.inertia, dtype=rotation.dtype, device=rotation.device)
+        gravity = torch.as_tensor(np.asarray(gravity, float), dtype=rotation.dtype,
+                                  device=rotation.device)
+        R, x = rotation, rotation @ com_local + translation
+        v = torch.zeros_like(x)
+        w = torch.zeros_like(x)
+        penetration = []
+        for step in range(steps):
+            force, torque, penetration_sq = ContactWrench.apply(self, step, R, x, v, w)
+            penetration.append(penetration_sq)
+            v = v + dt * (force / body.mass + gravity)
+            w = w + dt * torch.linalg.solve(R @ inertia @ R.T, torque)
+            x = x + dt * v
+            R = so3_exp(w * dt) @ R
+        return Rollout(rotation, rotation @ com_local + translation, R, x,
+                       torch.stack(penetration) if penetration else torch.zeros(0))
+
+
+@dataclass
+class Rollout:
+    rotation_start: torch.Tensor
+    com_start: torch.Tensor
+    rotation_end: torch.Tensor
+    com_end: torch.Tensor
+    penetration_sq: torch.Tensor    # (steps,) sum over hand points of squared penetration [m^2]
+
+    def displacement(self) -> torch.Tensor:
+        return torch.linalg.norm(self.com_end - self.com_start)
+
+    def rotation_sine(self) -> torch.Tensor:
+        """|sin(angle)| of the relative rotation: smooth at zero, unlike arccos of the trace."""
+        relative = self.rotation_end @ self.rotation_start.T
+        skew = 0.5 * (relative - relative.T)
+        return torch.sqrt((skew**2).sum() / 2.0 + 1e-24)
+
+
+# --- the gradient source ---------------------------------------------------------------------
+class PhysicsSource(GradientSource):
+    """L_phys = L_DP + lambda |t - t_initial|^2 (Eq. 1), millimetre units."""
+
+    name = "physics"
+
+    def __init__(self, model: HandContactModel, initial_translation: np.ndarray,
+                 config: dict | None = None) -> None:
+        self.model = model
+        self.config = config or model.config
+        self.initial_translation = np.asarray(initial_translation, dtype=np.float64)
+
+    @classmethod
+    def build(cls, sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray, T_initial: np.ndarray,
+              config: dict | None = None, device: str = "cpu") -> "PhysicsSource":
+        """Hand points (N, 3) in the camera frame; only those within `hand_point_band_m` of the
+        object at its initial pose T_initial (4, 4) take part (the rest cannot touch it)."""
+        config = config or load_config("physics")
+        points = np.asarray(hand_points, dtype=np.float64).reshape(-1, 3)
+        points = points[np.isfinite(points).all(axis=1)]
+        near = sdf.sample(transform_points(invert(T_initial), points)) < config["hand_point_band_m"]
+        return cls(HandContactModel(sdf, body, points[near], config, device), T_initial[:3, 3], config)
+
+    def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
+        if self.model.point_count == 0:
+            return degraded("no hand surface points", rotation, translation)
+        rollout_config, weights = self.config["rollout"], self.config["loss"]
+        rollout = self.model.rollout(rotation, translation, int(rollout_config["steps"]),
+                                     float(rollout_config["dt_s"]), rollout_config["gravity_m_s2"])
+        mm = 1000.0
+        radius_mm = self.model.body.radius * mm
+        l_dp = (weights["displacement_weight"] * (rollout.displacement() * mm) ** 2
+                + weights["rotation_weight"] * (rollout.rotation_sine() * radius_mm) ** 2
+                + weights["penetration_weight"] * rollout.penetration_sq.mean() * mm**2)
+        shift = translation - torch.as_tensor(self.initial_translation, dtype=translation.dtype,
+                                              device=translation.device)
+        value = l_dp + weights["lambda_translation"] * ((shift * mm) ** 2).sum()
+        if not torch.isfinite(value):
+            return degraded("non-finite physics loss", rotation, translation)
+        return SourceLoss(value)
