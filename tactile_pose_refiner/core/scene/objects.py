@@ -57,7 +57,9 @@ class ObjectModel:
         """(V, 3) uint8 colour of each visual vertex (texture lookup, or the mesh's colours)."""
         if self.texture is not None and self.uv is not None:
             return self.sample_texture(self.uv)
-        return np.asarray(self.visual.visual.to_color().vertex_colors)[:, :3]
+        visual = self.visual.visual  # TextureVisuals without an image converts; ColorVisuals is one
+        colors = visual.to_color() if hasattr(visual, "to_color") else visual
+        return np.asarray(colors.vertex_colors)[:, :3]
 
 
 class ObjectCatalog:

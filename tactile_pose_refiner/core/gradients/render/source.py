@@ -1,0 +1,142 @@
+"""L_DR, the render-and-compare gradient source (paper §III-B; HandyPriors Eq. 1, 2, 6).
+
+    L_DR = w_rgb   * mean_pixels |I_r - M I_in|^2 / 3          (I_r premultiplied by alpha_r)
+         + w_mask  * mean_pixels (alpha_r - M)^2
+         + w_depth * mean_pixels [M_valid] (alpha_r z_r - alpha_r z_in)^2 / unit^2
+
+over the entire image, as in the paper. Only a window around the object's projection at the
+current pose is rendered; outside it the render is empty, so those pixels add a constant that
+depends on the frame only (sum of the target's squares there), computed from per-frame totals:
+the loss is exactly the full-image loss, at a cost that follows the object's size.
+
+The observed mask M is softened by the backend's own edge model (`Renderer.coverage`), and the
+observed colour is carried into that soft rim from the nearest object pixel, so the loss is
+zero at the true pose for any backend (DEODR's one-sided overdraw would otherwise shrink the
+object, i.e. push it away from the camera). Without a mask the render is composited over the
+observed image and compared with it (RGB term only).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import distance_transform_edt
+
+from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded
+from tactile_pose_refiner.core.gradients.render.base import Renderer, RenderInputError, roi_around
+from tactile_pose_refiner.core.gradients.render.factory import renderer_for
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.camera import PinholeCamera
+from tactile_pose_refiner.core.scene.objects import ObjectModel
+
+
+class RenderSource(GradientSource):
+    """Built per frame from (model, camera, rgb (H, W, 3) uint8, mask (H, W) bool/uint8 or None,
+    depth_m (H, W) [m] 0 = invalid, or None); loss(R, t) -> SourceLoss, cheap under no_grad."""
+
+    name = "render"
+
+    def __init__(self, model: ObjectModel, camera: PinholeCamera, rgb: np.ndarray,
+                 mask: np.ndarray | None = None, depth_m: np.ndarray | None = None,
+                 config: dict | None = None, renderer: Renderer | None = None) -> None:
+        self.config = config if config is not None else load_config("render")
+        self.camera = camera
+        self.problem: str | None = None
+        self.weights = {k: float(v) for k, v in self.config["weights"].items()}
+        try:
+            self.renderer = renderer or renderer_for(model, camera, self.config)
+            self._set_targets(rgb, mask, depth_m)
+        except RenderInputError as exc:
+            self.problem = str(exc)
+
+    # -- per frame ------------------------------------------------------------------------------
+
+    def _set_targets(self, rgb, mask, depth_m) -> None:
+        shape = (self.camera.height, self.camera.width)
+        if rgb is None or np.shape(rgb) != (*shape, 3):
+            raise RenderInputError(f"rgb image of shape {np.shape(rgb)}, expected {(*shape, 3)}")
+        image = np.asarray(rgb, dtype=np.float64) / 255.0
+        if not np.isfinite(image).all():
+            raise RenderInputError("non-finite rgb values")
+        self.observed_rgb = image
+        self.target_rgb = self.target_alpha = self.depth_valid = None
+        if mask is not None:
+            if np.shape(mask) != shape:
+                raise RenderInputError(f"mask of shape {np.shape(mask)}, expected {shape}")
+            mask = np.asarray(mask) > 0
+            if mask.sum() < int(self.config["min_mask_pixels"]):
+                raise RenderInputError(f"object mask has {int(mask.sum())} pixels")
+            self.target_alpha, nearest = self._soft_mask(mask)
+            self.target_rgb = self.target_alpha[..., None] * image[nearest[0], nearest[1]]
+        if depth_m is not None and self.weights.get("depth", 0.0) > 0.0 and mask is not None:
+            if np.shape(depth_m) != shape:
+                raise RenderInputError(f"depth of shape {np.shape(depth_m)}, expected {shape}")
+            depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0, posinf=0.0)
+            self.observed_depth = depth / float(self.config["depth_unit_m"])
+            self.depth_valid = mask & (depth > 0)
+        self.outside = self._totals()
+
+    def _soft_mask(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Observed mask -> the coverage the backend would render there (H, W) and, per pixel,
+        the (row, column) of the nearest object pixel (itself inside)."""
+        outside, nearest = distance_transform_edt(~mask, return_indices=True)
+        inside = distance_transform_edt(mask)
+        # Pixel centres on both sides of the boundary are half a pixel from it on average.
+        signed = np.where(mask, 0.5 - inside, outside - 0.5)
+        return self.renderer.coverage(signed), nearest
+
+    def _totals(self) -> dict[str, float]:
+        """Sum over the whole image of each target's square: the window adds its own part back."""
+        totals = {}
+        if self.target_alpha is not None:
+            totals = {"rgb": float((self.target_rgb ** 2).sum()),
+                      "silhouette": float((self.target_alpha ** 2).sum())}
+        return totals
+
+    # -- per pose -------------------------------------------------------------------------------
+
+    def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
+        if self.problem is not None:
+            return degraded(self.problem, rotation, translation)
+        T = np.eye(4)
+        T[:3, :3] = rotation.detach().cpu().numpy()
+        T[:3, 3] = translation.detach().cpu().numpy()
+        if not np.isfinite(T).all():
+            return degraded("non-finite pose", rotation, translation)
+        roi = roi_around(self.renderer.mesh.vertices, T, self.camera,
+                         int(self.config["roi_margin_px"]), float(self.config["min_depth_m"]))
+        if roi is None or roi.pixels == 0:
+            return degraded("object outside the image or behind the camera", rotation, translation)
+        rendering = self.renderer.render(rotation, translation, roi)
+        terms = self._terms(rendering)
+        value = sum(self.weights[name] * term for name, term in terms.items())
+        value = value.to(device=rotation.device, dtype=rotation.dtype) / self.camera_pixels
+        if not torch.isfinite(value):
+            return degraded("non-finite render loss", rotation, translation)
+        return SourceLoss(value)
+
+    @property
+    def camera_pixels(self) -> int:
+        return self.camera.width * self.camera.height
+
+    def _terms(self, rendering) -> dict[str, torch.Tensor]:
+        """Sums over the image (not yet divided by its pixel count) of each weighted term."""
+        roi = rendering.roi
+        crop = lambda image: torch.as_tensor(roi.crop(image), dtype=rendering.rgb.dtype,  # noqa: E731
+                                             device=rendering.rgb.device)
+        terms = {}
+        if self.target_alpha is None:   # no mask: composite over the observed image, compare
+            observed = crop(self.observed_rgb)
+            residual = rendering.rgb - rendering.silhouette[..., None] * observed
+            terms["rgb"] = (residual ** 2).sum() / 3.0
+        else:
+            for name, rendered, target in (("rgb", rendering.rgb, crop(self.target_rgb)),
+                                           ("silhouette", rendering.silhouette, crop(self.target_alpha))):
+                inside = ((rendered - target) ** 2 - target ** 2).sum()
+                terms[name] = inside + self.outside[name]
+            terms["rgb"] = terms["rgb"] / 3.0
+        if self.depth_valid is not None:
+            valid = crop(self.depth_valid.astype(np.float64))
+            unit = float(self.config["depth_unit_m"])
+            residual = rendering.depth / unit - rendering.silhouette * crop(self.observed_depth)
+            terms["depth"] = (valid * residual ** 2).sum()
+        return {name: term for name, term in terms.items() if self.weights.get(name, 0.0) > 0.0}
