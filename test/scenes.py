@@ -31,3 +31,35 @@ def frame(object_id: str, seed: int = 0) -> Frame:
     """One frame of the stored grasp of object_id (camera pose drawn from seed)."""
     _, frames = generator().replay(object_id, stored_grasp(object_id), steps=1, seed=seed)
     return next(iter(frames))
+
+
+def hand_in_camera(frame_: Frame, spacing: float = 0.003):
+    """The hand of a frame, posed in the camera frame (PosedHand)."""
+    hand = generator().hand
+    return hand.posed(hand.joint_vector(frame_.joint_names, frame_.joint_positions),
+                      frame_.T_cam_base, spacing)
+
+
+def pushed_into_hand(T: np.ndarray, sdf, hand_points: np.ndarray, depth: float) -> np.ndarray:
+    """T moved along the object normal at its deepest hand contact until the hand penetrates
+    the object `depth` metres (bisection on the SDF)."""
+    from tactile_pose_refiner.core.geometry import invert, transform_points
+
+    def penetration(pose):
+        return -min(0.0, float(sdf.sample(transform_points(invert(pose), hand_points)).min()))
+
+    local = transform_points(invert(T), hand_points)
+    deepest = local[np.argmin(sdf.sample(local))]
+    step = 1e-3
+    normal = np.array([sdf.sample(deepest + step * e)[0] - sdf.sample(deepest - step * e)[0]
+                       for e in np.eye(3)])
+    direction = T[:3, :3] @ (normal / np.linalg.norm(normal))
+    low, high = 0.0, 0.03
+    for _ in range(40):
+        middle = (low + high) / 2
+        moved = T.copy()
+        moved[:3, 3] += middle * direction
+        low, high = (middle, high) if penetration(moved) < depth else (low, middle)
+    moved = T.copy()
+    moved[:3, 3] += low * direction
+    return moved

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch
 import trimesh
 from manifold3d import Error, Manifold, Mesh, OpType
 
+from tactile_pose_refiner.core.gradients.physics import RigidBody, contact_model
 from tactile_pose_refiner.core.geometry import invert, matrix_to_pose, transform_points
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
@@ -95,6 +97,27 @@ class ObjectMetrics:
         """A closed stand-in for a scan with holes: marching cubes of its winding-number SDF."""
         return to_manifold(self.sdf.closed_mesh())
 
+    # --- stability (DeepSimHO) ----------------------------------------------------------------
+    def stability(self, T: np.ndarray, hand: PosedHand, physics: dict | None = None) -> "Stability":
+        """Simulate the object released at T in the fixed hand under gravity (no gradient):
+        SD = COM displacement after `duration_s`; contact when the hand is within
+        `contact_distance_m`; PD = deepest penetration."""
+        physics = physics or load_config("physics")
+        config = physics["stability"]
+        body = RigidBody.from_mesh(self.model.geometry, self.model.mass_kg)
+        simulation = {**physics, "contact": {**physics["contact"], **config.get("contact", {})}}
+        model = contact_model(self.sdf, body, hand.surface_points, T, simulation)
+        steps = int(round(float(config["duration_s"]) / float(config["dt_s"])))
+        R = torch.as_tensor(np.asarray(T)[:3, :3], dtype=torch.float64)
+        t = torch.as_tensor(np.asarray(T)[:3, 3], dtype=torch.float64)
+        with torch.no_grad():
+            gravity = hand.T_frame_base[:3, :3] @ np.asarray(config["gravity_m_s2"], dtype=np.float64)
+            rollout = model.rollout(R, t, steps, float(config["dt_s"]), gravity)
+        gap = float(self.distance.query(transform_points(invert(T), hand.surface_points), 0.05)[0].min())
+        return Stability(displacement_cm=float(rollout.displacement()) * 100.0,
+                         in_contact=gap <= float(config["contact_distance_m"]),
+                         penetration_cm=self.penetration_depth_max_mm(T, hand) / 10.0)
+
     # --- penetration ---------------------------------------------------------------------------
     def penetration_depth_max_mm(self, T: np.ndarray, hand: PosedHand) -> float:
         """Deepest penetration either way: hand surface points inside the object, object surface
@@ -117,3 +140,26 @@ def unsigned_distance(distance: MeshDistance, mesh: trimesh.Trimesh, points: np.
     distance[hit] = np.linalg.norm(points[hit] - closest, axis=1)
     return distance
 
+
+
+@dataclass(frozen=True)
+class Stability:
+    """One pose's simulation: SD [cm], hand-object contact, max penetration PD [cm]."""
+
+    displacement_cm: float
+    in_contact: bool
+    penetration_cm: float
+
+
+def stability_summary(results: list[Stability], success_displacement_m: float) -> dict[str, float]:
+    """DeepSimHO aggregates: SD mean [cm], SR [%] (SD below the threshold), CP [%] (share in
+    contact), PD [cm] (mean max penetration of the poses in contact; NaN-free: 0 when none)."""
+    if not results:
+        return {"sd_cm": 0.0, "sr_pct": 0.0, "cp_pct": 0.0, "pd_cm": 0.0, "count": 0}
+    displacement = np.array([r.displacement_cm for r in results])
+    contact = [r for r in results if r.in_contact]
+    return {"sd_cm": float(displacement.mean()),
+            "sr_pct": float(np.mean(displacement < success_displacement_m * 100.0) * 100.0),
+            "cp_pct": 100.0 * len(contact) / len(results),
+            "pd_cm": float(np.mean([r.penetration_cm for r in contact])) if contact else 0.0,
+            "count": len(results)}

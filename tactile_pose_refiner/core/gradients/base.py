@@ -84,13 +84,26 @@ def apply_delta(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return out
 
 
-def loss_and_gradient(source: GradientSource, T: np.ndarray
-                      ) -> tuple[SourceLoss, np.ndarray]:
-    """Evaluate a source at T and its gradient w.r.t. the 6D step (dt, omega) at zero."""
+def loss_and_gradient(source: GradientSource, T: np.ndarray) -> tuple[SourceLoss, np.ndarray]:
+    """Evaluate a source at T and its gradient (6,) w.r.t. the step (dt, omega) at zero.
+    A non-finite loss or gradient becomes a labelled zero-weight result, never a NaN step."""
     delta = torch.zeros(6, dtype=torch.float64, requires_grad=True)
-    result = source.loss(*perturbed_pose(T, delta))
+    rotation, translation = perturbed_pose(T, delta)
+    result = source.loss(rotation, translation)
     (gradient,) = torch.autograd.grad(result.value, delta, allow_unused=True)
     gradient = np.zeros(6) if gradient is None else gradient.detach().numpy()
-    if not np.isfinite(gradient).all() or not torch.isfinite(result.value):
-        raise FloatingPointError(f"{source.name}: non-finite loss or gradient at pose\n{T}")
+    if not (np.isfinite(gradient).all() and torch.isfinite(result.value)):
+        return degraded(f"non-finite {source.name} loss or gradient", rotation.detach(),
+                        translation.detach()), np.zeros(6)
     return result, gradient
+
+
+class Unavailable(GradientSource):
+    """A source whose inputs could not be used this frame (e.g. NaN joint states): always a
+    labelled zero-weight result."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+
+    def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
+        return degraded(self.reason, rotation, translation)

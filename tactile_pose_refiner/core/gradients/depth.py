@@ -17,7 +17,9 @@ class DepthSource(GradientSource):
     name = "depth"
 
     def __init__(self, mesh: trimesh.Trimesh, points: np.ndarray, config: dict | None = None,
-                 distance: MeshDistance | None = None, seed: int = 0) -> None:
+                 distance: MeshDistance | None = None, occluders: trimesh.Trimesh | None = None,
+                 seed: int = 0) -> None:
+        """mesh: object frame; points (N, 3) and occluders (the hand mesh) in the camera frame."""
         config = config or load_config("gradients")["depth"]
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         points = points[np.isfinite(points).all(axis=1)]
@@ -25,8 +27,9 @@ class DepthSource(GradientSource):
             chosen = np.random.default_rng(seed).choice(len(points), config["max_points"], replace=False)
             points = points[np.sort(chosen)]
         self.min_points = int(config["min_points"])
-        self.distance = PointMeshDistance(
-            mesh, points, PairSearch(config["mesh_to_points"], config["max_pair_distance_m"]), distance)
+        search = PairSearch(config["mesh_to_points"], config["max_pair_distance_m"],
+                            config["visibility_refresh_m"], np.radians(config["visibility_refresh_deg"]))
+        self.distance = PointMeshDistance(mesh, points, search, distance, occluders)
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
         count = len(self.distance.points)

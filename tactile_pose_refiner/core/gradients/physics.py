@@ -254,6 +254,16 @@ class Rollout:
         return torch.sqrt((skew**2).sum() / 2.0 + 1e-24)
 
 
+def contact_model(sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray, T: np.ndarray,
+                  config: dict, device: str = "cpu") -> HandContactModel:
+    """HandContactModel with the hand points (N, 3, camera frame) within `hand_point_band_m` of
+    the object at pose T: the rest cannot touch it, and leaving them out keeps the kernel cheap."""
+    points = np.asarray(hand_points, dtype=np.float64).reshape(-1, 3)
+    points = points[np.isfinite(points).all(axis=1)]
+    near = sdf.sample(transform_points(invert(T), points)) < config["hand_point_band_m"]
+    return HandContactModel(sdf, body, points[near], config, device)
+
+
 # --- the gradient source ---------------------------------------------------------------------
 class PhysicsSource(GradientSource):
     """L_phys = L_DP + lambda |t - t_initial|^2 (Eq. 1), millimetre units."""
@@ -269,13 +279,10 @@ class PhysicsSource(GradientSource):
     @classmethod
     def build(cls, sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray, T_initial: np.ndarray,
               config: dict | None = None, device: str = "cpu") -> "PhysicsSource":
-        """Hand points (N, 3) in the camera frame; only those within `hand_point_band_m` of the
-        object at its initial pose T_initial (4, 4) take part (the rest cannot touch it)."""
+        """Hand points (N, 3) in the camera frame around the initial pose T_initial (4, 4)."""
         config = config or load_config("physics")
-        points = np.asarray(hand_points, dtype=np.float64).reshape(-1, 3)
-        points = points[np.isfinite(points).all(axis=1)]
-        near = sdf.sample(transform_points(invert(T_initial), points)) < config["hand_point_band_m"]
-        return cls(HandContactModel(sdf, body, points[near], config, device), T_initial[:3, 3], config)
+        return cls(contact_model(sdf, body, hand_points, T_initial, config, device),
+                   T_initial[:3, 3], config)
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
         if self.model.point_count == 0:

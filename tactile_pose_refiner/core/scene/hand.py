@@ -42,6 +42,7 @@ class PosedHand:
     link_meshes: dict[str, trimesh.Trimesh]
     surface_points: np.ndarray
     surface_normals: np.ndarray
+    T_frame_base: np.ndarray          # (4, 4) where the hand base is in this frame
 
     @cached_property
     def mesh(self) -> trimesh.Trimesh:
@@ -133,7 +134,7 @@ class HandModel:
             points.append(link_points @ T[:3, :3].T + T[:3, 3])
             normals.append(link_normals @ T[:3, :3].T)
         return PosedHand(self.meshes(q, T_frame_base), np.concatenate(points),
-                         np.concatenate(normals))
+                         np.concatenate(normals), np.asarray(T_frame_base, dtype=np.float64))
 
     def surface_points(self, spacing: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """link -> (points (N, 3), outward normals (N, 3)) about `spacing` apart, link frame.
