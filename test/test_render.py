@@ -90,8 +90,9 @@ def test_backend_agrees_with_the_ray_caster(scenes, camera, backend, object_id):
           f"soft area / true area {soft.sum() / truth.sum():.4f}")
     assert iou(hard, truth) >= 0.98
     assert depth_error_mm < 1.0
-    assert colour_error < 8.0                 # bilinear texture vs the ray-caster's nearest texel
-    assert colour_error < 0.5 * flat_error    # the texture is really there
+    # Bilinear lookups (deodr: in its 512 px copy of the map) vs the ray-caster's nearest texel.
+    assert colour_error < 10.0
+    assert colour_error < 0.25 * flat_error   # the texture is really there
     if backend == "soft_torch":               # symmetric edges: the soft silhouette is unbiased
         assert abs(soft.sum() / truth.sum() - 1.0) < 0.01
 
@@ -104,7 +105,7 @@ def test_backends_agree_with_each_other(scenes, camera, object_id):
     both = hard_a & hard_b
     assert iou(hard_a, hard_b) >= 0.98
     assert np.abs(depth_a - depth_b)[both].mean() < 1e-3
-    assert np.abs(colour_a - colour_b)[both].mean() * 255 < 8.0
+    assert np.abs(colour_a - colour_b)[both].mean() * 255 < 10.0
 
 
 def finite_difference(source, T, steps) -> np.ndarray:

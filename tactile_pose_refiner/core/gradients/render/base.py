@@ -174,9 +174,11 @@ class Renderer(ABC):
         self.camera = camera
 
     @abstractmethod
-    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi) -> Rendering:
+    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi,
+               with_depth: bool = True) -> Rendering:
         """Pose T_cam_obj as (3, 3) rotation and (3,) translation [m] (autograd tensors) ->
-        the ROI's Rendering on the renderer's device, differentiable w.r.t. the pose."""
+        the ROI's Rendering on the renderer's device, differentiable w.r.t. the pose.
+        with_depth=False allows a backend to skip the depth image (then zeros)."""
 
     @abstractmethod
     def coverage(self, signed_distance_px: np.ndarray) -> np.ndarray:

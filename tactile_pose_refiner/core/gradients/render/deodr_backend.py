@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from deodr.differentiable_renderer import Scene2D, renderScene, renderSceneB
 
 from tactile_pose_refiner.core.gradients.render.base import (
@@ -52,7 +53,7 @@ class DeodrRenderer(Renderer):
     edge_coverage = 1.0
 
     def __init__(self, mesh: RenderMesh, camera: PinholeCamera, sigma_px: float,
-                 min_screen_area_px2: float) -> None:
+                 min_screen_area_px2: float, texture_size_px: int) -> None:
         super().__init__(mesh, camera)
         self.sigma = float(sigma_px)
         self.min_screen_area = float(min_screen_area_px2)
@@ -60,18 +61,20 @@ class DeodrRenderer(Renderer):
         self.faces = torch.from_numpy(mesh.faces)
         self.face_edges = torch.from_numpy(mesh.face_edges)
         if mesh.texture is not None:
-            height, width = mesh.texture.shape[:2]
+            texture = _resized(mesh.texture, texture_size_px)
+            height, width = texture.shape[:2]
             # DEODR texture coordinates are texel units, row 0 at the top, texel centres at +0.5.
             self.uv_texels = np.column_stack([mesh.uv[:, 0] * width,
                                               (1.0 - mesh.uv[:, 1]) * height]) - 0.5
             alpha = np.ones((height, width, 1))
-            self.texture_rgba = np.ascontiguousarray(np.concatenate([mesh.texture, alpha], axis=2))
+            self.texture_rgba = np.ascontiguousarray(np.concatenate([texture, alpha], axis=2))
 
     def coverage(self, signed_distance_px):
         """DEODR's edge overdraw: 1 inside, a ramp from 1 at the edge to 0 at sigma outside."""
         return (1.0 - signed_distance_px.clip(min=0.0) / self.sigma).clip(0.0, 1.0)
 
-    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi) -> Rendering:
+    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi,
+               with_depth: bool = True) -> Rendering:
         ij, points = project_vertices(self.vertices.to(rotation.dtype), rotation, translation,
                                       self.camera, roi)
         ij, z = ij.double(), points[:, 2].double()
@@ -84,7 +87,8 @@ class DeodrRenderer(Renderer):
         else:
             rgba = self._pass(ij, torch.zeros(len(z), 4, dtype=z.dtype), z, drawn, edge_flags, roi,
                               textured=True)
-            depth = self._pass(ij, z[:, None], z, drawn, edge_flags, roi, textured=False)[..., 0]
+            depth = self._pass(ij, z[:, None], z, drawn, edge_flags, roi, textured=False)[..., 0] \
+                if with_depth else torch.zeros_like(rgba[..., 3])
         return Rendering(rgba[..., :3], rgba[..., 3], depth, roi)
 
     def _visible_faces(self, ij: torch.Tensor, points: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -113,3 +117,16 @@ class DeodrRenderer(Renderer):
             texture=self.texture_rgba if textured else np.zeros((0, 0, colors.shape[1])),
             background_color=np.zeros(colors.shape[1]), clockwise=False, backface_culling=True)
         return _Rasterise.apply(ij, colors, scene, self.sigma)
+
+
+def _resized(texture: np.ndarray, size_px: int) -> np.ndarray:
+    """(H, W, 3) float texture -> at most size_px on its longer side (area-averaged). DEODR
+    copies the texture twice per call (forward, backward): a 1024^2 RGBA float64 map costs more
+    than the rasterisation of a window, and a 200 px object never shows more texels than that."""
+    height, width = texture.shape[:2]
+    if max(height, width) <= size_px:
+        return texture
+    scale = size_px / max(height, width)
+    image = Image.fromarray(np.round(texture * 255).astype(np.uint8))
+    image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BOX)
+    return np.asarray(image, dtype=np.float64) / 255.0

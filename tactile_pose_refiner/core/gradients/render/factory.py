@@ -35,11 +35,11 @@ def renderer_for(model: ObjectModel, camera: PinholeCamera, config: dict,
     device = resolve_device(config.get("device", "cpu")) if backend == "soft_torch" else "cpu"
     sigma, min_area = float(config["sigma_px"]), float(config["min_screen_area_px2"])
     key = (model.object_id, str(model.mesh_path), camera, backend, device, sigma, min_area,
-           float(config["min_face_area_m2"]), config.get("cuda_dtype"))
+           float(config["min_face_area_m2"]), config.get("cuda_dtype"), config.get("deodr_texture_px"))
     if key not in _cache:
         mesh = RenderMesh.from_model(model, float(config["min_face_area_m2"]))
         if backend == "deodr":
-            _cache[key] = DeodrRenderer(mesh, camera, sigma, min_area)
+            _cache[key] = DeodrRenderer(mesh, camera, sigma, min_area, int(config["deodr_texture_px"]))
         else:
             dtype = getattr(torch, config.get("cuda_dtype", "float32")) if device == "cuda" else torch.float64
             _cache[key] = SoftTorchRenderer(mesh, camera, sigma, min_area, device, dtype)

@@ -86,7 +86,8 @@ class SoftTorchRenderer(Renderer):
         """Symmetric linear ramp, 1/2 at the edge, 0 and 1 at sigma outside and inside."""
         return (0.5 - signed_distance_px / (2.0 * self.sigma)).clip(0.0, 1.0)
 
-    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi) -> Rendering:
+    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi,
+               with_depth: bool = True) -> Rendering:
         xy, points = project_vertices(self.vertices, rotation.to(self.device, self.dtype),
                                       translation.to(self.device, self.dtype), self.camera, roi)
         z = points[:, 2]

@@ -106,7 +106,7 @@ class RenderSource(GradientSource):
                          int(self.config["roi_margin_px"]), float(self.config["min_depth_m"]))
         if roi is None or roi.pixels == 0:
             return degraded("object outside the image or behind the camera", rotation, translation)
-        rendering = self.renderer.render(rotation, translation, roi)
+        rendering = self.renderer.render(rotation, translation, roi, with_depth=self.depth_valid is not None)
         terms = self._terms(rendering)
         value = sum(self.weights[name] * term for name, term in terms.items())
         value = value.to(device=rotation.device, dtype=rotation.dtype) / self.camera_pixels
