@@ -43,6 +43,7 @@ class PosedHand:
     surface_points: np.ndarray
     surface_normals: np.ndarray
     T_frame_base: np.ndarray          # (4, 4) where the hand base is in this frame
+    link_poses: dict[str, np.ndarray]  # link -> (4, 4) T_base_link
 
     @cached_property
     def mesh(self) -> trimesh.Trimesh:
@@ -134,7 +135,7 @@ class HandModel:
             points.append(link_points @ T[:3, :3].T + T[:3, 3])
             normals.append(link_normals @ T[:3, :3].T)
         return PosedHand(self.meshes(q, T_frame_base), np.concatenate(points),
-                         np.concatenate(normals), np.asarray(T_frame_base, dtype=np.float64))
+                         np.concatenate(normals), np.asarray(T_frame_base, dtype=np.float64), poses)
 
     def surface_points(self, spacing: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """link -> (points (N, 3), outward normals (N, 3)) about `spacing` apart, link frame.

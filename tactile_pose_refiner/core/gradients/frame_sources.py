@@ -1,0 +1,99 @@
+"""The gradient sources of one frame, built from what the frame carries. A source whose input is
+unusable (NaN joint states, no mask, no depth, no touch) is labelled Unavailable or degraded
+(zero weight) — never an exception, never a NaN step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.gradients.base import GradientSource, Unavailable
+from tactile_pose_refiner.core.gradients.depth import DepthSource
+from tactile_pose_refiner.core.gradients.physics import PhysicsSource, RigidBody
+from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_positions
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.distance import MeshDistance
+from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, PosedHand
+from tactile_pose_refiner.core.scene.objects import ObjectModel
+from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
+from tactile_pose_refiner.core.scene.skin import SkinLayout
+
+
+@dataclass
+class ObjectAssets:
+    """Per object, built once: the model, its baked SDF, mass properties, BVH distances."""
+
+    model: ObjectModel
+    sdf: SdfGrid
+    body: RigidBody
+    distance: MeshDistance
+
+    @classmethod
+    def build(cls, model: ObjectModel, device: str = "cpu") -> "ObjectAssets":
+        mesh = model.geometry
+        return cls(model, object_sdf(mesh), RigidBody.from_mesh(mesh, model.mass_kg),
+                   MeshDistance(mesh.vertices, mesh.faces, device))
+
+
+@dataclass
+class HandAssets:
+    """The hand model, the skin layout and gamma (config/tactile.yaml, config/physics.yaml)."""
+
+    model: HandModel
+    layout: SkinLayout
+    contact_threshold: float
+    point_spacing: float
+
+    @classmethod
+    def from_config(cls) -> "HandAssets":
+        tactile = load_config("tactile")
+        return cls(HandModel.from_config(), SkinLayout.from_config(tactile["layout"]),
+                   float(tactile["contact_threshold_units"]),
+                   float(load_config("physics")["hand_point_spacing_m"]))
+
+    def posed(self, frame: Frame) -> PosedHand | str:
+        """The frame's hand in the camera frame, or why the joint states cannot be used."""
+        try:
+            q = self.model.joint_vector(frame.joint_names, frame.joint_positions)
+        except HandInputError as exc:
+            return f"joint states unusable: {exc}"
+        if not np.isfinite(frame.T_cam_base).all():
+            return "hand base pose is not finite"
+        return self.model.posed(q, frame.T_cam_base, self.point_spacing)
+
+
+def build_sources(frame: Frame, obj: ObjectAssets, hand: HandAssets, T_initial: np.ndarray,
+                  names: tuple[str, ...] = ("physics", "depth", "tactile"),
+                  device: str = "cpu") -> dict[str, GradientSource]:
+    """name -> source for one frame; T_initial (4, 4) is the pose refinement starts from."""
+    posed = hand.posed(frame)
+    builders = {"physics": _physics, "depth": _depth, "tactile": _tactile, "render": _render}
+    return {name: builders[name](frame, obj, hand, posed, T_initial, device) for name in names}
+
+
+def _physics(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+    if isinstance(posed, str):
+        return Unavailable("physics", posed)
+    return PhysicsSource.build(obj.sdf, obj.body, posed.surface_points, T_initial, device=device)
+
+
+def _depth(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+    if frame.mask is None:
+        return Unavailable("depth", "no segmentation mask")
+    occluders = None if isinstance(posed, str) else posed.mesh
+    return DepthSource(obj.model.geometry, frame.object_points(), distance=obj.distance,
+                       occluders=occluders)
+
+
+def _tactile(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+    if isinstance(posed, str):
+        return Unavailable("tactile", posed)
+    contacts = contact_positions(frame.tactile, hand.layout, posed.link_poses, posed.T_frame_base,
+                                 hand.contact_threshold)
+    return TactileSource(obj.model.geometry, contacts, distance=obj.distance)
+
+
+def _render(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+    from tactile_pose_refiner.core.gradients.render.source import RenderSource
+    return RenderSource(obj.model, frame.camera, frame.rgb, frame.mask, frame.depth_m)
