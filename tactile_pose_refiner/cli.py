@@ -114,6 +114,13 @@ def _stamp_ns(stamp: dict) -> int:
     return int(stamp["sec"]) * 1_000_000_000 + int(stamp["nanosec"])
 
 
+def bench_render(args: argparse.Namespace) -> int:
+    """ms per forward+backward of the rendering gradient per backend and window size."""
+    from tactile_pose_refiner.core.gradients.render import bench
+
+    return bench.main(args.options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")
     isaac.add_argument("--out", required=True, help="output rosbag2 directory")
     isaac.set_defaults(handler=import_isaac)
+    # prefix_chars="+": every option after the name goes to the benchmark's own parser.
+    render = commands.add_parser("bench-render", add_help=False, prefix_chars="+",
+                                 help="ms per fwd+bwd of the rendering gradient per backend and ROI size")
+    render.add_argument("options", nargs="*", help="see tpr bench-render --help")
+    render.set_defaults(handler=bench_render)
     return parser
 
 
