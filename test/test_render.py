@@ -7,6 +7,7 @@ import pytest
 import torch
 import trimesh
 
+from tactile_pose_refiner import cli
 from tactile_pose_refiner.core.geometry import translation
 from tactile_pose_refiner.core.gradients.base import loss_and_gradient, perturbed_pose
 from tactile_pose_refiner.core.gradients.render import RenderSource, bench, renderer_for, roi_around
@@ -268,7 +269,9 @@ def test_soft_torch_on_cuda_matches_the_cpu(scenes, camera):
 
 
 def test_benchmark_prints_milliseconds_per_backend_and_window(capsys):
-    assert bench.main(["--object", "008_pudding_box", "--distances", "0.5", "--repeats", "1"]) == 0
+    threads = torch.get_num_threads()
+    assert cli.main(["bench-render", "--object", "008_pudding_box", "--distances", "0.5",
+                     "--repeats", "1", "--threads", str(threads)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(BACKENDS)]
     assert {line.split()[0] for line in lines} == set(BACKENDS)
     for line in lines:

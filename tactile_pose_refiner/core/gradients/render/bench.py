@@ -101,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="soft_torch device: cpu | cuda | auto")
     parser.add_argument("--distances", default="0.35,0.5,0.8", help="object distances [m]")
     parser.add_argument("--depth", action="store_true", help="include the depth term")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per row (median)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: steady timings on a shared CPU)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     camera = PinholeCamera.from_config()
     model = ObjectCatalog.from_config().load(args.object)
