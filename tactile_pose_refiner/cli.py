@@ -1,7 +1,7 @@
 """`tpr`: the command line of tactile_pose_refiner.
 
-Subcommands (stable names, see SPEC §8): demo, generate, import-isaac; bench and metrics
-come with the following work.
+Subcommands (stable names, see SPEC §8): demo, generate, import-isaac, metrics, bench-render;
+bench comes with the refiner.
 """
 from __future__ import annotations
 
@@ -121,6 +121,20 @@ def bench_render(args: argparse.Namespace) -> int:
     return bench.main(args.options)
 
 
+def metrics(args: argparse.Namespace) -> int:
+    """Per-source gradient and per-metric timings on one frame (see bench/frame_timing.py)."""
+    from tactile_pose_refiner.bench import frame_timing
+
+    rows = frame_timing.run(args.object, args.episode, args.frame, args.seed, args.repeats,
+                            args.offset_mm, args.offset_deg, tuple(args.sources.split(",")),
+                            args.threads)
+    frame_timing.print_rows(rows)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as stream:
+            json.dump(rows, stream, indent=1)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")
     isaac.add_argument("--out", required=True, help="output rosbag2 directory")
     isaac.set_defaults(handler=import_isaac)
+    timing = commands.add_parser("metrics", help="gradient and metric timings on one frame")
+    timing.add_argument("--object", default="008_pudding_box", help="object of a generated frame")
+    timing.add_argument("--episode", help="rosbag2 episode to take the frame from instead")
+    timing.add_argument("--frame", type=int, default=0, help="frame index in --episode")
+    timing.add_argument("--seed", type=int, default=0)
+    timing.add_argument("--repeats", type=int, default=20, help="timed calls per item (median)")
+    timing.add_argument("--offset-mm", type=float, default=4.0, help="pose offset from the truth")
+    timing.add_argument("--offset-deg", type=float, default=4.0)
+    timing.add_argument("--sources", default="physics,depth,tactile,render")
+    timing.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (the sources' tensors are small: 1 is fastest here)")
+    timing.add_argument("--json", help="also write the rows to this file")
+    timing.set_defaults(handler=metrics)
     # prefix_chars="+": every option after the name goes to the benchmark's own parser.
     render = commands.add_parser("bench-render", add_help=False, prefix_chars="+",
                                  help="ms per fwd+bwd of the rendering gradient per backend and ROI size")
