@@ -235,3 +235,14 @@ def test_degenerate_mesh_gives_finite_results():
     for source in (DepthSource(mesh, points), TactileSource(mesh, points[:5])):
         result, gradient = loss_and_gradient(source, T)
         assert np.isfinite(gradient).all() and torch.isfinite(result.value)
+
+
+def test_nan_pose_gives_a_labelled_zero_never_nan(hand_assets):
+    obj, scene = assets("008_pudding_box"), frame("008_pudding_box")
+    T = scene.T_cam_obj.copy()
+    T[0, 3] = np.nan
+    names = ("physics", "depth", "tactile", "render")
+    for source in build_sources(scene, obj, hand_assets, scene.T_cam_obj, names).values():
+        result, gradient = loss_and_gradient(source, T)
+        assert torch.isfinite(result.value) and np.isfinite(gradient).all()
+        assert result.weight == 0.0 and result.status.startswith("degraded"), source.name

@@ -33,7 +33,9 @@ class SourceLoss:
 
 def degraded(reason: str, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
     """A labelled zero-weight result whose gradient w.r.t. the pose is exactly zero."""
-    zero = 0.0 * (rotation.sum() + translation.sum())
+    # nan_to_num: a NaN pose must still give an exact zero (0 * NaN is NaN), with zero gradient
+    zero = 0.0 * (torch.nan_to_num(rotation, 0.0, 0.0, 0.0).sum()
+                  + torch.nan_to_num(translation, 0.0, 0.0, 0.0).sum())
     return SourceLoss(zero, 0.0, f"degraded: {reason}")
 
 
