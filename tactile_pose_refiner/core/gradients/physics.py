@@ -12,6 +12,7 @@ integration of 6 numbers per step stays in torch, so autograd chains the steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,16 +44,8 @@ def grid_cell(shape: wp.vec3i, origin: wp.vec3, spacing: float, p: wp.vec3):
 
 
 @wp.func
-def trilinear(values: wp.array3d(dtype=float), c: wp.vec3i, f: wp.vec3):
-    a = wp.lerp(values[c[0], c[1], c[2]], values[c[0] + 1, c[1], c[2]], f[0])
-    b = wp.lerp(values[c[0], c[1] + 1, c[2]], values[c[0] + 1, c[1] + 1, c[2]], f[0])
-    d = wp.lerp(values[c[0], c[1], c[2] + 1], values[c[0] + 1, c[1], c[2] + 1], f[0])
-    e = wp.lerp(values[c[0], c[1] + 1, c[2] + 1], values[c[0] + 1, c[1] + 1, c[2] + 1], f[0])
-    return wp.lerp(wp.lerp(a, b, f[1]), wp.lerp(d, e, f[1]), f[2])
-
-
-@wp.func
-def trilinear_vec(values: wp.array3d(dtype=wp.vec3), c: wp.vec3i, f: wp.vec3):
+def trilinear(values: wp.array3d(dtype=Any), c: wp.vec3i, f: wp.vec3):
+    """Trilinear interpolation in cell c at fractions f (generic: distances and gradients)."""
     a = wp.lerp(values[c[0], c[1], c[2]], values[c[0] + 1, c[1], c[2]], f[0])
     b = wp.lerp(values[c[0], c[1] + 1, c[2]], values[c[0] + 1, c[1] + 1, c[2]], f[0])
     d = wp.lerp(values[c[0], c[1], c[2] + 1], values[c[0] + 1, c[1], c[2] + 1], f[0])
@@ -79,7 +72,8 @@ def adj_leaky_penetration(signed_distance: float, leak: float, leak_distance: fl
 
 @wp.kernel
 def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=float),
-                   sdf_gradient: wp.array3d(dtype=wp.vec3), sdf_shape: wp.vec3i, sdf_origin: wp.vec3, sdf_spacing: float, com_local: wp.vec3,
+                   sdf_gradient: wp.array3d(dtype=wp.vec3), sdf_shape: wp.vec3i, sdf_origin: wp.vec3,
+                   sdf_spacing: float, com_local: wp.vec3,
                    state: wp.array(dtype=float),
                    stiffness: float, damping: float, mu: float, friction_eps: float, leak: float,
                    leak_distance: float,
@@ -100,7 +94,7 @@ def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=f
     cell, fraction, outside = grid_cell(sdf_shape, sdf_origin, sdf_spacing,
                                         wp.transpose(R) * arm + com_local)
     depth = leaky_penetration(trilinear(sdf, cell, fraction) + outside, leak, leak_distance)
-    normal = R * wp.normalize(trilinear_vec(sdf_gradient, cell, fraction))  # outward normal
+    normal = R * wp.normalize(trilinear(sdf_gradient, cell, fraction))  # outward normal
     contact_velocity = velocity + wp.cross(angular_velocity, arm)
     rate = wp.dot(contact_velocity, normal)                    # d(depth)/dt
     magnitude = stiffness * depth * wp.max(1.0 + damping * rate, 0.0)
