@@ -9,7 +9,7 @@ import trimesh
 
 from tactile_pose_refiner import cli
 from tactile_pose_refiner.core.geometry import translation
-from tactile_pose_refiner.core.gradients.base import loss_and_gradient, perturbed_pose
+from tactile_pose_refiner.core.gradients.base import loss_and_gradient, perturbed_pose, random_offset
 from tactile_pose_refiner.core.gradients.render import RenderSource, bench, renderer_for, roi_around
 from tactile_pose_refiner.core.gradients.render.factory import BACKENDS
 from tactile_pose_refiner.core.resources import load_config
@@ -130,7 +130,7 @@ def test_gradient_matches_finite_differences_on_a_textured_scan(scenes, camera, 
     model, T_true, reference = scenes["008_pudding_box"]
     source = RenderSource(model, camera, reference.rgb, reference.object_mask, reference.depth_m,
                           config_with(backend=backend, weights={"depth": 1.0}))
-    T = bench.offset(T_true, 0.004, np.radians(1.5), seed=3)
+    T = random_offset(T_true, 0.004, np.radians(1.5), seed=3)
     result, gradient = loss_and_gradient(source, T)
     radius = np.linalg.norm(model.geometry.vertices - model.geometry.centroid, axis=1).max()
     step_m = 1e-4
@@ -149,7 +149,7 @@ def test_gradient_matches_finite_differences_on_a_textured_scan(scenes, camera, 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_loss_is_the_full_image_loss_whatever_the_window(scenes, camera, backend):
     model, T_true, reference = scenes["006_mustard_bottle"]
-    T = bench.offset(T_true, 0.005, np.radians(3.0), seed=1)
+    T = random_offset(T_true, 0.005, np.radians(3.0), seed=1)
     values = []
     for margin in (16, 2000):   # 2000: the window is the whole image
         source = RenderSource(model, camera, reference.rgb, reference.object_mask, reference.depth_m,
@@ -168,7 +168,7 @@ def test_loss_is_lowest_at_the_true_pose_and_cheap_without_autograd(scenes, came
     with torch.no_grad():
         at_truth = source.loss(torch.as_tensor(T_true[:3, :3]), torch.as_tensor(T_true[:3, 3])).value.item()
         for seed in range(4):
-            T = bench.offset(T_true, 0.002, np.radians(1.0), seed=seed)
+            T = random_offset(T_true, 0.002, np.radians(1.0), seed=seed)
             assert source.loss(torch.as_tensor(T[:3, :3]), torch.as_tensor(T[:3, 3])).value.item() > at_truth
 
 
@@ -213,7 +213,7 @@ def test_empty_or_malformed_observation_is_degraded(scenes, camera):
 def test_without_a_mask_the_render_is_composited_over_the_image(scenes, camera):
     model, T_true, reference = scenes["008_pudding_box"]
     source = RenderSource(model, camera, reference.rgb, None, None, config_with())
-    result, gradient = loss_and_gradient(source, bench.offset(T_true, 0.004, np.radians(2.0), seed=2))
+    result, gradient = loss_and_gradient(source, random_offset(T_true, 0.004, np.radians(2.0), seed=2))
     at_truth, _ = loss_and_gradient(source, T_true)
     assert result.ok and np.linalg.norm(gradient) > 0
     assert at_truth.value.item() < result.value.item()
@@ -256,7 +256,7 @@ def test_unknown_backend_or_device_is_a_clear_error(scenes, camera):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_soft_torch_on_cuda_matches_the_cpu(scenes, camera):
     model, T_true, reference = scenes["008_pudding_box"]
-    T = bench.offset(T_true, 0.004, np.radians(1.5), seed=3)
+    T = random_offset(T_true, 0.004, np.radians(1.5), seed=3)
     results = {}
     for device in ("cpu", "cuda"):
         source = RenderSource(model, camera, reference.rgb, reference.object_mask, reference.depth_m,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from test_render import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 
+from tactile_pose_refiner.core.gradients.base import random_offset
 from tactile_pose_refiner.core.gradients.render import RenderSource, bench
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
@@ -23,7 +24,7 @@ def recover(model, camera, observation, T_true, backend: str, seed: int) -> tupl
     config["weights"]["depth"] = 1.0
     rgb, mask, depth_m = observation
     source = RenderSource(model, camera, rgb, mask, depth_m, config)
-    T_init = bench.offset(T_true, 0.01, np.radians(5.0), seed=seed)
+    T_init = random_offset(T_true, 0.01, np.radians(5.0), seed=seed)
     T = bench.fit_pose(source, T_init, model.geometry.centroid, ITERATIONS)
     error_m, error_deg = bench.pose_error(T, T_true)
     return error_m * 1000, error_deg

@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "test"))
 
 from scenes import frame, generator  # noqa: E402  (test scenes: stored grasps, replayed)
 
+from tactile_pose_refiner.core.gradients.base import random_offset  # noqa: E402
 from tactile_pose_refiner.core.gradients.render import RenderSource, bench  # noqa: E402
 from tactile_pose_refiner.core.resources import load_config  # noqa: E402
 
@@ -50,7 +51,7 @@ def main() -> int:
         for seed in range(args.seeds):
             example = frame(object_id, seed)
             occlusion = occlusion_of(example)
-            T_init = bench.offset(example.T_cam_obj, 0.01, np.radians(5.0), seed=seed)
+            T_init = random_offset(example.T_cam_obj, 0.01, np.radians(5.0), seed=seed)
             for use_depth in (False, True):
                 config = load_config("render")
                 config["backend"] = args.backend

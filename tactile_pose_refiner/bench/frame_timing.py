@@ -11,7 +11,6 @@ from typing import Callable
 import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.geometry import rotation_about
 
 
 def load_frame(object_id: str, episode: str | None, index: int, seed: int) -> Frame:
@@ -37,20 +36,13 @@ def median_ms(function: Callable[[], object], repeats: int) -> tuple[float, obje
     return float(np.median(times)), result
 
 
-def perturbed(T: np.ndarray, offset_mm: float, offset_deg: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    direction = rng.normal(size=3)
-    moved = T @ rotation_about(rng.normal(size=3), np.radians(offset_deg))
-    moved[:3, 3] += offset_mm / 1000.0 * direction / np.linalg.norm(direction)
-    return moved
-
-
 def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int,
         offset_mm: float, offset_deg: float, sources: tuple[str, ...], threads: int = 1
         ) -> list[dict]:
     """Rows {name, ms, value, note} for each gradient source (fwd+bwd, fwd) and each metric."""
     from tactile_pose_refiner.core.baselines import Icp
-    from tactile_pose_refiner.core.gradients.base import loss_and_gradient, perturbed_pose
+    from tactile_pose_refiner.core.gradients.base import (loss_and_gradient, perturbed_pose,
+                                                          random_offset)
     from tactile_pose_refiner.core.gradients.frame_sources import (HandAssets, ObjectAssets,
                                                                    build_sources)
     from tactile_pose_refiner.core.metrics import (ObjectMetrics, orientation_error_deg,
@@ -64,7 +56,7 @@ def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int
         raise SystemExit("tpr metrics: the frame has no ground-truth pose")
     model = ObjectCatalog.from_config().load(frame.object_id)
     obj, hand = ObjectAssets.build(model), HandAssets.from_config()
-    T = perturbed(frame.T_cam_obj, offset_mm, offset_deg, seed)
+    T = random_offset(frame.T_cam_obj, offset_mm / 1000.0, np.radians(offset_deg), seed)
     rows = [{"name": "frame", "ms": 0.0, "value": float(len(model.geometry.faces)),
              "note": f"{frame.object_id}: object faces; pose {offset_mm:g} mm / {offset_deg:g} deg off"}]
     for name, source in build_sources(frame, obj, hand, T, names=sources).items():

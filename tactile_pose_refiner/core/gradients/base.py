@@ -77,13 +77,24 @@ def perturbed_pose(T: np.ndarray, delta: torch.Tensor) -> tuple[torch.Tensor, to
     return so3_exp(delta[3:]) @ R0, t0 + delta[:3]
 
 
+def pose_array(rotation: torch.Tensor, translation: torch.Tensor) -> np.ndarray:
+    """(3, 3), (3,) tensors -> (4, 4) float64 numpy pose (no gradient)."""
+    T = np.eye(4)
+    T[:3, :3] = rotation.detach().cpu().numpy()
+    T[:3, 3] = translation.detach().cpu().numpy()
+    return T
+
+
 def apply_delta(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """numpy twin of perturbed_pose: the (4, 4) pose after a step delta (6,)."""
-    R, t = perturbed_pose(T, torch.as_tensor(np.asarray(delta, dtype=np.float64)))
-    out = np.eye(4)
-    out[:3, :3] = R.numpy()
-    out[:3, 3] = t.numpy()
-    return out
+    return pose_array(*perturbed_pose(T, torch.as_tensor(np.asarray(delta, dtype=np.float64))))
+
+
+def random_offset(T: np.ndarray, translation_m: float, angle_rad: float, seed: int) -> np.ndarray:
+    """T moved by translation_m along and angle_rad about random directions (tangent step)."""
+    rng = np.random.default_rng(seed)
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    return apply_delta(T, np.r_[translation_m * unit(rng.normal(size=3)), angle_rad * unit(rng.normal(size=3))])
 
 
 def loss_and_gradient(source: GradientSource, T: np.ndarray) -> tuple[SourceLoss, np.ndarray]:

@@ -17,6 +17,7 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
+from tactile_pose_refiner.core.gradients.base import pose_array
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 
 MM = 1000.0  # losses are reported in mm^2 so that the sources have comparable scales
@@ -84,14 +85,6 @@ def _o3d_mesh(vertices: np.ndarray, faces: np.ndarray) -> o3d.t.geometry.Triangl
     mesh.vertex.positions = o3d.core.Tensor(np.asarray(vertices, dtype=np.float32))
     mesh.triangle.indices = o3d.core.Tensor(np.asarray(faces, dtype=np.int32))
     return mesh
-
-
-def pose_array(rotation: torch.Tensor, translation: torch.Tensor) -> np.ndarray:
-    """(3, 3), (3,) tensors -> (4, 4) float64 numpy pose (no gradient)."""
-    T = np.eye(4)
-    T[:3, :3] = rotation.detach().cpu().numpy()
-    T[:3, 3] = translation.detach().cpu().numpy()
-    return T
 
 
 class PointMeshDistance:

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from tactile_pose_refiner.core.geometry import rotation_about, translation
-from tactile_pose_refiner.core.gradients.base import GradientSource, apply_delta, perturbed_pose
+from tactile_pose_refiner.core.gradients.base import (GradientSource, perturbed_pose, pose_array,
+                                                      random_offset)
 from tactile_pose_refiner.core.gradients.render.base import roi_around
 from tactile_pose_refiner.core.gradients.render.factory import BACKENDS, resolve_device
 from tactile_pose_refiner.core.gradients.render.source import RenderSource
+from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
@@ -28,17 +30,9 @@ def view_pose(model, distance_m: float) -> np.ndarray:
             @ translation(-model.geometry.centroid))
 
 
-def offset(T: np.ndarray, translation_m: float, angle_rad: float, seed: int) -> np.ndarray:
-    """T moved by translation_m along and angle_rad about random directions (tangent step)."""
-    rng = np.random.default_rng(seed)
-    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
-    return apply_delta(T, np.r_[translation_m * unit(rng.normal(size=3)), angle_rad * unit(rng.normal(size=3))])
-
-
 def pose_error(T: np.ndarray, T_true: np.ndarray) -> tuple[float, float]:
-    """(translation error [m], rotation error [deg])."""
-    cos = (np.trace(T[:3, :3].T @ T_true[:3, :3]) - 1.0) / 2.0
-    return float(np.linalg.norm(T[:3, 3] - T_true[:3, 3])), float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    """(translation error [m], rotation error [deg]): the metrics' PE and OE."""
+    return position_error_cm(T, T_true) / 100.0, orientation_error_deg(T, T_true)
 
 
 def fit_pose(source: GradientSource, T_init: np.ndarray, pivot_obj: np.ndarray, iterations: int,
@@ -66,17 +60,11 @@ def fit_pose(source: GradientSource, T_init: np.ndarray, pivot_obj: np.ndarray, 
         if not result.ok:
             break
         if result.value.item() < best:
-            best, best_pose = result.value.item(), _matrix(rotation, translation_)
+            best, best_pose = result.value.item(), pose_array(rotation, translation_)
         result.value.backward()
         optimiser.step()
         schedule.step()
     return best_pose
-
-
-def _matrix(rotation: torch.Tensor, translation_: torch.Tensor) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = rotation.detach().numpy(), translation_.detach().numpy()
-    return T
 
 
 def time_backend(source: RenderSource, T: np.ndarray, repeats: int) -> float:
@@ -119,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     for distance in (float(d) for d in args.distances.split(",")):
         T_true = view_pose(model, distance)
         target = reference.render(model, T_true, [])
-        T = offset(T_true, 0.01, np.radians(5.0), seed=0)
+        T = random_offset(T_true, 0.01, np.radians(5.0), seed=0)
         for backend in args.backends.split(","):
             config["backend"] = backend
             source = RenderSource(model, camera, target.rgb, target.object_mask, target.depth_m, config)

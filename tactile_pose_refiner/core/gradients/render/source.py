@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
-from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded
+from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded, pose_array
 from tactile_pose_refiner.core.gradients.render.base import Renderer, RenderInputError, roi_around
 from tactile_pose_refiner.core.gradients.render.factory import renderer_for
 from tactile_pose_refiner.core.resources import load_config
@@ -97,9 +97,7 @@ class RenderSource(GradientSource):
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
         if self.problem is not None:
             return degraded(self.problem, rotation, translation)
-        T = np.eye(4)
-        T[:3, :3] = rotation.detach().cpu().numpy()
-        T[:3, 3] = translation.detach().cpu().numpy()
+        T = pose_array(rotation, translation)
         if not np.isfinite(T).all():
             return degraded("non-finite pose", rotation, translation)
         roi = roi_around(self.renderer.mesh.vertices, T, self.camera,
