@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import trimesh
 
-from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded
+from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss
 from tactile_pose_refiner.core.gradients.pairs import PairSearch, PointMeshDistance
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
@@ -32,11 +32,5 @@ class DepthSource(GradientSource):
         self.distance = PointMeshDistance(mesh, points, search, distance, occluders)
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
-        count = len(self.distance.points)
-        if count < self.min_points:
-            return degraded(f"{count} depth points on the object (< {self.min_points})",
-                            rotation, translation)
-        value, pairs = self.distance.loss(rotation, translation)
-        if pairs == 0:
-            return degraded("no depth point near the mesh", rotation, translation)
-        return SourceLoss(value)
+        return self.distance.source_loss(rotation, translation, self.min_points,
+                                         "depth points on the object")

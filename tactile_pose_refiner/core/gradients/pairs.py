@@ -17,7 +17,7 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-from tactile_pose_refiner.core.gradients.base import pose_array
+from tactile_pose_refiner.core.gradients.base import SourceLoss, degraded, pose_array
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 
 MM = 1000.0  # losses are reported in mm^2 so that the sources have comparable scales
@@ -97,11 +97,11 @@ class PointMeshDistance:
         self.points = points[np.isfinite(points).all(axis=1)]
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
-        self.triangle_centres = self.vertices[self.faces].mean(axis=1)
         self.search = search
         self.distance = distance or MeshDistance(self.vertices, self.faces)
         self.tree = cKDTree(self.points) if len(self.points) else None
         self.visibility = Visibility(self.vertices, self.faces, occluders)
+        self.triangle_centres = self.visibility.centres
 
     def pairs(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """At pose T (4, 4): (point-term points (A, 3), their closest surface points in the object
@@ -130,6 +130,18 @@ class PointMeshDistance:
         gap, nearest = self.tree.query(centres[selected], distance_upper_bound=self.search.max_distance_m)
         keep = np.isfinite(gap)
         return self.points[nearest[keep]], self.triangle_centres[selected[keep]]
+
+    def source_loss(self, rotation: torch.Tensor, translation: torch.Tensor, min_points: int,
+                    what: str) -> SourceLoss:
+        """Eq. 2 as a source's result: degraded (zero weight) with fewer than min_points points
+        or no pair within reach; `what` names the points in the status."""
+        count = len(self.points)
+        if count < min_points:
+            return degraded(f"{count} {what} (< {min_points})", rotation, translation)
+        value, pairs = self.loss(rotation, translation)
+        if pairs == 0:
+            return degraded(f"no {what} near the mesh", rotation, translation)
+        return SourceLoss(value)
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Eq. 2 in mm^2 at (R, t) and the number of pairs used."""

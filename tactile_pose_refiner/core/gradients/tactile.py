@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import trimesh
 
-from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded
+from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss
 from tactile_pose_refiner.core.gradients.pairs import PairSearch, PointMeshDistance
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
@@ -39,10 +39,5 @@ class TactileSource(GradientSource):
             mesh, contacts, PairSearch(config["mesh_to_points"], config["max_pair_distance_m"]), distance)
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
-        count = len(self.distance.points)
-        if count < self.min_contacts:
-            return degraded(f"{count} taxels in contact (< {self.min_contacts})", rotation, translation)
-        value, pairs = self.distance.loss(rotation, translation)
-        if pairs == 0:
-            return degraded("no taxel in contact near the mesh", rotation, translation)
-        return SourceLoss(value)
+        return self.distance.source_loss(rotation, translation, self.min_contacts,
+                                         "taxels in contact")
