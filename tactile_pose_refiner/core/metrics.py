@@ -75,7 +75,7 @@ class ObjectMetrics:
         """CA: share of surface samples within threshold of the hand surface x object area."""
         threshold = float(self.config["contact_area"]["threshold_m"])
         points = transform_points(T, self.samples)
-        distance = unsigned_distance(hand.distance, hand.mesh, points, threshold)
+        distance = hand.distance.unsigned(points, threshold)
         return float(np.mean(distance < threshold) * self.area_cm2)
 
     # --- intersection volume -------------------------------------------------------------------
@@ -93,6 +93,10 @@ class ObjectMetrics:
         return Volume(volume, EXACT if exact else WINDING_NUMBER)
 
     @cached_property
+    def body(self) -> RigidBody:
+        return RigidBody.from_mesh(self.model.geometry, self.model.mass_kg)
+
+    @cached_property
     def closed_proxy(self) -> Manifold:
         """A closed stand-in for a scan with holes: marching cubes of its winding-number SDF."""
         return to_manifold(self.sdf.closed_mesh())
@@ -104,42 +108,34 @@ class ObjectMetrics:
         `contact_distance_m`; PD = deepest penetration."""
         physics = physics or load_config("physics")
         config = physics["stability"]
-        body = RigidBody.from_mesh(self.model.geometry, self.model.mass_kg)
         simulation = {**physics, "contact": {**physics["contact"], **config.get("contact", {})}}
-        model = contact_model(self.sdf, body, hand.surface_points, T, simulation)
+        model = contact_model(self.sdf, self.body, hand.surface_points, T, simulation)
         steps = int(round(float(config["duration_s"]) / float(config["dt_s"])))
         R = torch.as_tensor(np.asarray(T)[:3, :3], dtype=torch.float64)
         t = torch.as_tensor(np.asarray(T)[:3, 3], dtype=torch.float64)
         with torch.no_grad():
             gravity = hand.T_frame_base[:3, :3] @ np.asarray(config["gravity_m_s2"], dtype=np.float64)
             rollout = model.rollout(R, t, steps, float(config["dt_s"]), gravity)
-        gap = float(self.distance.query(transform_points(invert(T), hand.surface_points), 0.05)[0].min())
+        hand_in_object = self._hand_in_object(T, hand)
         return Stability(displacement_cm=float(rollout.displacement()) * 100.0,
-                         in_contact=gap <= float(config["contact_distance_m"]),
-                         penetration_cm=self.penetration_depth_max_mm(T, hand) / 10.0)
+                         in_contact=float(hand_in_object.min()) <= float(config["contact_distance_m"]),
+                         penetration_cm=self._deepest_mm(T, hand, hand_in_object) / 10.0)
 
     # --- penetration ---------------------------------------------------------------------------
     def penetration_depth_max_mm(self, T: np.ndarray, hand: PosedHand) -> float:
         """Deepest penetration either way: hand surface points inside the object, object surface
         samples inside the hand [mm]; 0 when they do not touch."""
-        hand_in_object = self.distance.query(transform_points(invert(T), hand.surface_points), 0.05)[0]
+        return self._deepest_mm(T, hand, self._hand_in_object(T, hand))
+
+    def _hand_in_object(self, T: np.ndarray, hand: PosedHand) -> np.ndarray:
+        """(N,) signed distance of each hand surface point to the object at T [m]."""
+        return self.distance.query(transform_points(invert(T), hand.surface_points), 0.05)[0]
+
+    def _deepest_mm(self, T: np.ndarray, hand: PosedHand, hand_in_object: np.ndarray) -> float:
         count = int(self.config["penetration"]["object_samples"])
         object_in_hand = hand.distance.query(transform_points(T, self.samples[:count]), 0.05)[0]
         deepest = min(float(hand_in_object.min(initial=0.0)), float(object_in_hand.min(initial=0.0)))
         return -deepest * 1000.0
-
-
-def unsigned_distance(distance: MeshDistance, mesh: trimesh.Trimesh, points: np.ndarray,
-                      max_distance: float) -> np.ndarray:
-    """(N,) distance of each point to the surface of `mesh` (whose MeshDistance is `distance`);
-    max_distance where farther."""
-    face, weights = distance.closest(points, max_distance)
-    distance = np.full(len(points), float(max_distance))
-    hit = face >= 0
-    closest = np.einsum("nk,nkc->nc", weights[hit], mesh.vertices[mesh.faces[face[hit]]])
-    distance[hit] = np.linalg.norm(points[hit] - closest, axis=1)
-    return distance
-
 
 
 @dataclass(frozen=True)

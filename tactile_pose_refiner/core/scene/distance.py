@@ -48,6 +48,8 @@ class MeshDistance:
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, device: str = "cpu") -> None:
         wp.init()
         self.device = device
+        self.vertices = np.asarray(vertices, dtype=np.float64)
+        self.faces = np.asarray(faces, dtype=np.int64)
         self._points = wp.array(np.asarray(vertices, dtype=np.float32), dtype=wp.vec3, device=device)
         self._faces = wp.array(np.asarray(faces, dtype=np.int32).ravel(), dtype=wp.int32, device=device)
         self.mesh = wp.Mesh(points=self._points, indices=self._faces)
@@ -84,3 +86,14 @@ class MeshDistance:
         wp.launch(_closest_point, dim=len(points), device=self.device,
                   inputs=[self.mesh.id, query_points, float(max_distance), face, barycentric])
         return face.numpy().astype(np.int64), barycentric.numpy().astype(np.float64)
+
+    def unsigned(self, points: np.ndarray, max_distance: float) -> np.ndarray:
+        """(N, 3) points -> (N,) distance to the surface (no sign: fast); max_distance where
+        farther."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        face, weights = self.closest(points, max_distance)
+        distance = np.full(len(points), float(max_distance))
+        hit = face >= 0
+        nearest = np.einsum("nk,nkc->nc", weights[hit], self.vertices[self.faces[face[hit]]])
+        distance[hit] = np.linalg.norm(points[hit] - nearest, axis=1)
+        return distance
