@@ -122,7 +122,10 @@ class HandModel:
     # --- geometry -------------------------------------------------------------------------
     def meshes(self, q: np.ndarray, T_frame_base: np.ndarray = np.eye(4)) -> dict[str, trimesh.Trimesh]:
         """Collision meshes of every link with geometry, posed in the frame of T_frame_base."""
-        poses = self.link_poses(q)
+        return self._posed_meshes(self.link_poses(q), T_frame_base)
+
+    def _posed_meshes(self, poses: dict[str, np.ndarray], T_frame_base: np.ndarray
+                      ) -> dict[str, trimesh.Trimesh]:
         return {link: geometry.mesh.copy().apply_transform(T_frame_base @ poses[link])
                 for link, geometry in self.links.items()}
 
@@ -134,7 +137,7 @@ class HandModel:
             T = T_frame_base @ poses[link]
             points.append(link_points @ T[:3, :3].T + T[:3, 3])
             normals.append(link_normals @ T[:3, :3].T)
-        return PosedHand(self.meshes(q, T_frame_base), np.concatenate(points),
+        return PosedHand(self._posed_meshes(poses, T_frame_base), np.concatenate(points),
                          np.concatenate(normals), np.asarray(T_frame_base, dtype=np.float64), poses)
 
     def surface_points(self, spacing: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
