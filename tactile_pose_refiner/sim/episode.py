@@ -45,19 +45,20 @@ class EpisodeGenerator:
     def episode(self, object_id: str, steps: int, seed: int, index: int = 0
                 ) -> tuple[EpisodeInfo, Iterator[Frame]]:
         """Grasp now; frames lazily (rendering is the slow part)."""
-        rng = np.random.default_rng([seed, index])
-        model = self.catalog.load(object_id)
-        distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
-        grasp = self.grasps.synthesize(model, distance, rng)
-        info = EpisodeInfo(object_id, grasp, [])
-        return info, self._frames(info, model, distance, steps, rng, index)
+        return self._episode(object_id, None, steps, seed, index)
 
     def replay(self, object_id: str, grasp: Grasp, steps: int, seed: int, index: int = 0
                ) -> tuple[EpisodeInfo, Iterator[Frame]]:
         """Frames of a given grasp (e.g. a stored one), skipping the grasp search."""
+        return self._episode(object_id, grasp, steps, seed, index)
+
+    def _episode(self, object_id: str, grasp: Grasp | None, steps: int, seed: int, index: int
+                 ) -> tuple[EpisodeInfo, Iterator[Frame]]:
         rng = np.random.default_rng([seed, index])
         model = self.catalog.load(object_id)
         distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
+        if grasp is None:   # the search draws from rng first, so episodes stay seed-identical
+            grasp = self.grasps.synthesize(model, distance, rng)
         info = EpisodeInfo(object_id, grasp, [])
         return info, self._frames(info, model, distance, steps, rng, index)
 
