@@ -69,6 +69,7 @@ def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int
         rows.append({"name": f"{name} fwd", "ms": ms, "value": float(result.value), "note": ""})
     posed = hand.posed(frame)
     metrics = ObjectMetrics(model, sdf=obj.sdf)
+    icp = Icp(model.geometry)
     timed = {
         "PE [cm]": lambda: position_error_cm(T, frame.T_cam_obj),
         "OE [deg]": lambda: orientation_error_deg(T, frame.T_cam_obj),
@@ -76,7 +77,7 @@ def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int
         "IV [cm3]": lambda: metrics.intersection_volume(T, posed),
         "penetration max [mm]": lambda: metrics.penetration_depth_max_mm(T, posed),
         "stability SD [cm]": lambda: metrics.stability(T, posed),
-        "ICP 50 it -> PE [cm]": lambda: Icp(model.geometry).run(frame.object_points(), T, 50),
+        "ICP 50 it -> PE [cm]": lambda: icp.run(frame.object_points(), T, 50),
     }
     for name, function in timed.items():
         ms, value = median_ms(function, max(1, repeats // 4) if "ICP" in name or "stab" in name else repeats)
