@@ -91,6 +91,21 @@ def test_intersection_volume_on_scans_with_holes(object_id):
     assert at_truth.cm3 < 0.1 and pushed.cm3 > 0.1
 
 
+def test_deviation_from_truth_is_zero_at_the_truth_and_the_difference_elsewhere():
+    model = generator().catalog.load("008_pudding_box")
+    scene = frame("008_pudding_box")
+    hand = hand_in_camera(scene)
+    metrics = ObjectMetrics(model)
+    assert metrics.deviation_from_truth(scene.T_cam_obj, scene.T_cam_obj, hand) == (0.0, 0.0)
+    T = pushed_into_hand(scene.T_cam_obj, metrics.sdf, hand.surface_points, 0.004)
+    dca, div = metrics.deviation_from_truth(T, scene.T_cam_obj, hand)
+    assert div == pytest.approx(metrics.intersection_volume(T, hand).cm3
+                                - metrics.intersection_volume(scene.T_cam_obj, hand).cm3)
+    assert div > 0.1
+    assert dca == pytest.approx(abs(metrics.contact_area_cm2(T, hand)
+                                    - metrics.contact_area_cm2(scene.T_cam_obj, hand)))
+
+
 def test_winding_number_proxy_agrees_with_exact_booleans_on_a_closed_scan():
     model = generator().catalog.load("008_pudding_box")
     scene = frame("008_pudding_box")

@@ -92,6 +92,14 @@ class ObjectMetrics:
         volume = (union ^ solid.transform(np.asarray(T)[:3, :4])).volume() * 1e6
         return Volume(volume, EXACT if exact else WINDING_NUMBER)
 
+    def deviation_from_truth(self, T: np.ndarray, T_gt: np.ndarray, hand: PosedHand
+                             ) -> tuple[float, float]:
+        """abs(dCA) [cm^2] and abs(dIV) [cm^3]: how far the pose's contact area and intersection
+        volume are from those of the ground-truth pose (paper §IV-C deviation metrics)."""
+        dca = abs(self.contact_area_cm2(T, hand) - self.contact_area_cm2(T_gt, hand))
+        div = abs(self.intersection_volume(T, hand).cm3 - self.intersection_volume(T_gt, hand).cm3)
+        return dca, div
+
     @cached_property
     def body(self) -> RigidBody:
         return RigidBody.from_mesh(self.model.geometry, self.model.mass_kg)
