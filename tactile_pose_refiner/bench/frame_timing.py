@@ -75,6 +75,7 @@ def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int
         "OE [deg]": lambda: orientation_error_deg(T, frame.T_cam_obj),
         "CA [cm2]": lambda: metrics.contact_area_cm2(T, posed),
         "IV [cm3]": lambda: metrics.intersection_volume(T, posed),
+        "|dIV| [cm3] (and |dCA|)": lambda: metrics.deviation_from_truth(T, frame.T_cam_obj, posed)[1],
         "penetration max [mm]": lambda: metrics.penetration_depth_max_mm(T, posed),
         "stability SD [cm]": lambda: metrics.stability(T, posed),
         "ICP 50 it -> PE [cm]": lambda: icp.run(frame.object_points(), T, 50),
