@@ -8,6 +8,7 @@ autograd; the refiner steps in the tangent space (see `perturbed_pose`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,11 @@ class GradientSource(ABC):
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
         """(3, 3) rotation, (3,) translation of T_cam_obj (same dtype/device) -> SourceLoss."""
 
+    def frozen(self) -> AbstractContextManager:
+        """Within this context the source keeps the per-pose state it chose at the last pose
+        (e.g. the visible triangles), so losses at nearby poses are comparable."""
+        return nullcontext()
+
 
 def hat(omega: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros((), dtype=omega.dtype, device=omega.device)
@@ -69,12 +75,23 @@ def so3_exp(omega: torch.Tensor) -> torch.Tensor:
     return eye + a * K + b * (K @ K)
 
 
-def perturbed_pose(T: np.ndarray, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pose T (4, 4) moved by delta = (dt (3,) [m], omega (3,) [rad]): R = exp(omega) R0,
-    t = t0 + dt — a rotation about the object origin along camera axes. Returns (R, t) tensors."""
+def perturbed_pose(T: np.ndarray, delta: torch.Tensor, pivot: np.ndarray | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose T (4, 4) moved by delta = (dt (3,) [m], omega (3,) [rad]): R = exp(omega) R0 and the
+    object turns about `pivot` (3,), a point in the object frame (default: its origin), along
+    camera axes, then shifts by dt. Returns (R, t) tensors.
+
+    Turn about the centroid when optimising: about a far-off mesh origin every rotation also
+    moves the object, and rotation and translation steps fight (render fit on the mustard
+    bottle: 2.6 mm / 3.5 deg about the origin vs 0.09 mm / 0.15 deg about the centroid)."""
     R0 = torch.as_tensor(np.asarray(T)[:3, :3], dtype=delta.dtype, device=delta.device)
     t0 = torch.as_tensor(np.asarray(T)[:3, 3], dtype=delta.dtype, device=delta.device)
-    return so3_exp(delta[3:]) @ R0, t0 + delta[:3]
+    turn = so3_exp(delta[3:])
+    if pivot is None:
+        return turn @ R0, t0 + delta[:3]
+    centre = R0 @ torch.as_tensor(np.asarray(pivot, dtype=np.float64), dtype=delta.dtype,
+                                  device=delta.device) + t0
+    return turn @ R0, turn @ (t0 - centre) + centre + delta[:3]
 
 
 def pose_array(rotation: torch.Tensor, translation: torch.Tensor) -> np.ndarray:
@@ -85,9 +102,9 @@ def pose_array(rotation: torch.Tensor, translation: torch.Tensor) -> np.ndarray:
     return T
 
 
-def apply_delta(T: np.ndarray, delta: np.ndarray) -> np.ndarray:
+def apply_delta(T: np.ndarray, delta: np.ndarray, pivot: np.ndarray | None = None) -> np.ndarray:
     """numpy twin of perturbed_pose: the (4, 4) pose after a step delta (6,)."""
-    return pose_array(*perturbed_pose(T, torch.as_tensor(np.asarray(delta, dtype=np.float64))))
+    return pose_array(*perturbed_pose(T, torch.as_tensor(np.asarray(delta, dtype=np.float64)), pivot))
 
 
 def random_offset(T: np.ndarray, translation_m: float, angle_rad: float, seed: int) -> np.ndarray:
@@ -97,11 +114,13 @@ def random_offset(T: np.ndarray, translation_m: float, angle_rad: float, seed: i
     return apply_delta(T, np.r_[translation_m * unit(rng.normal(size=3)), angle_rad * unit(rng.normal(size=3))])
 
 
-def loss_and_gradient(source: GradientSource, T: np.ndarray) -> tuple[SourceLoss, np.ndarray]:
-    """Evaluate a source at T and its gradient (6,) w.r.t. the step (dt, omega) at zero.
-    A non-finite loss or gradient becomes a labelled zero-weight result, never a NaN step."""
+def loss_and_gradient(source: GradientSource, T: np.ndarray, pivot: np.ndarray | None = None
+                      ) -> tuple[SourceLoss, np.ndarray]:
+    """Evaluate a source at T and its gradient (6,) w.r.t. the step (dt, omega) at zero (turning
+    about `pivot`, see perturbed_pose). A non-finite loss or gradient becomes a labelled
+    zero-weight result, never a NaN step."""
     delta = torch.zeros(6, dtype=torch.float64, requires_grad=True)
-    rotation, translation = perturbed_pose(T, delta)
+    rotation, translation = perturbed_pose(T, delta, pivot)
     result = source.loss(rotation, translation)
     (gradient,) = torch.autograd.grad(result.value, delta, allow_unused=True)
     gradient = np.zeros(6) if gradient is None else gradient.detach().numpy()

@@ -28,8 +28,12 @@ class DepthSource(GradientSource):
             points = points[np.sort(chosen)]
         self.min_points = int(config["min_points"])
         search = PairSearch(config["mesh_to_points"], config["max_pair_distance_m"],
-                            config["visibility_refresh_m"], np.radians(config["visibility_refresh_deg"]))
+                            config["visibility_refresh_m"], np.radians(config["visibility_refresh_deg"]),
+                            int(config.get("max_triangles", 0)))
         self.distance = PointMeshDistance(mesh, points, search, distance, occluders)
+
+    def frozen(self):
+        return self.distance.visibility.held()
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
         return self.distance.source_loss(rotation, translation, self.min_points,

@@ -65,20 +65,27 @@ class HandAssets:
 
 def build_sources(frame: Frame, obj: ObjectAssets, hand: HandAssets, T_initial: np.ndarray,
                   names: tuple[str, ...] = ("physics", "depth", "tactile"),
-                  device: str = "cpu") -> dict[str, GradientSource]:
-    """name -> source for one frame; T_initial (4, 4) is the pose refinement starts from."""
-    posed = hand.posed(frame)
+                  device: str = "cpu", posed: PosedHand | str | None = None,
+                  physics_config: dict | None = None) -> dict[str, GradientSource]:
+    """name -> source for one frame; T_initial (4, 4) is the pose refinement starts from.
+    posed: the frame's hand when the caller has it already; physics_config: overrides
+    config/physics.yaml (e.g. a wider hand point band for a noisy start)."""
+    posed = hand.posed(frame) if posed is None else posed
     builders = {"physics": _physics, "depth": _depth, "tactile": _tactile, "render": _render}
-    return {name: builders[name](frame, obj, hand, posed, T_initial, device) for name in names}
+    unknown = set(names) - set(builders)
+    if unknown:
+        raise ValueError(f"unknown gradient sources {sorted(unknown)}; known: {sorted(builders)}")
+    return {name: builders[name](frame, obj, hand, posed, T_initial, device, physics_config)
+            for name in names}
 
 
-def _physics(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+def _physics(frame, obj, hand, posed, T_initial, device, config) -> GradientSource:
     if isinstance(posed, str):
         return Unavailable("physics", posed)
-    return PhysicsSource.build(obj.sdf, obj.body, posed.surface_points, T_initial, device=device)
+    return PhysicsSource.build(obj.sdf, obj.body, posed.surface_points, T_initial, config, device)
 
 
-def _depth(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+def _depth(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     if frame.mask is None:
         return Unavailable("depth", "no segmentation mask")
     occluders = None if isinstance(posed, str) else posed.mesh
@@ -86,7 +93,7 @@ def _depth(frame, obj, hand, posed, T_initial, device) -> GradientSource:
                        occluders=occluders)
 
 
-def _tactile(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     if isinstance(posed, str):
         return Unavailable("tactile", posed)
     contacts = contact_positions(frame.tactile, hand.layout, posed.link_poses, posed.T_frame_base,
@@ -94,6 +101,6 @@ def _tactile(frame, obj, hand, posed, T_initial, device) -> GradientSource:
     return TactileSource(obj.model.geometry, contacts, distance=obj.distance)
 
 
-def _render(frame, obj, hand, posed, T_initial, device) -> GradientSource:
+def _render(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     from tactile_pose_refiner.core.gradients.render.source import RenderSource
     return RenderSource(obj.model, frame.camera, frame.rgb, frame.mask, frame.depth_m)

@@ -9,6 +9,7 @@ is exact, not an approximation.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,10 @@ class PairSearch:
     max_distance_m: float = 0.1     # pairs farther than this are ignored (outliers)
     refresh_m: float = 0.002
     refresh_rad: float = 0.035
+    max_triangles: int = 0          # > 0: the triangle term uses at most this many of the chosen
+                                    # triangles (a fixed random subset: a mean over triangles
+                                    # estimated from a sample, at a cost that no longer grows
+                                    # with the scan's resolution)
 
     def __post_init__(self) -> None:
         if self.mesh_to_points not in ("all", "visible", "none"):
@@ -54,9 +59,22 @@ class Visibility:
         corners = vertices[faces]
         self.normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.hold = False   # True: keep the cached set wherever the pose is (see held())
+
+    @contextmanager
+    def held(self):
+        """Keep the current visible set while evaluating nearby poses (candidate steps): a
+        re-cast in between would change the loss by more than the step does."""
+        self.hold = True
+        try:
+            yield
+        finally:
+            self.hold = False
 
     def visible(self, R: np.ndarray, t: np.ndarray, search: PairSearch) -> np.ndarray:
         """Indices of the visible triangles at pose (R, t)."""
+        if self._cache is not None and self.hold:
+            return self._cache[2]
         if self._cache is not None:
             cached_R, cached_t, indices = self._cache
             angle = np.arccos(np.clip((np.trace(cached_R.T @ R) - 1.0) / 2.0, -1.0, 1.0))
@@ -102,6 +120,8 @@ class PointMeshDistance:
         self.tree = cKDTree(self.points) if len(self.points) else None
         self.visibility = Visibility(self.vertices, self.faces, occluders)
         self.triangle_centres = self.visibility.centres
+        # every triangle's rank in one fixed random order: subsets stay the same between poses
+        self.rank = np.random.default_rng(0).permutation(len(self.faces))
 
     def pairs(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """At pose T (4, 4): (point-term points (A, 3), their closest surface points in the object
@@ -123,6 +143,8 @@ class PointMeshDistance:
         selected = np.arange(len(self.faces))
         if self.search.mesh_to_points == "visible":
             selected = self.visibility.visible(R, t, self.search)
+        if 0 < self.search.max_triangles < len(selected):
+            selected = selected[np.sort(np.argsort(self.rank[selected])[:self.search.max_triangles])]
         # Triangle-to-point distance measured at the triangle's centre (the scans' triangles are
         # ~2 mm across): min over points of a continuous function, so the loss stays continuous
         # (taking the point nearest the centre, then its distance to the whole triangle, jumps

@@ -130,8 +130,12 @@ class ContactWrench(torch.autograd.Function):
         state = torch.cat([rotation.reshape(9), com, velocity, angular_velocity])
         buffers.state.assign(state.detach().to("cpu", torch.float32).numpy())
         buffers.wrench.zero_()
-        buffers.tape = wp.Tape()
-        with buffers.tape:
+        if any(ctx.needs_input_grad):   # a forward-only evaluation (a candidate step) needs no tape
+            buffers.tape = wp.Tape()
+            with buffers.tape:
+                model.launch(buffers.state, buffers.wrench)
+        else:
+            buffers.tape = None
             model.launch(buffers.state, buffers.wrench)
         ctx.buffers, ctx.like = buffers, rotation
         wrench = torch.as_tensor(buffers.wrench.numpy(), dtype=rotation.dtype, device=rotation.device)

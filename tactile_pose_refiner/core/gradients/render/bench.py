@@ -41,16 +41,13 @@ def fit_pose(source: GradientSource, T_init: np.ndarray, pivot_obj: np.ndarray, 
     centroid, object frame) rather than its mesh origin — otherwise every rotation also moves the
     object and the two kinds of step fight. Learning rates decay geometrically; returns the
     (4, 4) pose with the lowest loss seen."""
-    pivot = torch.as_tensor(T_init[:3, :3] @ pivot_obj + T_init[:3, 3])     # camera frame
     step_t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     step_r = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.Adam([{"params": [step_t], "lr": lr_m}, {"params": [step_r], "lr": lr_rad}])
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, decay)
 
     def pose(step_t, step_r):
-        rotation, _ = perturbed_pose(T_init, torch.cat([torch.zeros_like(step_t), step_r]))
-        turn = rotation @ torch.as_tensor(T_init[:3, :3]).T
-        return rotation, turn @ (torch.as_tensor(T_init[:3, 3]) - pivot) + pivot + step_t
+        return perturbed_pose(T_init, torch.cat([step_t, step_r]), pivot_obj)
 
     best, best_pose = float("inf"), T_init
     for _ in range(iterations):

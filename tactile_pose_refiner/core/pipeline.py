@@ -1,0 +1,67 @@
+"""Refine one frame: build its gradient sources, run a refiner variant, measure plausibility.
+
+The ROS-free entry point the refiner node and `tpr bench` share. A variant (config/refiner.yaml)
+names the active gradient sources and the checkpoint source; the diagnostics carry the
+intersection volume and contact area before and after when the frame's hand is usable.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.gradients.frame_sources import HandAssets, ObjectAssets, build_sources
+from tactile_pose_refiner.core.gradients.render.factory import resolve_device
+from tactile_pose_refiner.core.metrics import ObjectMetrics
+from tactile_pose_refiner.core.refiner import Plausibility, Refinement, Refiner
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.hand import PosedHand
+from tactile_pose_refiner.core.scene.objects import ObjectModel
+
+
+class FrameRefiner:
+    """One object's refiner: assets built once, then `refine(frame, T_initial)` per frame."""
+
+    def __init__(self, model: ObjectModel, hand: HandAssets | None = None,
+                 config: dict | None = None, metrics: ObjectMetrics | None = None) -> None:
+        self.config = config or load_config("refiner")
+        self.device = resolve_device(str(self.config.get("device", "cpu")))
+        self.object = ObjectAssets.build(model, self.device)
+        self.hand = hand or HandAssets.from_config()
+        self.metrics = metrics or ObjectMetrics(model, sdf=self.object.sdf)
+        physics = load_config("physics")
+        physics["hand_point_band_m"] = float(self.config["physics_hand_band_m"])
+        self.physics_config = physics
+
+    def variant(self, name: str | None = None) -> dict:
+        name = name or self.config["variant"]
+        variants = self.config["variants"]
+        if name not in variants:
+            raise ValueError(f"unknown refiner variant {name!r}; known: {sorted(variants)}")
+        return variants[name]
+
+    def refine(self, frame: Frame, T_initial: np.ndarray, variant: str | None = None,
+               iterations: int | None = None, posed: PosedHand | str | None = None,
+               on_iteration=None) -> Refinement:
+        """Refine T_initial (4, 4) on `frame` with a variant (default: config's)."""
+        chosen = self.variant(variant)
+        names = tuple(chosen["sources"])
+        checkpoint = chosen.get("checkpoint")
+        posed = self.hand.posed(frame) if posed is None else posed
+        built = build_sources(frame, self.object, self.hand, T_initial,
+                              tuple(dict.fromkeys(names + ((checkpoint,) if checkpoint else ()))),
+                              self._warp_device(), posed, self.physics_config)
+        refiner = Refiner({name: built[name] for name in names},
+                          built[checkpoint] if checkpoint else None,
+                          self.object.body.com, self.object.body.radius, self.config)
+        refinement = refiner.run(T_initial, iterations, on_iteration)
+        if not isinstance(posed, str):
+            refinement.before = self.plausibility(T_initial, posed)
+            refinement.after = self.plausibility(refinement.T, posed)
+        return refinement
+
+    def plausibility(self, T: np.ndarray, posed: PosedHand) -> Plausibility:
+        return Plausibility(self.metrics.intersection_volume(T, posed).cm3,
+                            self.metrics.contact_area_cm2(T, posed))
+
+    def _warp_device(self) -> str:
+        return "cuda:0" if self.device.startswith("cuda") else "cpu"
