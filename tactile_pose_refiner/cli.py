@@ -1,7 +1,7 @@
 """`tpr`: the command line of tactile_pose_refiner.
 
-Subcommands (stable names, see SPEC §8): demo, generate, import-isaac, metrics, bench-render;
-bench comes with the refiner.
+Subcommands (stable names, see SPEC §8): demo, generate, import-isaac, metrics, bench-render,
+bench.
 """
 from __future__ import annotations
 
@@ -135,6 +135,13 @@ def metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """Methods over episodes in the paper's table layout (see bench/refine_bench.py)."""
+    from tactile_pose_refiner.bench import refine_bench
+
+    return refine_bench.main(args.options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="ms per fwd+bwd of the rendering gradient per backend and ROI size")
     render.add_argument("options", nargs="*", help="see tpr bench-render --help")
     render.set_defaults(handler=bench_render)
+    table = commands.add_parser("bench", add_help=False, prefix_chars="+",
+                                help="refinement methods over episodes, the paper's tables")
+    table.add_argument("options", nargs="*", help="see tpr bench --help")
+    table.set_defaults(handler=bench)
     return parser
 
 

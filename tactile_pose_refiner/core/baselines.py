@@ -59,8 +59,9 @@ class Icp:
         best, best_score, kept, scores = T_obj_cam, checkpoint(invert(T_obj_cam)), 0, []
         scores.append(best_score)
         for iteration in range(1, iterations + 1):
-            T_obj_cam = self._icp(cloud, T_obj_cam, 1)
-            scores.append(checkpoint(invert(T_obj_cam)))
+            previous, T_obj_cam = T_obj_cam, self._icp(cloud, T_obj_cam, 1)
+            # a converged ICP repeats its iterate: same pose, same score (saves the render)
+            scores.append(scores[-1] if np.array_equal(previous, T_obj_cam) else checkpoint(invert(T_obj_cam)))
             if scores[-1] < best_score:
                 best, best_score, kept = T_obj_cam, scores[-1], iteration
         return IcpResult(invert(best), iterations, kept, scores=scores)

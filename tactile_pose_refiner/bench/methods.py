@@ -1,0 +1,102 @@
+"""The benchmark's methods on one frame (paper §IV-D, §V): each turns an initial pose into an
+output pose, timed; then the frame's metrics of that pose against the ground truth.
+
+Methods: initial (no refinement), icp, icp_cp (ICP with checkpointing on L_DR), and every
+refiner variant of config/refiner.yaml (physics, physics_cp, render, depth, tactile, ours,
+no_render, ...). A method may carry an iteration count: "ours@100".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tactile_pose_refiner.core.baselines import Icp
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.gradients.render.source import RenderSource
+from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
+from tactile_pose_refiner.core.pipeline import FrameRefiner
+from tactile_pose_refiner.core.scene.objects import ObjectModel
+
+BASELINES = ("initial", "icp", "icp_cp")
+LATER = {"estimator": "the initial pose estimator (issue 8)"}
+
+
+def parse_method(name: str) -> tuple[str, int | None]:
+    """'ours@100' -> ('ours', 100); 'ours' -> ('ours', None)."""
+    base, _, iterations = name.partition("@")
+    return base, (int(iterations) if iterations else None)
+
+
+def check_methods(names: list[str], variants: dict) -> None:
+    for name in names:
+        base, _ = parse_method(name)
+        if base in LATER:
+            raise ValueError(f"method {base!r} needs {LATER[base]}, which is not built yet")
+        if base not in BASELINES and base not in variants:
+            raise ValueError(f"unknown method {base!r}; known: {', '.join(BASELINES + tuple(variants))}")
+
+
+@dataclass
+class MethodResult:
+    T: np.ndarray
+    ms: float
+    status: str = "ok"
+    trace: list[tuple[float, float]] = field(default_factory=list)   # (PE cm, OE deg) per iteration
+
+
+class ObjectBench:
+    """One object's methods and metrics, built once per worker process."""
+
+    def __init__(self, model: ObjectModel) -> None:
+        self.model = model
+        self.refiner = FrameRefiner(model)
+        self.icp = Icp(model.geometry)
+
+    def run(self, method: str, frame: Frame, T_initial: np.ndarray, posed,
+            iterations: int | None, trace: bool = False) -> MethodResult:
+        base, own_iterations = parse_method(method)
+        iterations = own_iterations or iterations
+        started = time.perf_counter()
+        if base == "initial":
+            return MethodResult(T_initial, 0.0)
+        if base in ("icp", "icp_cp"):
+            checkpoint = render_score(self.model, frame) if base == "icp_cp" else None
+            result = self.icp.run(frame.object_points(), T_initial, iterations, checkpoint)
+            return MethodResult(result.T, (time.perf_counter() - started) * 1000.0, result.status)
+        steps: list[tuple[float, float]] = []
+        record = None
+        if trace and frame.T_cam_obj is not None:
+            record = lambda k, T: steps.append((position_error_cm(T, frame.T_cam_obj),  # noqa: E731
+                                                orientation_error_deg(T, frame.T_cam_obj)))
+        refinement = self.refiner.refine(frame, T_initial, base, iterations, posed, record)
+        return MethodResult(refinement.T, refinement.diagnostics.wall_ms, refinement.diagnostics.status, steps)
+
+    def metrics(self, T: np.ndarray, T_gt: np.ndarray, posed, truth: dict) -> dict:
+        """PE, OE, CA, IV and the deviations from the ground truth's CA / IV (`truth`)."""
+        metrics = self.refiner.metrics
+        ca = metrics.contact_area_cm2(T, posed)
+        iv = metrics.intersection_volume(T, posed).cm3
+        return {"pe_cm": position_error_cm(T, T_gt), "oe_deg": orientation_error_deg(T, T_gt),
+                "ca_cm2": ca, "iv_cm3": iv, "dca_cm2": abs(ca - truth["ca_cm2"]),
+                "div_cm3": abs(iv - truth["iv_cm3"])}
+
+    def truth(self, frame: Frame, posed) -> dict:
+        metrics = self.refiner.metrics
+        return {"ca_cm2": metrics.contact_area_cm2(frame.T_cam_obj, posed),
+                "iv_cm3": metrics.intersection_volume(frame.T_cam_obj, posed).cm3}
+
+
+def render_score(model: ObjectModel, frame: Frame):
+    """L_DR of the frame as a pose -> float score (ICP with checkpointing keeps its minimum)."""
+    source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m)
+
+    def score(T: np.ndarray) -> float:
+        with torch.no_grad():
+            result = source.loss(torch.as_tensor(T[:3, :3]), torch.as_tensor(T[:3, 3]))
+        return float(result.value) if result.ok else float("inf")
+
+    return score
+

@@ -1,0 +1,253 @@
+"""`tpr bench`: methods over recorded episodes, in the paper's table layout (paper §V, SPEC §8).
+
+For every chosen frame of every episode under --data, each noise setting draws one initial pose
+from the ground truth (core/initial_noise.py; the same pose for every method), each method
+refines it, and the frame's metrics are taken against the ground truth. Frames run in parallel
+worker processes (one torch thread each). Means over frames are printed beside the paper's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from tactile_pose_refiner.core.resources import load_config
+
+METRICS = ("pe_cm", "oe_deg", "ca_cm2", "iv_cm3", "dca_cm2", "div_cm3")
+
+
+def episodes_under(data: Path) -> list[Path]:
+    """Every rosbag2 episode folder at or below `data`, sorted."""
+    if (data / "metadata.yaml").is_file():
+        return [data]
+    found = set(data.glob("*/metadata.yaml")) | set(data.rglob("metadata.yaml"))   # glob: symlinks too
+    return sorted(path.parent for path in found)
+
+
+def frame_indices(count: int, wanted: int | None) -> list[int]:
+    """`wanted` frames spread evenly over an episode of `count` frames (all when None)."""
+    if wanted is None or wanted >= count:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, wanted)})
+
+
+# --- worker side -------------------------------------------------------------------------------
+_benches: dict = {}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def run_job(job: dict) -> list[dict]:
+    """One episode's chosen frames: a record per (frame, noise setting, method)."""
+    from tactile_pose_refiner.bench.methods import ObjectBench
+    from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+    from tactile_pose_refiner.io.episode_bag import read_episode
+
+    episode = Path(job["episode"])
+    records = []
+    for index, frame in enumerate(read_episode(episode)):
+        if index not in job["frames"]:
+            continue
+        if frame.T_cam_obj is None:
+            raise ValueError(f"{episode} frame {index} has no ground-truth pose")
+        if frame.object_id not in _benches:
+            _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id))
+        bench = _benches[frame.object_id]
+        posed = bench.refiner.hand.posed(frame)
+        if isinstance(posed, str):
+            raise ValueError(f"{episode} frame {index}: {posed}")
+        truth = bench.truth(frame, posed)
+        for setting in job["noise"]:
+            T0 = InitialPoseNoise(setting).noisy(frame.T_cam_obj, bench.refiner.object.body.com,
+                                                 f"{episode.name}/{index}")
+            for method in job["methods"]:
+                result = bench.run(method, frame, T0, posed, job["iterations"], trace=job["trace"])
+                record = {"episode": episode.name, "episode_path": str(episode), "frame": index, "object": frame.object_id,
+                          "noise": setting, "method": method, "ms": result.ms, "status": result.status,
+                          **bench.metrics(result.T, frame.T_cam_obj, posed, truth),
+                          "truth": truth, "T_initial": T0.tolist(), "T": result.T.tolist(),
+                          "T_gt": frame.T_cam_obj.tolist()}
+                if result.trace:
+                    record["trace"] = result.trace
+                records.append(record)
+    return records
+
+
+# --- aggregation and printing ------------------------------------------------------------------
+def summarise(records: list[dict]) -> dict:
+    """noise -> method -> {metric means, ms_per_frame, n_frames, per_object}."""
+    grouped: dict = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        grouped[record["noise"]][record["method"]].append(record)
+    return {noise: {method: _means(rows) for method, rows in methods.items()}
+            for noise, methods in grouped.items()}
+
+
+def _means(rows: list[dict]) -> dict:
+    summary = {metric: float(np.mean([r[metric] for r in rows])) for metric in METRICS}
+    summary["ms_per_frame"] = float(np.mean([r["ms"] for r in rows]))
+    summary["n_frames"] = len(rows)
+    summary["degraded_frames"] = sum(r["status"] != "ok" for r in rows)
+    objects = defaultdict(list)
+    for r in rows:
+        objects[r["object"]].append(r)
+    if len(objects) > 1:
+        summary["per_object"] = {name: _means(group) for name, group in sorted(objects.items())}
+    return summary
+
+
+def truth_means(records: list[dict]) -> dict:
+    frames = {(r["episode"], r["frame"]): r["truth"] for r in records}
+    return {key: float(np.mean([t[key] for t in frames.values()])) for key in ("ca_cm2", "iv_cm3")}
+
+
+def table(noise: str, methods: dict, truth: dict, paper: dict) -> str:
+    """The paper's layout (PE, OE, CA, IV, |dCA|, |dIV|) + ms/frame; paper's values in brackets."""
+    header = (f"{'Method':<14}{'PE cm':>14}{'OE deg':>15}{'CA cm2':>15}{'IV cm3':>15}"
+              f"{'|dCA|':>15}{'|dIV|':>15}{'ms/frame':>10}{'n':>5}")
+    lines = [f"noise: {noise}   (ours [paper])", header, "-" * len(header)]
+    gt_paper = paper.get("ground_truth", {})
+    lines.append(f"{'Ground truth':<14}{'-':>14}{'-':>15}{_cell(truth['ca_cm2'], gt_paper.get('ca_cm2'))}"
+                 f"{_cell(truth['iv_cm3'], gt_paper.get('iv_cm3'))}{'0':>15}{'0':>15}")
+    for method, row in methods.items():
+        ref = paper.get(method.partition("@")[0], {}) if "@" not in method else {}
+        cells = "".join(_cell(row[m], ref.get(m)) for m in METRICS)
+        lines.append(f"{method:<14}{cells}{row['ms_per_frame']:>10.0f}{row['n_frames']:>5}")
+    return "\n".join(lines)
+
+
+def _cell(value: float, paper: float | None) -> str:
+    text = f"{value:.2f}" + (f" [{paper:.2f}]" if paper is not None else "")
+    return f"{text:>15}"
+
+
+def changes(methods: dict) -> str:
+    """Relative change of 'ours' (and the baselines) against the initial pose, per metric."""
+    if "initial" not in methods:
+        return ""
+    initial = methods["initial"]
+    lines = ["change vs initial (negative = better):"]
+    for method, row in methods.items():
+        if method == "initial":
+            continue
+        parts = [f"{m} {100.0 * (row[m] - initial[m]) / initial[m]:+.1f}%" for m in ("pe_cm", "oe_deg", "div_cm3")
+                 if initial[m] > 0]
+        lines.append(f"  {method:<14}" + ", ".join(parts))
+    return "\n".join(lines)
+
+
+# --- command line ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tpr bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="folder holding one or more rosbag2 episodes")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated (default: config/bench.yaml); NAME@N runs N iterations")
+    parser.add_argument("--noise", default="accurate", help="accurate | paper | accurate,paper")
+    parser.add_argument("--iterations", type=int, default=None, help="refiner/ICP iterations (default: config)")
+    parser.add_argument("--sweep", default=None,
+                        help="iterations sweep of 'ours' (Table IV), e.g. 25,50,100,400: adds ours@N")
+    parser.add_argument("--frames", type=int, default=None, help="frames per episode (evenly spaced)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    parser.add_argument("--json", help="write the summary (and every record) here")
+    parser.add_argument("--report", help="write plots and overlay images into this folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    from tactile_pose_refiner.bench.methods import check_methods
+
+    args = build_parser().parse_args(argv)
+    config = load_config("bench")
+    methods = (args.methods or ",".join(config["methods"])).split(",")
+    if args.sweep:
+        methods += [f"ours@{n}" for n in args.sweep.split(",")]
+    noise = args.noise.split(",")
+    try:
+        check_methods(methods, load_config("refiner")["variants"])
+        unknown = [n for n in noise if n not in config["noise"]]
+        if unknown:
+            raise ValueError(f"unknown noise setting(s) {unknown}; known: {sorted(config['noise'])}")
+    except ValueError as exc:
+        print(f"tpr bench: {exc}", file=sys.stderr)
+        return 2
+    episodes = episodes_under(Path(args.data))
+    if not episodes:
+        print(f"tpr bench: no rosbag2 episode under {args.data}", file=sys.stderr)
+        return 2
+    jobs = _jobs(episodes, args, methods, noise)
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
+    total = sum(len(job["frames"]) for job in jobs)
+    print(f"tpr bench: {len(episodes)} episode(s), {total} frame(s), methods {','.join(methods)}, "
+          f"noise {','.join(noise)}, {workers} worker process(es)", flush=True)
+    records = []
+    with tqdm(total=total, unit="frame", desc="tpr bench") as progress:
+        if workers == 1:
+            _worker_init(1)
+            results = map(run_job, jobs)
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(workers, _worker_init, (1,))
+            results = pool.imap_unordered(run_job, jobs)
+        for job_records in results:
+            records.extend(job_records)
+            progress.update(len({(r["episode"], r["frame"]) for r in job_records}))
+        if workers > 1:
+            pool.close()
+            pool.join()
+    summary = summarise(records)
+    truth = truth_means(records)
+    for setting in noise:
+        ordered = {m: summary[setting][m] for m in methods if m in summary[setting]}
+        print()
+        print(table(setting, ordered, truth, config["paper_tables"].get(setting, {})))
+        print(changes(ordered))
+    if args.json:
+        _write_json(args, methods, noise, summary, truth, records)
+    if args.report:
+        from tactile_pose_refiner.bench.report import write_report
+        for path in write_report(Path(args.report), records, summary, methods):
+            print(f"tpr bench: wrote {path}")
+    return 0
+
+
+def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str]) -> list[dict]:
+    """Each episode's frames in chunks of 5, so that workers share the load."""
+    from rosbags.rosbag2 import Reader
+
+    jobs = []
+    for episode in episodes:
+        with Reader(episode) as reader:
+            count = max(c.msgcount for c in reader.connections)
+        frames = frame_indices(count, args.frames)
+        for start in range(0, len(frames), 5):
+            jobs.append({"episode": str(episode), "frames": frames[start:start + 5], "methods": methods,
+                         "noise": noise, "iterations": args.iterations, "trace": bool(args.report)})
+    return jobs
+
+
+def _write_json(args, methods, noise, summary, truth, records) -> None:
+    document = {"config": {"data": args.data, "methods": methods, "noise": noise,
+                           "iterations": args.iterations, "frames": args.frames,
+                           "refiner": load_config("refiner"), "noise_model": load_config("bench")["noise"]},
+                "ground_truth": truth,
+                "methods": summary[noise[0]],   # SPEC §8 layout, for the first setting
+                "by_noise": summary,
+                "records": [{k: v for k, v in r.items() if k != "trace"} for r in records]}
+    with open(args.json, "w", encoding="utf-8") as stream:
+        json.dump(document, stream, indent=1)
+    print(f"tpr bench: wrote {args.json}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
