@@ -40,7 +40,8 @@ def _convergence(folder: Path, noise: str, rows: list[dict], summary: dict) -> P
     for r in rows:
         if r.get("trace"):
             traces[r["method"]].append(np.array(r["trace"]))
-    sweep = sorted((int(m.partition("@")[2]), s) for m, s in summary.items() if "@" in m)
+    sweep = sorted(((int(m.partition("@")[2]), s) for m, s in summary.items() if m.startswith("ours@")),
+                   key=lambda item: item[0])
     if not traces and not sweep:
         return None
     figure, axes = plt.subplots(1, 3 if sweep else 2, figsize=(15 if sweep else 10, 4))

@@ -84,7 +84,9 @@ class Refiner:
 
     def run(self, T_initial: np.ndarray, iterations: int | None = None,
             on_iteration: Callable[[int, np.ndarray], None] | None = None) -> Refinement:
-        """Refine from T_initial (4, 4). on_iteration(k, T_k) is called after each update."""
+        """Refine from T_initial (4, 4). on_iteration(k, T_k) is called after each update.
+        A non-finite initial pose is a ValueError (there is no pose to fall back on); unusable
+        sources give a labelled status and, when none is usable, the initial pose back."""
         started = time.perf_counter()
         self._evaluated, self._second_moment = None, {}
         iterations = int(self.config["iterations"] if iterations is None else iterations)
@@ -93,9 +95,8 @@ class Refiner:
         diagnostics = Diagnostics(losses={n: [] for n in self.sources}, weights={n: [] for n in self.sources},
                                   step_mm={n: [] for n in self.sources})
         T = np.array(T_initial, dtype=np.float64)
-        if not np.isfinite(T).all():
-            diagnostics.status = diagnostics.stop_reason = "degraded: initial pose is not finite"
-            return Refinement(T, T, diagnostics)
+        if T.shape != (4, 4) or not np.isfinite(T).all():
+            raise ValueError("the initial pose must be a finite (4, 4) matrix")
         best_T, best_loss = T, np.inf
         for k in range(iterations + 1):
             proposals = self._proposals(T, lengths, diagnostics)
