@@ -83,6 +83,10 @@ def test_unusable_sources_are_labelled_and_a_nan_start_is_refused():
                     refiner_config()).run(_at([0, 0, 0.5]))
     assert mixed.T[0, 3] == pytest.approx(0.002, abs=1e-4)
     assert mixed.diagnostics.status == "degraded: broken degraded: no input"
+    no_checkpoint = Refiner({"a": Quadratic([0.002, 0, 0.5])}, Broken(), np.zeros(3), 0.05,
+                            refiner_config()).run(_at([0, 0, 0.5]))
+    assert np.array_equal(no_checkpoint.T, no_checkpoint.T_last) and no_checkpoint.T[0, 3] > 0.0019
+    assert no_checkpoint.diagnostics.status == "degraded: checkpoint degraded: no input"
     bad = _at([0, 0, 0.5])
     bad[0, 3] = np.nan
     with pytest.raises(ValueError, match="finite"):

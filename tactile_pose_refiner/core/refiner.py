@@ -118,11 +118,14 @@ class Refiner:
                 delta = sum(gains[n] / total * p.delta for n, p in proposals.items() if gains[n] > 0)
                 T = apply_delta(T, delta, self.pivot)
             diagnostics.motion_mm.append(self._length(delta) * MM)
-            if total > 0.0 and on_iteration is not None:
+            if on_iteration is not None:
                 on_iteration(k + 1, T)
         diagnostics.status = _overall_status(diagnostics.source_status, self.sources)
         diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
-        return Refinement(best_T if self.checkpoint is not None else T, T, diagnostics)
+        # an unusable checkpoint source never scored a state: the last state is the output
+        # (its status is in diagnostics.status), not the untouched initial pose
+        checkpointed = self.checkpoint is not None and np.isfinite(best_loss)
+        return Refinement(best_T if checkpointed else T, T, diagnostics)
 
     def _stop_reason(self, k: int, iterations: int, proposals: dict, lengths: dict) -> str:
         if k == iterations:
