@@ -89,7 +89,7 @@ def perturbed_pose(T: np.ndarray, delta: torch.Tensor, pivot: np.ndarray | None 
     turn = so3_exp(delta[3:])
     if pivot is None:
         return turn @ R0, t0 + delta[:3]
-    centre = R0 @ torch.as_tensor(np.asarray(pivot, dtype=np.float64), dtype=delta.dtype,
+    centre = R0 @ torch.as_tensor(np.array(pivot, dtype=np.float64), dtype=delta.dtype,
                                   device=delta.device) + t0
     return turn @ R0, turn @ (t0 - centre) + centre + delta[:3]
 
