@@ -11,10 +11,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-
 from tactile_pose_refiner.core.baselines import Icp
 from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.gradients.base import loss_at
 from tactile_pose_refiner.core.gradients.render.source import RenderSource
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.pipeline import FrameRefiner
@@ -71,22 +70,20 @@ class ObjectBench:
         if trace and frame.T_cam_obj is not None:
             record = lambda k, T: steps.append((position_error_cm(T, frame.T_cam_obj),  # noqa: E731
                                                 orientation_error_deg(T, frame.T_cam_obj)))
-        refinement = self.refiner.refine(frame, T_initial, base, iterations, posed, record)
+        refinement = self.refiner.refine(frame, T_initial, base, iterations, posed, record, measure=False)
         return MethodResult(refinement.T, refinement.diagnostics.wall_ms, refinement.diagnostics.status, steps)
 
     def metrics(self, T: np.ndarray, T_gt: np.ndarray, posed, truth: dict) -> dict:
         """PE, OE, CA, IV and the deviations from the ground truth's CA / IV (`truth`)."""
-        metrics = self.refiner.metrics
-        ca = metrics.contact_area_cm2(T, posed)
-        iv = metrics.intersection_volume(T, posed).cm3
+        plausible = self.refiner.plausibility(T, posed)
         return {"pe_cm": position_error_cm(T, T_gt), "oe_deg": orientation_error_deg(T, T_gt),
-                "ca_cm2": ca, "iv_cm3": iv, "dca_cm2": abs(ca - truth["ca_cm2"]),
-                "div_cm3": abs(iv - truth["iv_cm3"])}
+                "ca_cm2": plausible.ca_cm2, "iv_cm3": plausible.iv_cm3,
+                "dca_cm2": abs(plausible.ca_cm2 - truth["ca_cm2"]),
+                "div_cm3": abs(plausible.iv_cm3 - truth["iv_cm3"])}
 
     def truth(self, frame: Frame, posed) -> dict:
-        metrics = self.refiner.metrics
-        return {"ca_cm2": metrics.contact_area_cm2(frame.T_cam_obj, posed),
-                "iv_cm3": metrics.intersection_volume(frame.T_cam_obj, posed).cm3}
+        plausible = self.refiner.plausibility(frame.T_cam_obj, posed)
+        return {"ca_cm2": plausible.ca_cm2, "iv_cm3": plausible.iv_cm3}
 
 
 def render_score(model: ObjectModel, frame: Frame):
@@ -94,8 +91,7 @@ def render_score(model: ObjectModel, frame: Frame):
     source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m)
 
     def score(T: np.ndarray) -> float:
-        with torch.no_grad():
-            result = source.loss(torch.as_tensor(T[:3, :3]), torch.as_tensor(T[:3, 3]))
+        result = loss_at(source, T)
         return float(result.value) if result.ok else float("inf")
 
     return score

@@ -54,6 +54,7 @@ def run_job(job: dict) -> list[dict]:
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     episode = Path(job["episode"])
+    noise = {setting: InitialPoseNoise(setting) for setting in job["noise"]}
     records = []
     for index, frame in enumerate(read_episode(episode)):
         if index not in job["frames"]:
@@ -68,7 +69,7 @@ def run_job(job: dict) -> list[dict]:
             raise ValueError(f"{episode} frame {index}: {posed}")
         truth = bench.truth(frame, posed)
         for setting in job["noise"]:
-            T0 = InitialPoseNoise(setting).noisy(frame.T_cam_obj, bench.refiner.object.body.com,
+            T0 = noise[setting].noisy(frame.T_cam_obj, bench.refiner.object.body.com,
                                                  f"{episode.name}/{index}")
             for method in job["methods"]:
                 result = bench.run(method, frame, T0, posed, job["iterations"], trace=job["trace"])

@@ -61,12 +61,7 @@ def _convergence(folder: Path, noise: str, rows: list[dict], summary: dict) -> P
         axes[2].set_xscale("log")
         axes[2].set_xlabel("iterations N (ours@N)")
         axes[2].legend()
-    figure.suptitle(f"refinement vs iterations, noise {noise}")
-    figure.tight_layout()
-    path = folder / f"convergence_{noise}.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, folder / f"convergence_{noise}.png", f"refinement vs iterations, noise {noise}")
 
 
 def _per_object(folder: Path, noise: str, summary: dict, methods: list[str]) -> Path | None:
@@ -87,9 +82,12 @@ def _per_object(folder: Path, noise: str, summary: dict, methods: list[str]) -> 
         axis.set_ylabel(label)
         axis.set_yscale("symlog", linthresh=0.1)
     axes[0].legend(fontsize=7, ncol=min(len(shown), 5))
-    figure.suptitle(f"per object, noise {noise}")
+    return _save(figure, folder / f"per_object_{noise}.png", f"per object, noise {noise}")
+
+
+def _save(figure, path: Path, title: str) -> Path:
+    figure.suptitle(title)
     figure.tight_layout()
-    path = folder / f"per_object_{noise}.png"
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

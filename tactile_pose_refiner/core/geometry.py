@@ -62,3 +62,13 @@ def look_at(eye, target, up=(0.0, -1.0, 0.0)) -> np.ndarray:
     matrix[:3, :3] = np.stack([x, y, z], axis=1)
     matrix[:3, 3] = eye
     return matrix
+
+
+def open3d_mesh(vertices: np.ndarray, faces: np.ndarray):
+    """(V, 3), (F, 3) -> an Open3D tensor TriangleMesh (float32 / int32), e.g. for ray casting."""
+    import open3d as o3d   # here, not at module level: the pose helpers above must stay light
+
+    mesh = o3d.t.geometry.TriangleMesh()
+    mesh.vertex.positions = o3d.core.Tensor(np.asarray(vertices, dtype=np.float32))
+    mesh.triangle.indices = o3d.core.Tensor(np.asarray(faces, dtype=np.int32))
+    return mesh

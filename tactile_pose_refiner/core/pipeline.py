@@ -41,8 +41,9 @@ class FrameRefiner:
 
     def refine(self, frame: Frame, T_initial: np.ndarray, variant: str | None = None,
                iterations: int | None = None, posed: PosedHand | str | None = None,
-               on_iteration=None) -> Refinement:
-        """Refine T_initial (4, 4) on `frame` with a variant (default: config's)."""
+               on_iteration=None, measure: bool = True) -> Refinement:
+        """Refine T_initial (4, 4) on `frame` with a variant (default: config's). measure: fill
+        IV/CA before and after (a caller that takes its own metrics skips them)."""
         chosen = self.variant(variant)
         names = tuple(chosen["sources"])
         checkpoint = chosen.get("checkpoint")
@@ -54,7 +55,7 @@ class FrameRefiner:
                           built[checkpoint] if checkpoint else None,
                           self.object.body.com, self.object.body.radius, self.config)
         refinement = refiner.run(T_initial, iterations, on_iteration)
-        if not isinstance(posed, str):
+        if measure and not isinstance(posed, str):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
         return refinement

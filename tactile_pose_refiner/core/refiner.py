@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tactile_pose_refiner.core.gradients.base import GradientSource, apply_delta, loss_and_gradient
+from tactile_pose_refiner.core.gradients.base import GradientSource, apply_delta, loss_and_gradient, loss_at
 from tactile_pose_refiner.core.resources import load_config
 
 MM = 1000.0
@@ -199,8 +199,8 @@ class Refiner:
             return Proposal(np.zeros(6), loss, loss, usable=result.ok)
         move = -length * direction
         delta = np.r_[move[:3], move[3:] / self.radius_m]
-        with torch.no_grad(), source.frozen():
-            candidate = source.loss(*_tensors(apply_delta(T, delta, self.pivot)))
+        with source.frozen():
+            candidate = loss_at(source, apply_delta(T, delta, self.pivot))
         after = float(candidate.value) if candidate.ok and torch.isfinite(candidate.value) else np.inf
         return Proposal(delta, loss, after)
 
@@ -213,14 +213,10 @@ class Refiner:
         if name is not None and proposals[name].usable:
             value = proposals[name].before
         else:
-            with torch.no_grad():
-                result = self.checkpoint.loss(*_tensors(T))
+            result = loss_at(self.checkpoint, T)
             value = float(result.value) if result.ok else np.nan
             diagnostics.source_status.setdefault("checkpoint", result.status)
-        if k < len(diagnostics.checkpoint_losses):
-            diagnostics.checkpoint_losses[k] = value
-        else:
-            diagnostics.checkpoint_losses.append(value)
+        diagnostics.checkpoint_losses.append(value)
         if np.isfinite(value) and value < best_loss:
             diagnostics.kept_iteration = k
             return T, value
@@ -256,10 +252,6 @@ class Proposal:
         if relative <= tolerance:   # below the noise floor of the losses: no improvement
             return 0.0
         return relative if improvement == "relative" else drop
-
-
-def _tensors(T: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.as_tensor(T[:3, :3], dtype=torch.float64), torch.as_tensor(T[:3, 3], dtype=torch.float64))
 
 
 def _overall_status(source_status: dict[str, str], sources: dict) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import open3d as o3d
 import trimesh
 
-from tactile_pose_refiner.core.geometry import transform_points
+from tactile_pose_refiner.core.geometry import open3d_mesh, transform_points
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 
@@ -34,12 +34,6 @@ class RenderResult:
         full = int(self.object_full_mask.sum())
         return 0.0 if full == 0 else 1.0 - int(self.object_mask.sum()) / full
 
-
-def _tensor_mesh(vertices: np.ndarray, faces: np.ndarray) -> o3d.t.geometry.TriangleMesh:
-    mesh = o3d.t.geometry.TriangleMesh()
-    mesh.vertex.positions = o3d.core.Tensor(np.asarray(vertices, dtype=np.float32))
-    mesh.triangle.indices = o3d.core.Tensor(np.asarray(faces, dtype=np.int32))
-    return mesh
 
 
 class RaycastRenderer:
@@ -78,9 +72,9 @@ class RaycastRenderer:
 
     def _cast(self, object_vertices, object_faces, hand) -> dict:
         scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(_tensor_mesh(object_vertices, object_faces))   # id 0 = OBJECT
+        scene.add_triangles(open3d_mesh(object_vertices, object_faces))   # id 0 = OBJECT
         if hand is not None:
-            scene.add_triangles(_tensor_mesh(hand.vertices, hand.faces))   # id 1 = HAND
+            scene.add_triangles(open3d_mesh(hand.vertices, hand.faces))   # id 1 = HAND
         return scene.cast_rays(self.rays)
 
     def _object_colour(self, model: ObjectModel, hit: dict, mask: np.ndarray) -> np.ndarray:

@@ -114,6 +114,13 @@ def random_offset(T: np.ndarray, translation_m: float, angle_rad: float, seed: i
     return apply_delta(T, np.r_[translation_m * unit(rng.normal(size=3)), angle_rad * unit(rng.normal(size=3))])
 
 
+def loss_at(source: GradientSource, T: np.ndarray) -> SourceLoss:
+    """The source's loss at pose T (4, 4), forward only (no graph, no gradient)."""
+    with torch.no_grad():
+        return source.loss(torch.as_tensor(T[:3, :3], dtype=torch.float64),
+                           torch.as_tensor(T[:3, 3], dtype=torch.float64))
+
+
 def loss_and_gradient(source: GradientSource, T: np.ndarray, pivot: np.ndarray | None = None
                       ) -> tuple[SourceLoss, np.ndarray]:
     """Evaluate a source at T and its gradient (6,) w.r.t. the step (dt, omega) at zero (turning

@@ -18,6 +18,7 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
+from tactile_pose_refiner.core.geometry import open3d_mesh
 from tactile_pose_refiner.core.gradients.base import SourceLoss, degraded, pose_array
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 
@@ -88,21 +89,15 @@ class Visibility:
         centres = self.centres @ R.T + t
         front = np.nonzero(np.einsum("nc,nc->n", self.normals @ R.T, centres) < 0.0)[0]
         scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(_o3d_mesh(self.vertices @ R.T + t, self.faces))   # geometry id 0
+        scene.add_triangles(open3d_mesh(self.vertices @ R.T + t, self.faces))   # geometry id 0
         if self.occluders is not None and len(self.occluders.faces):
-            scene.add_triangles(_o3d_mesh(self.occluders.vertices, self.occluders.faces))
+            scene.add_triangles(open3d_mesh(self.occluders.vertices, self.occluders.faces))
         directions = centres[front] / np.linalg.norm(centres[front], axis=1, keepdims=True)
         rays = np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32)
         hit = scene.cast_rays(o3d.core.Tensor(rays))
         seen = (hit["geometry_ids"].numpy() == 0) & (hit["primitive_ids"].numpy() == front)
         return front[seen]
 
-
-def _o3d_mesh(vertices: np.ndarray, faces: np.ndarray) -> o3d.t.geometry.TriangleMesh:
-    mesh = o3d.t.geometry.TriangleMesh()
-    mesh.vertex.positions = o3d.core.Tensor(np.asarray(vertices, dtype=np.float32))
-    mesh.triangle.indices = o3d.core.Tensor(np.asarray(faces, dtype=np.int32))
-    return mesh
 
 
 class PointMeshDistance:
