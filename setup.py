@@ -19,6 +19,12 @@ setup(
             "tpr = tactile_pose_refiner.cli:main",
             "tactile_sim_node = tactile_pose_refiner.nodes.tactile_sim_node:main",
             "topic_echo = tactile_pose_refiner.nodes.topic_echo:main",
+            "bag_replay_node = tactile_pose_refiner.nodes.bag_replay_node:main",
+            "rgbd_node = tactile_pose_refiner.nodes.rgbd_node:main",
+            "tactile_node = tactile_pose_refiner.nodes.tactile_node:main",
+            "joint_state_node = tactile_pose_refiner.nodes.joint_state_node:main",
+            "estimator_node = tactile_pose_refiner.nodes.estimator_node:main",
+            "refiner_node = tactile_pose_refiner.nodes.refiner_node:main",
         ],
     },
 )

@@ -17,36 +17,63 @@ from tactile_pose_refiner.core.resources import config_path
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Smoke run of the node graph until the refiner exists: a tactile source and an echo,
-    two real rclpy processes over Fast DDS; prints what arrived and the transport latency."""
-    from tactile_pose_refiner.graph import NodeProcess, RunningGraph, isolated_ros_environment
+    """The main job: replay the default episode through the whole node graph (separate
+    processes over Fast DDS) and print initial vs refined metrics per frame and in summary."""
+    from tactile_pose_refiner.core.resources import load_config
+    from tactile_pose_refiner.replay import replay_episode
 
-    print("tpr demo: smoke run (the refiner lands with later issues): "
-          "tactile_sim_node -> DDS -> topic_echo", flush=True)
-    echo = NodeProcess("topic_echo", [config_path("topic_echo")],
-                       {"count": args.messages, "timeout_s": args.timeout})
-    source = NodeProcess("tactile_sim_node", [config_path("tactile_sim")])
-    with isolated_ros_environment() as env, RunningGraph(env) as graph:
-        receiver = graph.start("topic_echo", echo)
-        graph.start("tactile_sim_node", source)
-        try:
-            receiver.wait(timeout=args.timeout + 15)
-        except Exception:  # noqa: BLE001 - reported below through the exit code
-            pass
-        results = graph.stop()
-    code, stdout, stderr = results["topic_echo"]
-    records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    if code != 0 or len(records) < args.messages:
-        print(f"FAILED: received {len(records)} of {args.messages} messages (exit {code})\n"
-              f"{stderr}", file=sys.stderr)
-        return 1
-    latencies_ms = [(r["received_ns"] - _stamp_ns(r["message"]["header"]["stamp"])) / 1e6
-                    for r in records]
-    taxels = len(records[0]["message"]["taxel_ids"])
-    print(f"received {len(records)} TactileArray messages of {taxels} taxels; "
-          f"latency median {sorted(latencies_ms)[len(latencies_ms) // 2]:.2f} ms, "
-          f"max {max(latencies_ms):.2f} ms")
-    return 0
+    config = load_config("demo")
+    bag = _demo_episode(config["episode"])
+    print(f"tpr demo: replaying {bag} through rgbd_node, tactile_node, joint_state_node, "
+          f"estimator_node ({config['noise_setting']} noise on the ground truth), refiner_node", flush=True)
+    parameters = {"estimator_node": {"noise_setting": config["noise_setting"]},
+                  "bag_replay_node": {"rate": float(config["replay_rate"])},
+                  "refiner_node": {"iterations": int(args.iterations or config["iterations"])}}
+    run = replay_episode(bag, parameters, config["graph_start_timeout_s"], config["frame_timeout_s"],
+                         log=lambda text: print(f"  {text}", flush=True))
+    rows = run.rows()
+    _print_demo_rows(rows, run.frames_replayed)
+    for name, (code, _, stderr) in run.exits.items():
+        if code not in (0, None):
+            print(f"{name} exited {code}:\n{stderr[-2000:]}", file=sys.stderr)
+    return 0 if len(rows) >= 0.95 * run.frames_replayed else 1
+
+
+def _demo_episode(episode: dict):
+    """The default episode, generated once into the cache (tpr generate's format)."""
+    from tactile_pose_refiner.core.resources import cache_dir
+    from tactile_pose_refiner.io.episode_bag import write_episode
+    from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
+    name = f"{episode['object']}_seed{episode['seed']}_{episode['frames']}frames"
+    bag = cache_dir("demo") / name
+    if not (bag / "metadata.yaml").is_file():
+        shutil.rmtree(bag, ignore_errors=True)
+        print(f"tpr demo: generating the default episode ({episode['frames']} frames of "
+              f"{episode['object']}) into {bag}", flush=True)
+        _, frames = EpisodeGenerator().episode(episode["object"], int(episode["frames"]), int(episode["seed"]))
+        write_episode(bag, frames)
+    return bag
+
+
+def _print_demo_rows(rows: list[dict], replayed: int) -> None:
+    print(f"\n{'frame':>5} {'PE cm':>13} {'OE deg':>13} {'IV cm3':>13} {'CA cm2':>13} "
+          f"{'refine ms':>9} {'latency ms':>10}  status")
+    for k, r in enumerate(rows):
+        arrow = lambda a, b: f"{r.get(a, float('nan')):5.2f}->{r.get(b, float('nan')):5.2f}"  # noqa: E731
+        print(f"{k:>5} {arrow('pe_before', 'pe_after'):>13} {arrow('oe_before', 'oe_after'):>13} "
+              f"{arrow('iv_before', 'iv_after'):>13} {arrow('ca_before', 'ca_after'):>13} "
+              f"{r['refine_ms']:9.0f} {r['latency_ms']:10.0f}  {r['status']}")
+    if not rows:
+        print("no frame was refined")
+        return
+    mean = lambda key: float(np.nanmean([r.get(key, np.nan) for r in rows]))  # noqa: E731
+    print(f"\nrefined {len(rows)}/{replayed} frames; mean initial -> refined: "
+          f"PE {mean('pe_before'):.2f} -> {mean('pe_after'):.2f} cm, "
+          f"OE {mean('oe_before'):.2f} -> {mean('oe_after'):.2f} deg, "
+          f"IV {mean('iv_before'):.2f} -> {mean('iv_after'):.2f} cm3, "
+          f"CA {mean('ca_before'):.2f} -> {mean('ca_after'):.2f} cm2; "
+          f"refinement {mean('refine_ms'):.0f} ms, end-to-end latency {mean('latency_ms'):.0f} ms per frame")
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -110,10 +137,6 @@ def import_isaac(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stamp_ns(stamp: dict) -> int:
-    return int(stamp["sec"]) * 1_000_000_000 + int(stamp["nanosec"])
-
-
 def bench_render(args: argparse.Namespace) -> int:
     """ms per forward+backward of the rendering gradient per backend and window size."""
     from tactile_pose_refiner.core.gradients.render import bench
@@ -145,9 +168,9 @@ def bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="run the node graph on the default data")
-    demo_parser.add_argument("--messages", type=int, default=20, help="messages to receive")
-    demo_parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
+    demo_parser = commands.add_parser("demo", help="refine the default episode through the node graph")
+    demo_parser.add_argument("--iterations", type=int, default=0,
+                             help="refiner iterations per frame (0: config/demo.yaml's)")
     demo_parser.set_defaults(handler=demo)
     gen = commands.add_parser("generate", help="generate rosbag2 episodes of grasped objects")
     gen.add_argument("--objects", default="all", help="'all' or comma-separated object ids")

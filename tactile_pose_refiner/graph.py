@@ -120,3 +120,32 @@ class RunningGraph:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+# --- the product's node graph (launch/*.launch.py and `tpr demo` share it) ---------------------
+REFINER_NODES = ("joint_state_node", "tactile_node", "rgbd_node", "estimator_node", "refiner_node")
+
+
+def refiner_graph(parameters: dict[str, dict[str, Any]] | None = None,
+                  params_file: Path | None = None) -> dict[str, NodeProcess]:
+    """Node name -> NodeProcess of the refinement graph (sensor topics in, refinement out).
+
+    Every node reads its section of config/nodes.yaml; `parameters` overrides per node.
+    """
+    from tactile_pose_refiner.core.resources import config_path
+    params_file = params_file or config_path("nodes")
+    parameters = parameters or {}
+    return {name: NodeProcess(name, [params_file], dict(parameters.get(name, {})))
+            for name in REFINER_NODES}
+
+
+def replay_graph(bag: str | Path, parameters: dict[str, dict[str, Any]] | None = None,
+                 params_file: Path | None = None) -> dict[str, NodeProcess]:
+    """The refinement graph plus bag_replay_node playing `bag`."""
+    from tactile_pose_refiner.core.resources import config_path
+    parameters = dict(parameters or {})
+    nodes = refiner_graph(parameters, params_file)
+    nodes["bag_replay_node"] = NodeProcess(
+        "bag_replay_node", [params_file or config_path("nodes")],
+        {"bag": str(bag), **parameters.get("bag_replay_node", {})})
+    return nodes

@@ -111,7 +111,7 @@ step "install the package editable (console scripts tpr and the nodes)"
 step "check the environment (imports, messages, console scripts)"
 "$PY" - <<'EOF'
 import rclpy, torch, warp, trimesh, open3d, rosbags  # noqa: F401
-from tactile_pose_refiner.msg import RefinementDiagnostics, TactileArray
+from tactile_pose_refiner.msg import RefinementDiagnostics, RgbdBundle, TactileArray
 import tactile_pose_refiner.core
 assert TactileArray().force_scale == 0.0 and RefinementDiagnostics.STATUS_OK == "ok"
 EOF

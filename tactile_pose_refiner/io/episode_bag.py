@@ -12,6 +12,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import matrix_to_pose, pose_matrix
+from tactile_pose_refiner.core.images import image_from_message
 from tactile_pose_refiner.core.resources import load_config, share_dir
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.skin import TactileReading
@@ -167,19 +168,13 @@ def _frame(stamp_ns: int, m: dict) -> Frame:
                                        info.header.frame_id)
     return Frame(
         stamp_ns=stamp_ns, object_id=m["object_id"].data, camera=camera,
-        rgb=_image_array(m["color_image"], np.uint8, 3), depth_mm=_image_array(m["depth_image"], np.uint16, 1),
-        mask=_image_array(m["object_mask"], np.uint8, 1) if "object_mask" in m else None,
+        rgb=image_from_message(m["color_image"], "color"),
+        depth_mm=image_from_message(m["depth_image"], "depth"),
+        mask=image_from_message(m["object_mask"], "mask") if "object_mask" in m else None,
         joint_names=list(m["joint_states"].name), joint_positions=np.asarray(m["joint_states"].position),
         tactile=TactileReading.from_message(m["tactile"]),
         T_cam_base=_pose_array(m["hand_pose"]),
         T_cam_obj=_pose_array(m["ground_truth_pose"]) if "ground_truth_pose" in m else None)
-
-
-def _image_array(msg, dtype, channels: int) -> np.ndarray:
-    data = np.frombuffer(np.asarray(msg.data, dtype=np.uint8).tobytes(), dtype=dtype)
-    row = msg.step // np.dtype(dtype).itemsize
-    array = data.reshape(msg.height, row)[:, : msg.width * channels]
-    return array.reshape(msg.height, msg.width, channels) if channels > 1 else array.reshape(msg.height, msg.width)
 
 
 def _pose_array(msg) -> np.ndarray:

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Any, Callable, Mapping
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.task import Future
+
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.sync import ApproximateSync
 
 # name -> (default, description); the defaults match the node's section in config/*.yaml
 # (test_config_matches_node_parameters checks that).
@@ -54,3 +59,95 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+# --- diagnostics ----------------------------------------------------------------------------
+LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
+          "error": DiagnosticStatus.ERROR, "stale": DiagnosticStatus.STALE}
+
+
+class DiagnosticsReporter:
+    """The node's status on /diagnostics (diagnostic_msgs/DiagnosticArray, reliable).
+
+    `report(level, message, **values)` publishes a problem at once (and counts it by its
+    prefix, the text before ':'), an "ok" when it changes; the last status is repeated every
+    `period_s` so a monitor that starts later sees it, with the counts as key-values.
+    """
+
+    def __init__(self, node: Node, period_s: float = 1.0) -> None:
+        self.node = node
+        self.name = f"tactile_pose_refiner/{node.get_name()}"
+        self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.problems: Counter[str] = Counter()
+        self.last = ("ok", "started", {})
+        self.timer = node.create_timer(period_s, self._repeat)
+
+    def report(self, level: str, message: str, **values: Any) -> None:
+        if level != "ok":
+            self.problems[message.split(":")[0]] += 1
+            log = self.node.get_logger().error if level == "error" else self.node.get_logger().warn
+            log(message, throttle_duration_sec=2.0)
+        changed = (level, message) != self.last[:2]
+        self.last = (level, message, values)
+        if changed or level != "ok":  # an unchanged "ok" waits for the periodic repeat
+            self._publish()
+
+    def _repeat(self) -> None:
+        self._publish()
+
+    def _publish(self) -> None:
+        level, message, values = self.last
+        status = DiagnosticStatus(level=LEVELS[level], name=self.name, message=message,
+                                  hardware_id=self.node.get_fully_qualified_name())
+        items = {**values, **{f"count {kind}": n for kind, n in self.problems.items()}}
+        status.values = [KeyValue(key=str(key), value=str(value)) for key, value in items.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.node.get_clock().now().to_msg()
+        self.publisher.publish(array)
+
+
+def stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def stale_by(node: Node, stamp, max_age_s: float) -> float | None:
+    """Seconds by which a header stamp is older (or newer) than the node's clock allows;
+    None when fresh, when max_age_s is 0 (off) or while a sim clock has not started."""
+    now = node.get_clock().now().nanoseconds
+    if max_age_s <= 0 or now == 0:
+        return None
+    age = (now - stamp_ns(stamp)) / 1e9
+    return age if abs(age) > max_age_s else None
+
+
+def default_topic(key: str) -> str:
+    """Recorded/driver topic name of config/topics.yaml (remappable with -r)."""
+    return str(load_config("topics")[key])
+
+
+# --- time synchronisation ---------------------------------------------------------------------
+def synchronise(node: Node, topics: list[tuple[type, str]], qos, queue_size: int, slop_s: float,
+                callback: Callable[..., None]) -> str:
+    """Call `callback(*messages)` with one message per topic, stamps within slop_s.
+
+    message_filters.ApproximateTimeSynchronizer where it is importable (a full ROS 2
+    install), else the core's ApproximateSync with the same semantics. Returns which.
+    """
+    try:
+        import message_filters
+    except ImportError:
+        sync = ApproximateSync(len(topics), queue_size, slop_s, callback)
+        node._tpr_subscriptions = [
+            node.create_subscription(msg_type, topic, _feeder(sync, index), qos)
+            for index, (msg_type, topic) in enumerate(topics)]
+        return "tactile_pose_refiner.core.sync.ApproximateSync"
+    subscribers = [message_filters.Subscriber(node, msg_type, topic, qos_profile=qos)
+                   for msg_type, topic in topics]
+    sync = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop_s)
+    sync.registerCallback(callback)
+    node._tpr_subscriptions = subscribers + [sync]
+    return "message_filters.ApproximateTimeSynchronizer"
+
+
+def _feeder(sync: ApproximateSync, index: int) -> Callable[[Any], None]:
+    return lambda msg: sync.add(index, stamp_ns(msg.header.stamp), msg)

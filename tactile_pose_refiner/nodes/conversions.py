@@ -7,14 +7,58 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Vector3
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
+from tactile_pose_refiner.core.geometry import matrix_to_pose, pose_matrix
+from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.skin import TactileReading
 from tactile_pose_refiner.msg import TactileArray
 
 
 def ns_to_stamp(stamp_ns: int) -> Time:
     return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+
+
+def pose_to_matrix(pose: Pose) -> np.ndarray:
+    p, q = pose.position, pose.orientation
+    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+
+def matrix_to_pose_msg(matrix: np.ndarray) -> Pose:
+    position, quaternion = matrix_to_pose(matrix)
+    x, y, z = (float(v) for v in position)
+    qx, qy, qz, qw = (float(v) for v in quaternion)
+    return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+
+
+def camera_from_info(info: CameraInfo) -> PinholeCamera:
+    """Raises ValueError when the intrinsics are unusable (zero focal length, no size)."""
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0 or info.width == 0 or info.height == 0:
+        raise ValueError(f"camera_info is unusable: K {K.ravel().tolist()}, "
+                         f"size {info.width}x{info.height}")
+    return PinholeCamera.from_matrix(K, int(info.width), int(info.height), info.header.frame_id)
+
+
+def image_msg(array: np.ndarray, encoding: str, header) -> Image:
+    array = np.ascontiguousarray(array)
+    return Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
+                 is_bigendian=0, step=array.strides[0], data=_bytes(array))
+
+
+def point_cloud_msg(points: np.ndarray, header) -> PointCloud2:
+    """(N, 3) points [m] -> PointCloud2 with float32 x, y, z."""
+    xyz = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 3)
+    fields = [PointField(name=name, offset=4 * k, datatype=PointField.FLOAT32, count=1)
+              for k, name in enumerate("xyz")]
+    return PointCloud2(header=header, height=1, width=len(xyz), fields=fields, is_bigendian=False,
+                       point_step=12, row_step=12 * len(xyz), data=_bytes(xyz), is_dense=True)
+
+
+def _bytes(values: np.ndarray) -> array.array:
+    """uint8[] field value: an array('B') is taken as is (bytes are checked element-wise)."""
+    return array.array("B", values.tobytes())
 
 
 def tactile_to_msg(reading: TactileReading, frame_id: str = "") -> TactileArray:

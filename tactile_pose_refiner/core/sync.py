@@ -1,0 +1,78 @@
+"""Time synchronisation of message streams, ROS-free (stamps in integer nanoseconds).
+
+ApproximateSync has the semantics of message_filters.ApproximateTimeSynchronizer, which the
+nodes use instead where it is importable: one message per stream whose stamps lie within
+`slop`, every message used at most once, sets emitted in time order, at most `queue_size`
+messages waiting per stream. StampedBuffer keeps the recent messages of one stream for a
+lookup by nearest stamp (joint states and touch at an image's time).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+
+class ApproximateSync:
+    def __init__(self, streams: int, queue_size: int, slop_s: float,
+                 callback: Callable[..., None]) -> None:
+        if streams < 1 or queue_size < 1 or slop_s < 0:
+            raise ValueError("ApproximateSync needs streams >= 1, queue_size >= 1, slop >= 0")
+        self.queues = [deque(maxlen=queue_size) for _ in range(streams)]
+        self.slop_ns = int(slop_s * 1e9)
+        self.callback = callback
+
+    def add(self, stream: int, stamp_ns: int, item: Any) -> None:
+        queue = self.queues[stream]
+        if queue and stamp_ns < queue[-1][0]:
+            return  # out of order: message_filters drops these as well
+        queue.append((stamp_ns, item))
+        self._match()
+
+    def _match(self) -> None:
+        while all(self.queues):
+            # The newest of the streams' oldest messages: no earlier set can still complete.
+            pivot = max(queue[0][0] for queue in self.queues)
+            chosen = [min(range(len(q)), key=lambda k, q=q: abs(q[k][0] - pivot))
+                      for q in self.queues]
+            stamps = [q[k][0] for q, k in zip(self.queues, chosen)]
+            if max(stamps) - min(stamps) <= self.slop_ns:
+                items = [q[k][1] for q, k in zip(self.queues, chosen)]
+                for q, k in zip(self.queues, chosen):
+                    for _ in range(k + 1):
+                        q.popleft()
+                self.callback(*items)
+                continue
+            # The oldest chosen message can only pair with messages that have passed: drop it.
+            oldest = min(range(len(stamps)), key=stamps.__getitem__)
+            queue = self.queues[oldest]
+            for _ in range(chosen[oldest] + 1):
+                queue.popleft()
+
+
+class StampedBuffer:
+    """The last `capacity` (stamp_ns, item) of one stream; lookup by nearest stamp."""
+
+    def __init__(self, capacity: int) -> None:
+        self.items: deque[tuple[int, Any]] = deque(maxlen=capacity)
+
+    def add(self, stamp_ns: int, item: Any) -> None:
+        self.items.append((stamp_ns, item))
+
+    def nearest(self, stamp_ns: int, tolerance_s: float) -> tuple[Any, float] | None:
+        """(item, |offset| in s) of the message nearest to stamp_ns, None beyond tolerance."""
+        if not self.items:
+            return None
+        stamp, item = min(self.items, key=lambda entry: abs(entry[0] - stamp_ns))
+        offset = abs(stamp - stamp_ns) / 1e9
+        return (item, offset) if offset <= tolerance_s else None
+
+    def take_near(self, stamp_ns: int, tolerance_s: float) -> list[Any]:
+        """Remove and return every item within tolerance of stamp_ns."""
+        near = [item for stamp, item in self.items if abs(stamp - stamp_ns) <= tolerance_s * 1e9]
+        kept = [(s, i) for s, i in self.items if abs(s - stamp_ns) > tolerance_s * 1e9]
+        self.items.clear()
+        self.items.extend(kept)
+        return near
+
+    def __len__(self) -> int:
+        return len(self.items)

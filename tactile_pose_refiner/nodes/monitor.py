@@ -1,0 +1,97 @@
+"""An in-process observer of the refinement graph (used by `tpr demo` and the graph tests).
+
+It records, by frame stamp, the ground truth (and when it arrived), the initial and refined
+poses and RefinementDiagnostics, plus every /diagnostics status; it can publish test input
+and wait until the graph's topics have subscribers. Runs its own rclpy context and executor
+thread, so the caller's code stays plain Python.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+
+from tactile_pose_refiner.msg import RefinementDiagnostics
+from tactile_pose_refiner.nodes.common import default_topic, stamp_ns
+from tactile_pose_refiner.nodes.conversions import pose_to_matrix
+
+
+class GraphMonitor:
+    def __init__(self, domain_id: int) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("tpr_graph_monitor", context=self.context)
+        self.lock = threading.Lock()
+        self.frames: dict[int, dict] = defaultdict(dict)
+        self.statuses: list[tuple[str, int, str]] = []   # (node name, level, message)
+        self._record(PoseStamped, default_topic("ground_truth_pose"), "T_gt", qos_profile_sensor_data, pose=True)
+        self._record(PoseStamped, "/estimator/initial_pose", "T_initial", 10, pose=True)
+        self._record(PoseStamped, "/refiner/pose", "T_refined", 10, pose=True)
+        self._record(RefinementDiagnostics, "/refiner/diagnostics", "result", 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.05)
+        except (ExternalShutdownException, RuntimeError):
+            pass  # closed while waiting
+
+    def _record(self, msg_type, topic: str, key: str, qos, pose: bool = False) -> None:
+        def on_message(msg) -> None:
+            with self.lock:
+                entry = self.frames[stamp_ns(msg.header.stamp)]
+                entry[key] = pose_to_matrix(msg.pose) if pose else msg
+                entry[f"{key}_wall"] = time.monotonic()
+        self.node.create_subscription(msg_type, topic, on_message, qos)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self.lock:
+            self.statuses += [(s.name, s.level[0] if isinstance(s.level, bytes) else int(s.level),
+                               s.message) for s in msg.status]
+
+    # --- queries --------------------------------------------------------------------------------
+    def snapshot(self) -> dict[int, dict]:
+        with self.lock:
+            return {stamp: dict(entry) for stamp, entry in self.frames.items()}
+
+    def refined_count(self) -> int:
+        with self.lock:
+            return sum("result" in entry for entry in self.frames.values())
+
+    def messages_of(self, node_name: str) -> list[str]:
+        with self.lock:
+            return [message for name, _, message in self.statuses if name.endswith(f"/{node_name}")]
+
+    def wait_for_subscribers(self, topics: list[str], timeout_s: float) -> list[str]:
+        """Wait until each topic has a subscriber in the graph; returns those still without."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            missing = [t for t in topics if self.node.count_subscribers(t) == 0]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.2)
+
+    def publisher(self, msg_type, topic: str, qos=10):
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=2.0)
+
+    def __enter__(self) -> "GraphMonitor":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,298 @@
+"""refiner_node: refines each initial pose on its RGB-D bundle, touch and hand state.
+
+Subscribes `estimator/initial_pose` (PoseStamped, reliable), `rgbd/bundle` (rgbd_node),
+`tactile/array` (tactile_node), `hand/joint_states` (joint_state_node), the hand base pose and
+the object id (config/topics.yaml), `estimator/source`. Each initial pose is matched with the
+bundle of its stamp and the touch, joints and hand pose nearest to it (within
+`sync_tolerance_s`), then refined by core.pipeline.FrameRefiner on `device` in a worker thread
+(callbacks stay responsive; `queue_size` initial poses wait, the oldest is dropped).
+
+Publishes `refiner/pose` (PoseStamped, reliable), `refiner/diagnostics`
+(RefinementDiagnostics), /diagnostics and `refiner/markers` (MarkerArray: the object mesh at
+the initial pose in red and the refined pose in green, taxels in contact as spheres). A
+missing input degrades the refinement (labelled in the status); an unusable one (NaN pose,
+unknown object, no bundle) is reported and nothing is published. A NaN pose is never
+published.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+
+import numpy as np
+import torch
+from geometry_msgs.msg import Point, PoseStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import ColorRGBA, String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.images import ImageInputError, image_from_message
+from tactile_pose_refiner.core.pipeline import FrameRefiner
+from tactile_pose_refiner.core.resources import ResourceError
+from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
+from tactile_pose_refiner.core.sync import StampedBuffer
+from tactile_pose_refiner.msg import RefinementDiagnostics, RgbdBundle, TactileArray
+from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
+                                               default_topic, run_node, stale_by, stamp_ns)
+from tactile_pose_refiner.nodes.conversions import camera_from_info, matrix_to_pose_msg, pose_to_matrix
+
+PARAMETERS = {
+    "device": ("cpu", "compute device of the refinement: cpu, cuda, cuda:0 (cuda falls back to cpu, labelled)"),
+    "variant": ("ours", "refiner variant of config/refiner.yaml (ours, no_render, physics, ...)"),
+    "iterations": (0, "iterations per frame; 0: config/refiner.yaml's"),
+    "sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]"),
+    "input_wait_s": (2.0, "how long after an initial pose its bundle, touch and joints may arrive [s]"),
+    "queue_size": (1, "initial poses waiting while a refinement runs (oldest dropped); 0: all"),
+    "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),
+    "torch_threads": (1, "torch CPU threads (the refiner's tensors are small: 1 is fastest on 2 cores)"),
+}
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+NO_HAND_POSE = np.full((4, 4), np.nan)
+
+
+class InputError(RuntimeError):
+    """A frame cannot be refined; the message says which input and why."""
+
+
+class RefinerNode(StoppableNode):
+    def __init__(self) -> None:
+        super().__init__("refiner_node")
+        self.params = declare_parameters(self, PARAMETERS)
+        torch.set_num_threads(max(1, self.params["torch_threads"]))
+        self.diagnostics = DiagnosticsReporter(self)
+        self.catalog = ObjectCatalog.from_config()
+        self.refiners: dict[str, FrameRefiner] = {}
+        self.config = self._refiner_config()
+        self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
+        self.joints, self.hand_poses = StampedBuffer(300), StampedBuffer(300)
+        self.object_id: str | None = None
+        self.initial_source = "unknown (no estimator/source message)"
+        self.pending: deque[tuple[PoseStamped, float]] = deque()  # (initial pose, arrival time)
+        self.wake = threading.Condition()
+        self.stopping = False
+        self._create_outputs()
+        self._create_inputs()
+        self.worker = threading.Thread(target=self._work, name="refinement", daemon=True)
+        self.worker.start()
+        self.get_logger().info(f"refining with variant {self.params['variant']} on {self.config['device']}")
+
+    def _refiner_config(self) -> dict:
+        from tactile_pose_refiner.core.resources import load_config
+        config = load_config("refiner")
+        config["device"] = self.params["device"]
+        config["variant"] = self.params["variant"]
+        if self.params["iterations"] > 0:
+            config["iterations"] = self.params["iterations"]
+        return config
+
+    def _create_outputs(self) -> None:
+        self.pose_pub = self.create_publisher(PoseStamped, "refiner/pose", 10)
+        self.result_pub = self.create_publisher(RefinementDiagnostics, "refiner/diagnostics", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "refiner/markers", 10)
+
+    def _create_inputs(self) -> None:
+        sensor = qos_profile_sensor_data
+        keep = lambda buffer: (lambda m: buffer.add(stamp_ns(m.header.stamp), m))  # noqa: E731
+        self.create_subscription(RgbdBundle, "rgbd/bundle", keep(self.bundles), sensor)
+        self.create_subscription(TactileArray, "tactile/array", keep(self.tactile), sensor)
+        self.create_subscription(JointState, "hand/joint_states", keep(self.joints), sensor)
+        self.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), sensor)
+        self.create_subscription(String, default_topic("object_id"), self.on_object_id, 10)
+        self.create_subscription(String, "estimator/source", self.on_initial_source, LATCHED)
+        self.create_subscription(PoseStamped, "estimator/initial_pose", self.on_initial_pose, 50)
+
+    # --- callbacks (executor thread) ----------------------------------------------------------
+    def on_object_id(self, msg: String) -> None:
+        self.object_id = msg.data
+
+    def on_initial_source(self, msg: String) -> None:
+        self.initial_source = msg.data
+
+    def on_initial_pose(self, msg: PoseStamped) -> None:
+        stale = stale_by(self, msg.header.stamp, self.params["max_age_s"])
+        if stale is not None:
+            self.diagnostics.report("warn", f"stale input: initial pose is {stale:.2f} s off the clock")
+            return
+        with self.wake:
+            if self.params["queue_size"] > 0 and len(self.pending) >= self.params["queue_size"]:
+                self.pending.popleft()
+                self.diagnostics.report("warn", "skipped frame: the refiner is busy (queue full)")
+            self.pending.append((msg, time.monotonic()))
+            self.wake.notify()
+
+    # --- refinement (worker thread) -------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self.wake:
+                while not self.pending and not self.stopping:
+                    self.wake.wait(0.5)
+                if self.stopping:
+                    return
+                initial, arrived = self.pending.popleft()
+            try:
+                self.refine(initial, arrived + self.params["input_wait_s"])
+            except InputError as exc:
+                self.diagnostics.report("error", str(exc))
+            except Exception as exc:  # noqa: BLE001 - a robot node reports and keeps running
+                self.get_logger().error(traceback.format_exc())
+                self.diagnostics.report("error", f"failed: {type(exc).__name__}: {exc}")
+
+    def refine(self, initial: PoseStamped, deadline: float) -> None:
+        """deadline (time.monotonic): until when the frame's other inputs may still arrive."""
+        T_initial = pose_to_matrix(initial.pose)
+        if not np.isfinite(T_initial).all() or abs(np.linalg.det(T_initial[:3, :3]) - 1) > 1e-3:
+            raise InputError("unusable initial pose: not a finite rigid transform")
+        frame, degraded = self.assemble(initial, deadline)
+        refiner = self.refiner_for(frame.object_id)
+        posed = refiner.hand.posed(frame)
+        refinement = refiner.refine(frame, T_initial)
+        if not np.isfinite(refinement.T).all():
+            raise InputError("failed: the refinement produced a non-finite pose (not published)")
+        self.publish(initial, frame, refiner, posed, refinement, degraded)
+
+    def assemble(self, initial: PoseStamped, deadline: float) -> tuple[Frame, list[str]]:
+        """The Frame at the initial pose's stamp, and what is missing from it."""
+        stamp = stamp_ns(initial.header.stamp)
+        tolerance = self.params["sync_tolerance_s"]
+        found = self._wait_for(self.bundles, stamp, tolerance, deadline)
+        if found is None:
+            raise InputError(f"missing input: no RGB-D bundle within {tolerance} s of the initial pose")
+        if self.object_id is None:
+            raise InputError("missing input: no object id received")
+        bundle = found[0]
+        try:
+            rgb = image_from_message(bundle.color, "color")
+            depth_mm = image_from_message(bundle.depth, "depth")
+            mask = image_from_message(bundle.mask, "mask") if bundle.mask.height else None
+            camera = camera_from_info(bundle.camera_info)
+        except (ImageInputError, ValueError) as exc:
+            raise InputError(f"unusable input: RGB-D bundle: {exc}") from exc
+        degraded = [] if bundle.status == "ok" else [f"rgbd {bundle.status}"]
+        tactile, joints, hand = (self._wait_for(buffer, stamp, tolerance, deadline)
+                                 for buffer in (self.tactile, self.joints, self.hand_poses))
+        reading = self._reading(tactile, degraded)
+        if joints is None:
+            degraded.append("no joint state")
+        if hand is None:
+            degraded.append("no hand base pose")
+        frame = Frame(stamp_ns=stamp, object_id=self.object_id, camera=camera, rgb=rgb,
+                      depth_mm=depth_mm, mask=mask,
+                      joint_names=list(joints[0].name) if joints else [],
+                      joint_positions=np.asarray(joints[0].position) if joints else np.zeros(0),
+                      tactile=reading, T_cam_base=pose_to_matrix(hand[0].pose) if hand else NO_HAND_POSE)
+        return frame, degraded
+
+    @staticmethod
+    def _wait_for(buffer: StampedBuffer, stamp: int, tolerance: float, deadline: float):
+        """The buffer's message nearest to stamp, waiting until the deadline for one to arrive
+        (the nodes upstream deliver a frame's pieces at slightly different times)."""
+        while (found := buffer.nearest(stamp, tolerance)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return found
+
+    @staticmethod
+    def _reading(found, degraded: list[str]) -> TactileReading:
+        empty = TactileReading((), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
+        if found is None:
+            degraded.append("no tactile reading")
+            return empty
+        try:
+            reading = TactileReading.from_message(found[0])
+        except TactileInputError as exc:
+            degraded.append(f"tactile unusable ({exc})")
+            return empty
+        if len(reading) == 0:
+            degraded.append("empty tactile reading")
+        return reading
+
+    def refiner_for(self, object_id: str) -> FrameRefiner:
+        if object_id not in self.refiners:
+            try:
+                model = self.catalog.load(object_id)
+            except ResourceError as exc:
+                raise InputError(f"unknown object: {exc}") from exc
+            self.get_logger().info(f"building the refiner of {object_id} (once)")
+            self.refiners[object_id] = FrameRefiner(model, config=self.config)
+        return self.refiners[object_id]
+
+    # --- output ---------------------------------------------------------------------------------
+    def publish(self, initial, frame, refiner, posed, refinement, degraded) -> None:
+        header, T_initial = initial.header, pose_to_matrix(initial.pose)
+        self.pose_pub.publish(PoseStamped(header=header, pose=matrix_to_pose_msg(refinement.T)))
+        result = self.result_message(header, frame, refiner, posed, T_initial, refinement, degraded)
+        self.result_pub.publish(result)
+        self.marker_pub.publish(self.markers(header, refiner, T_initial, refinement.T, frame, posed))
+        self.diagnostics.report("ok" if result.status == "ok" else "warn", f"refined: {result.status}",
+                                object_id=frame.object_id, wall_time_ms=f"{result.wall_time_ms:.0f}",
+                                iv_before_cm3=f"{result.intersection_volume_before_cm3:.2f}",
+                                iv_after_cm3=f"{result.intersection_volume_after_cm3:.2f}")
+
+    def result_message(self, header, frame, refiner, posed, T_initial, refinement,
+                       degraded) -> RefinementDiagnostics:
+        d = refinement.diagnostics
+        losses, weights = d.final_losses(), d.mean_weights()
+        statuses = ([d.status] if d.status != "ok" else []) + [f"degraded: {r}" for r in degraded]
+        message = RefinementDiagnostics(
+            header=header, object_id=frame.object_id, initial_pose_source=self.initial_source,
+            iterations=int(d.iterations), checkpoint_iteration=int(d.kept_iteration),
+            wall_time_ms=float(d.wall_ms), device=refiner.device,
+            status="; ".join(statuses) if statuses else RefinementDiagnostics.STATUS_OK)
+        for source in ("physics", "render", "depth", "tactile"):
+            setattr(message, f"loss_{source}", float(losses.get(source, np.nan)))
+            setattr(message, f"weight_{source}", float(weights.get(source, np.nan)))
+        measured = refinement.before is not None and refinement.after is not None
+        nan = float("nan")
+        message.intersection_volume_before_cm3 = refinement.before.iv_cm3 if measured else nan
+        message.intersection_volume_after_cm3 = refinement.after.iv_cm3 if measured else nan
+        message.contact_area_before_cm2 = refinement.before.ca_cm2 if measured else nan
+        message.contact_area_after_cm2 = refinement.after.ca_cm2 if measured else nan
+        message.penetration_depth_max_before_mm = (
+            refiner.metrics.penetration_depth_max_mm(T_initial, posed) if measured else nan)
+        message.penetration_depth_max_after_mm = (
+            refiner.metrics.penetration_depth_max_mm(refinement.T, posed) if measured else nan)
+        return message
+
+    def markers(self, header, refiner, T_initial, T_refined, frame, posed) -> MarkerArray:
+        mesh_uri = refiner.object.model.mesh_path.resolve().as_uri()
+        markers = [self._mesh_marker(header, 0, "initial", mesh_uri, T_initial, (0.9, 0.2, 0.2, 0.5)),
+                   self._mesh_marker(header, 1, "refined", mesh_uri, T_refined, (0.2, 0.9, 0.2, 0.8))]
+        contacts = Marker(header=header, ns="contacts", id=2, type=Marker.SPHERE_LIST, action=Marker.ADD)
+        contacts.scale.x = contacts.scale.y = contacts.scale.z = 0.006
+        contacts.color = ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0)
+        contacts.pose.orientation.w = 1.0
+        if not isinstance(posed, str) and len(frame.tactile):
+            touching = frame.tactile.in_contact(refiner.hand.contact_threshold)
+            for link, p in zip(np.asarray(frame.tactile.link_names)[touching],
+                               frame.tactile.positions[touching]):
+                if link in posed.link_poses:
+                    x, y, z = frame.T_cam_base[:3, :3] @ (posed.link_poses[link][:3, :3] @ p
+                                                          + posed.link_poses[link][:3, 3]) + frame.T_cam_base[:3, 3]
+                    contacts.points.append(Point(x=float(x), y=float(y), z=float(z)))
+        return MarkerArray(markers=markers + [contacts])
+
+    @staticmethod
+    def _mesh_marker(header, marker_id, namespace, uri, T, rgba) -> Marker:
+        marker = Marker(header=header, ns=namespace, id=marker_id, type=Marker.MESH_RESOURCE,
+                        action=Marker.ADD, pose=matrix_to_pose_msg(T), mesh_resource=uri)
+        marker.scale.x = marker.scale.y = marker.scale.z = 1.0
+        marker.color = ColorRGBA(r=rgba[0], g=rgba[1], b=rgba[2], a=rgba[3])
+        return marker
+
+    def destroy_node(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RefinerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

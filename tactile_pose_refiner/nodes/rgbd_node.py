@@ -1,0 +1,96 @@
+"""rgbd_node: time-synchronised colour + depth + camera_info (+ mask) -> RGB-D bundle and the
+object's point cloud.
+
+Subscribes (SensorDataQoS; names from config/topics.yaml, remappable): colour image (rgb8,
+bgr8, rgba8, bgra8), aligned depth (16UC1 mm or 32FC1 m), camera_info, optional mono8 object
+mask. Publishes `rgbd/bundle` (RgbdBundle: rgb8, 16UC1 mm, mask, camera_info, status) and
+`rgbd/object_points` (PointCloud2, camera frame). Unusable input is reported on /diagnostics
+and dropped; NaN or negative depths become invalid pixels (0), counted in the status.
+"""
+from __future__ import annotations
+
+import numpy as np
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from tactile_pose_refiner.core.images import ImageInputError, image_from_message
+from tactile_pose_refiner.msg import RgbdBundle
+from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
+                                               default_topic, run_node, stale_by, synchronise)
+from tactile_pose_refiner.nodes.conversions import camera_from_info, image_msg, point_cloud_msg
+
+PARAMETERS = {
+    "use_mask": (True, "synchronise an object mask too (without one every valid pixel counts)"),
+    "slop_s": (0.02, "largest stamp difference inside one synchronised set [s]"),
+    "queue_size": (10, "messages waiting per stream for a partner"),
+    "max_age_s": (0.0, "drop sets older than this against the node clock [s]; 0: off"),
+    "min_object_points": (50, "fewer valid depth points in the mask -> status degraded"),
+    "cloud_max_points": (20000, "object point cloud is subsampled to at most this many"),
+}
+
+
+class RgbdNode(StoppableNode):
+    def __init__(self) -> None:
+        super().__init__("rgbd_node")
+        self.params = declare_parameters(self, PARAMETERS)
+        self.diagnostics = DiagnosticsReporter(self)
+        self.bundle_pub = self.create_publisher(RgbdBundle, "rgbd/bundle", qos_profile_sensor_data)
+        self.cloud_pub = self.create_publisher(PointCloud2, "rgbd/object_points", qos_profile_sensor_data)
+        topics = [(Image, default_topic("color_image")), (Image, default_topic("depth_image")),
+                  (CameraInfo, default_topic("color_camera_info"))]
+        if self.params["use_mask"]:
+            topics.append((Image, default_topic("object_mask")))
+        how = synchronise(self, topics, qos_profile_sensor_data, self.params["queue_size"],
+                          self.params["slop_s"], self.on_synchronised)
+        self.rng = np.random.default_rng(0)
+        self.get_logger().info(f"synchronising {[t for _, t in topics]} with {how}")
+
+    def on_synchronised(self, color: Image, depth: Image, info: CameraInfo,
+                        mask: Image | None = None) -> None:
+        stale = stale_by(self, color.header.stamp, self.params["max_age_s"])
+        if stale is not None:
+            self.diagnostics.report("warn", f"stale input: RGB-D set is {stale:.2f} s off the clock")
+            return
+        try:
+            rgb = image_from_message(color, "color")
+            depth_mm = image_from_message(depth, "depth")
+            object_mask = image_from_message(mask, "mask") if mask is not None else None
+            camera = camera_from_info(info)
+        except (ImageInputError, ValueError) as exc:
+            self.diagnostics.report("error", f"unusable input: {exc}")
+            return
+        shapes = {rgb.shape[:2], depth_mm.shape, (camera.height, camera.width)}
+        if object_mask is not None:
+            shapes.add(object_mask.shape)
+        if len(shapes) != 1:
+            self.diagnostics.report("error", f"unusable input: image sizes differ {sorted(shapes)}")
+            return
+        self.publish(color.header, rgb, depth_mm, object_mask, info, camera)
+
+    def publish(self, header, rgb, depth_mm, object_mask, info, camera) -> None:
+        inside = depth_mm > 0 if object_mask is None else (depth_mm > 0) & (object_mask > 0)
+        points = camera.backproject(depth_mm / 1000.0, inside)
+        status = "ok"
+        if len(points) < self.params["min_object_points"]:
+            status = f"degraded: {len(points)} valid depth points on the object"
+        bundle = RgbdBundle(header=header, color=image_msg(rgb, "rgb8", header),
+                            depth=image_msg(depth_mm, "16UC1", header), camera_info=info,
+                            object_points=len(points), status=status)
+        if object_mask is not None:
+            bundle.mask = image_msg(object_mask, "mono8", header)
+        self.bundle_pub.publish(bundle)
+        if len(points) > self.params["cloud_max_points"]:
+            points = points[self.rng.choice(len(points), self.params["cloud_max_points"], replace=False)]
+        self.cloud_pub.publish(point_cloud_msg(points, header))
+        invalid = float(np.mean(depth_mm == 0))
+        self.diagnostics.report("ok" if status == "ok" else "warn", status if status != "ok" else
+                                "publishing RGB-D bundles", object_points=len(points),
+                                invalid_depth_fraction=f"{invalid:.3f}")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(RgbdNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""tactile_node: the skin's stream -> stamped TactileArray + contact points in the hand frame.
+
+Subscribes the package's `TactileArray` on `/xela/tactile` (config/topics.yaml), or with
+`input_format: xela_vendor` the vendor's headerless `xela_server_ros2/SensStream` on
+`/xServTopic` (converted by core.scene.xela; needs the vendor's messages installed), and
+`hand/joint_states` (joint_state_node). Publishes `tactile/array` (TactileArray, stamped: a
+zero stamp gets the node clock's time) and `tactile/contacts` (PointCloud2 in the hand base
+frame: taxels whose force exceeds gamma, placed by forward kinematics at the nearest joint
+state). Inconsistent readings are reported on /diagnostics and dropped; an empty reading is
+forwarded (the refiner then runs without touch) and reported as a warning.
+"""
+from __future__ import annotations
+
+import numpy as np
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState, PointCloud2
+from std_msgs.msg import Header
+
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.hand import HandModel
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileInputError, TactileReading
+from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
+from tactile_pose_refiner.core.sync import StampedBuffer
+from tactile_pose_refiner.msg import TactileArray
+from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
+                                               default_topic, run_node, stale_by, stamp_ns)
+from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg, tactile_to_msg
+
+PARAMETERS = {
+    "input_format": ("tactile_array", "tactile_array (this package) or xela_vendor (SensStream)"),
+    "vendor_topic": ("/xServTopic", "topic of the vendor stream (input_format xela_vendor)"),
+    "base_frame": ("base_link", "frame id of the contact points"),
+    "joint_tolerance_s": (0.05, "largest stamp offset of the joint state used for the contacts [s]"),
+    "max_age_s": (0.0, "drop readings older than this against the node clock [s]; 0: off"),
+    "force_scale": (0.0, "sensor units -> newtons written into converted vendor readings"),
+}
+
+
+class TactileNode(StoppableNode):
+    def __init__(self) -> None:
+        super().__init__("tactile_node")
+        self.params = declare_parameters(self, PARAMETERS)
+        self.diagnostics = DiagnosticsReporter(self)
+        self.hand = HandModel.from_config()
+        self.layout = SkinLayout.from_config(load_config("tactile")["layout"])
+        self.threshold = float(load_config("tactile")["contact_threshold_units"])
+        self.joints = StampedBuffer(200)
+        self.unplaced = StampedBuffer(20)  # readings that came before their joint state
+        self.array_pub = self.create_publisher(TactileArray, "tactile/array", qos_profile_sensor_data)
+        self.contacts_pub = self.create_publisher(PointCloud2, "tactile/contacts", qos_profile_sensor_data)
+        self.create_subscription(JointState, "hand/joint_states", self.on_joint_state,
+                                 qos_profile_sensor_data)
+        if self.params["input_format"] == "xela_vendor":
+            self._subscribe_vendor()
+        elif self.params["input_format"] == "tactile_array":
+            self.create_subscription(TactileArray, default_topic("tactile"), self.on_tactile_array,
+                                     qos_profile_sensor_data)
+        else:
+            self.get_logger().fatal(f"input_format must be tactile_array or xela_vendor, "
+                                    f"got {self.params['input_format']!r}")
+            self.finish(2)
+
+    def on_joint_state(self, msg: JointState) -> None:
+        self.joints.add(stamp_ns(msg.header.stamp), msg)
+        waiting = self.unplaced.take_near(stamp_ns(msg.header.stamp), self.params["joint_tolerance_s"])
+        for reading in waiting:
+            self.publish_contacts(reading)
+
+    def _subscribe_vendor(self) -> None:
+        try:
+            from xela_server_ros2.msg import SensStream
+        except ImportError:
+            self.get_logger().fatal("input_format xela_vendor needs the vendor's xela_server_ros2 "
+                                    "messages, which are not importable here")
+            self.finish(2)
+            return
+        self.converter = XelaStreamConverter(self.layout, force_scale=self.params["force_scale"])
+        self.create_subscription(SensStream, self.params["vendor_topic"], self.on_vendor_stream,
+                                 qos_profile_sensor_data)
+
+    def on_vendor_stream(self, msg) -> None:
+        try:
+            reading = self.converter.convert(msg.sensors, self.get_clock().now().nanoseconds)
+        except TactileInputError as exc:
+            self.diagnostics.report("error", f"unusable tactile reading: {exc}")
+            return
+        self.forward(reading)
+
+    def on_tactile_array(self, msg: TactileArray) -> None:
+        stale = stale_by(self, msg.header.stamp, self.params["max_age_s"])
+        if stale is not None and stamp_ns(msg.header.stamp) != 0:
+            self.diagnostics.report("warn", f"stale input: tactile reading is {stale:.2f} s off the clock")
+            return
+        try:
+            reading = TactileReading.from_message(msg)
+        except TactileInputError as exc:
+            self.diagnostics.report("error", f"unusable tactile reading: {exc}")
+            return
+        if reading.stamp_ns == 0:  # headerless source: stamp on arrival
+            reading = TactileReading(reading.link_names, reading.taxel_ids, reading.positions,
+                                     reading.forces, reading.force_scale,
+                                     self.get_clock().now().nanoseconds)
+        self.forward(reading)
+
+    def forward(self, reading: TactileReading) -> None:
+        self.array_pub.publish(tactile_to_msg(reading, self.params["base_frame"]))
+        if len(reading) == 0:
+            self.diagnostics.report("warn", "empty tactile reading: 0 taxels (refining without touch)")
+            return
+        if self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"]) is None:
+            self.unplaced.add(reading.stamp_ns, reading)  # placed when its joint state arrives
+            return
+        self.publish_contacts(reading)
+
+    def publish_contacts(self, reading: TactileReading) -> None:
+        contacts = self.contact_points(reading)
+        header = Header(stamp=ns_to_stamp(reading.stamp_ns), frame_id=self.params["base_frame"])
+        self.contacts_pub.publish(point_cloud_msg(contacts, header))
+        self.diagnostics.report("ok", "publishing tactile readings", taxels=len(reading),
+                                in_contact=len(contacts))
+
+    def contact_points(self, reading: TactileReading) -> np.ndarray:
+        """(K, 3) taxels in contact in the hand base frame, at the nearest joint state."""
+        joints = self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"])[0]
+        poses = self.hand.link_poses(np.asarray(joints.position, dtype=np.float64))
+        touching = reading.in_contact(self.threshold) & np.isin(reading.link_names, list(poses))
+        links = np.asarray(reading.link_names)[touching]
+        points = reading.positions[touching]
+        return np.array([poses[link][:3, :3] @ p + poses[link][:3, 3] for link, p in zip(links, points)]
+                        ).reshape(-1, 3)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(TactileNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
