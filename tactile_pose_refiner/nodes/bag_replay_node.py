@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
-from tactile_pose_refiner.nodes.common import DiagnosticsReporter, StoppableNode, declare_parameters, run_node
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, DiagnosticsReporter, StoppableNode,
+                                               declare_parameters, run_node)
 from tactile_pose_refiner.nodes.conversions import message_class, ns_to_stamp
 
 PARAMETERS = {
@@ -24,12 +25,13 @@ PARAMETERS = {
     "rate": (1.0, "playback speed factor (0.5: half the recorded pace)"),
     "loop": (False, "start again after the last message"),
     "publish_clock": (True, "publish /clock at the recorded time"),
-    "reliable": (True, "reliable publishers (subscribers with SensorDataQoS match them too)"),
+    "reliable": (True, "reliable transient-local publishers (SensorDataQoS subscribers match too)"),
     "wait_for_subscribers_s": (0.0, "wait up to this long until the wait_topics have subscribers"),
     "wait_topics": ("", "comma-separated topics that must have a subscriber before playing (the "
                         "bag's own: matched; any other: seen in the graph); empty: the bag's"),
-    "start_delay_s": (0.0, "extra wait before the first message [s]"),
-    "linger_s": (1.0, "stay up this long after the last message so it is delivered [s]"),
+    "start_delay_s": (0.0, "extra wait once the subscribers are there, for the graph to match [s]"),
+    "linger_s": (5.0, "stay up this long after the last message: a reliable writer repairs losses "
+                      "on its heartbeat (every 3 s in Fast DDS) and serves late readers [s]"),
 }
 
 
@@ -52,6 +54,7 @@ class BagReplayNode(StoppableNode):
         self.wait_for = named or list(self.publishers_by_topic)
         self.total = self.reader.message_count
         self.created = time.monotonic()
+        self.subscribed_at: float | None = None
         self.started: float | None = None
         self.finished: float | None = None
         self.published = 0
@@ -69,8 +72,7 @@ class BagReplayNode(StoppableNode):
         return reader
 
     def _create_publishers(self) -> dict:
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE) if self.params["reliable"] \
-            else qos_profile_sensor_data
+        qos = OUTPUT_QOS if self.params["reliable"] else qos_profile_sensor_data
         publishers = {}
         for connection in self.reader.connections:
             try:
@@ -113,11 +115,12 @@ class BagReplayNode(StoppableNode):
             self.diagnostics.report("ok", "replay done", published=self.published)
 
     def _ready(self, now: float) -> bool:
-        waited = now - self.created
-        if waited < self.params["wait_for_subscribers_s"]:
-            if not all(self._has_subscriber(topic) for topic in self.wait_for):
+        if self.subscribed_at is None:
+            waiting = now - self.created < self.params["wait_for_subscribers_s"]
+            if waiting and not all(self._has_subscriber(topic) for topic in self.wait_for):
                 return False
-        return waited >= self.params["start_delay_s"]
+            self.subscribed_at = now
+        return now - self.subscribed_at >= self.params["start_delay_s"]
 
     def _has_subscriber(self, topic: str) -> bool:
         if topic in self.publishers_by_topic:  # matched to our publisher: delivery will work

@@ -10,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 
 from tactile_pose_refiner.core.resources import load_config
@@ -104,6 +105,27 @@ class DiagnosticsReporter:
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.node.get_clock().now().to_msg()
         self.publisher.publish(array)
+
+
+RELIABLE_INPUTS = {"reliable_inputs": (False, "subscribe sensor topics reliably (replay: every frame) "
+                                              "instead of SensorDataQoS best effort (robot: latest)")}
+
+
+def input_qos(reliable: bool) -> QoSProfile:
+    """QoS of the sensor subscriptions: SensorDataQoS (a robot's drivers publish best effort),
+    or for replays reliable + transient local: a reader whose endpoint matching completes a
+    little after the first messages were sent still gets them (measured: a volatile reliable
+    reader on a busy 2-core machine lost the first frames of an episode)."""
+    if not reliable:
+        return qos_profile_sensor_data
+    return QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+# Every publisher of the graph is reliable and transient local: it matches best-effort and
+# volatile subscribers (RViz, a robot's consumers) as well as the replay's reliable ones.
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_ns(stamp) -> int:

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
 
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
 from tactile_pose_refiner.core.resources import ResourceError
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
-                                               default_topic, run_node, stamp_ns)
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
+                                               StoppableNode, declare_parameters, default_topic,
+                                               input_qos, run_node, stamp_ns)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, pose_to_matrix
 
 PARAMETERS = {
+    **RELIABLE_INPUTS,
     "mode": ("ground_truth_noise", "ground_truth_noise (replay/benchmark only) or none"),
     "noise_setting": ("accurate", "noise model of config/bench.yaml: accurate or paper"),
 }
@@ -36,12 +38,13 @@ class EstimatorNode(StoppableNode):
     def __init__(self) -> None:
         super().__init__("estimator_node")
         self.params = declare_parameters(self, PARAMETERS)
+        self.inputs = input_qos(self.params["reliable_inputs"])
         self.diagnostics = DiagnosticsReporter(self)
         self.catalog = ObjectCatalog.from_config()
         self.pivots: dict[str, np.ndarray] = {}
         self.object_id: str | None = None
-        self.pose_pub = self.create_publisher(PoseStamped, "estimator/initial_pose", 10)
-        self.cov_pub = self.create_publisher(PoseWithCovarianceStamped, "estimator/initial_pose_cov", 10)
+        self.pose_pub = self.create_publisher(PoseStamped, "estimator/initial_pose", OUTPUT_QOS)
+        self.cov_pub = self.create_publisher(PoseWithCovarianceStamped, "estimator/initial_pose_cov", OUTPUT_QOS)
         self.source_pub = self.create_publisher(String, "estimator/source", LATCHED)
         mode = self.params["mode"]
         if mode == "none":
@@ -58,7 +61,7 @@ class EstimatorNode(StoppableNode):
                            "(replay only: the ground truth moved by the noise model)")
             self.create_subscription(String, default_topic("object_id"), self.on_object_id, 10)
             self.create_subscription(PoseStamped, default_topic("ground_truth_pose"),
-                                     self.on_ground_truth, qos_profile_sensor_data)
+                                     self.on_ground_truth, self.inputs)
         else:
             self.get_logger().fatal(f"mode must be ground_truth_noise or none, got {mode!r}")
             self.finish(2)

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseArray, TransformStamped
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
 from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel
-from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
-                                               default_topic, run_node, stale_by)
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
+                                               StoppableNode, declare_parameters, default_topic,
+                                               input_qos, run_node, stale_by)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg
 
 PARAMETERS = {
+    **RELIABLE_INPUTS,
     "base_frame": ("base_link", "hand base frame id of the link poses and TF"),
     "max_age_s": (0.0, "drop joint states older than this against the node clock [s]; 0: off"),
     "publish_tf": (True, "broadcast base -> link transforms when tf2_ros is importable"),
@@ -31,13 +32,14 @@ class JointStateNode(StoppableNode):
     def __init__(self) -> None:
         super().__init__("joint_state_node")
         self.params = declare_parameters(self, PARAMETERS)
+        self.inputs = input_qos(self.params["reliable_inputs"])
         self.diagnostics = DiagnosticsReporter(self)
         self.hand = HandModel.from_config()
-        self.joints_pub = self.create_publisher(JointState, "hand/joint_states", qos_profile_sensor_data)
-        self.poses_pub = self.create_publisher(PoseArray, "hand/link_poses", qos_profile_sensor_data)
+        self.joints_pub = self.create_publisher(JointState, "hand/joint_states", OUTPUT_QOS)
+        self.poses_pub = self.create_publisher(PoseArray, "hand/link_poses", OUTPUT_QOS)
         self.tf = self._tf_broadcaster() if self.params["publish_tf"] else None
         self.create_subscription(JointState, default_topic("joint_states"), self.on_joint_state,
-                                 qos_profile_sensor_data)
+                                 self.inputs)
         self.get_logger().info(f"link pose order: {sorted(self.hand.link_poses(np.zeros(len(self.hand.joint_names))))}; "
                                f"TF {'on' if self.tf else 'off (tf2_ros not importable)'}")
 

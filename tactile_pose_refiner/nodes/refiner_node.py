@@ -24,7 +24,7 @@ from collections import deque
 import numpy as np
 import torch
 from geometry_msgs.msg import Point, PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
@@ -37,11 +37,13 @@ from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RefinementDiagnostics, RgbdBundle, TactileArray
-from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
-                                               default_topic, run_node, stale_by, stamp_ns)
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
+                                               StoppableNode, declare_parameters, default_topic,
+                                               input_qos, run_node, stale_by, stamp_ns)
 from tactile_pose_refiner.nodes.conversions import camera_from_info, matrix_to_pose_msg, pose_to_matrix
 
 PARAMETERS = {
+    **RELIABLE_INPUTS,
     "device": ("cpu", "compute device of the refinement: cpu, cuda, cuda:0 (cuda falls back to cpu, labelled)"),
     "variant": ("ours", "refiner variant of config/refiner.yaml (ours, no_render, physics, ...)"),
     "iterations": (0, "iterations per frame; 0: config/refiner.yaml's"),
@@ -63,6 +65,7 @@ class RefinerNode(StoppableNode):
     def __init__(self) -> None:
         super().__init__("refiner_node")
         self.params = declare_parameters(self, PARAMETERS)
+        self.inputs = input_qos(self.params["reliable_inputs"])
         torch.set_num_threads(max(1, self.params["torch_threads"]))
         self.diagnostics = DiagnosticsReporter(self)
         self.catalog = ObjectCatalog.from_config()
@@ -91,12 +94,12 @@ class RefinerNode(StoppableNode):
         return config
 
     def _create_outputs(self) -> None:
-        self.pose_pub = self.create_publisher(PoseStamped, "refiner/pose", 10)
-        self.result_pub = self.create_publisher(RefinementDiagnostics, "refiner/diagnostics", 10)
-        self.marker_pub = self.create_publisher(MarkerArray, "refiner/markers", 10)
+        self.pose_pub = self.create_publisher(PoseStamped, "refiner/pose", OUTPUT_QOS)
+        self.result_pub = self.create_publisher(RefinementDiagnostics, "refiner/diagnostics", OUTPUT_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, "refiner/markers", OUTPUT_QOS)
 
     def _create_inputs(self) -> None:
-        sensor = qos_profile_sensor_data
+        sensor = self.inputs
         keep = lambda buffer: (lambda m: buffer.add(stamp_ns(m.header.stamp), m))  # noqa: E731
         self.create_subscription(RgbdBundle, "rgbd/bundle", keep(self.bundles), sensor)
         self.create_subscription(TactileArray, "tactile/array", keep(self.tactile), sensor)

@@ -10,16 +10,17 @@ and dropped; NaN or negative depths become invalid pixels (0), counted in the st
 from __future__ import annotations
 
 import numpy as np
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.msg import RgbdBundle
-from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
-                                               default_topic, run_node, stale_by, synchronise)
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
+                                               StoppableNode, declare_parameters, default_topic,
+                                               input_qos, run_node, stale_by, synchronise)
 from tactile_pose_refiner.nodes.conversions import camera_from_info, image_msg, point_cloud_msg
 
 PARAMETERS = {
+    **RELIABLE_INPUTS,
     "use_mask": (True, "synchronise an object mask too (without one every valid pixel counts)"),
     "slop_s": (0.02, "largest stamp difference inside one synchronised set [s]"),
     "queue_size": (10, "messages waiting per stream for a partner"),
@@ -33,14 +34,15 @@ class RgbdNode(StoppableNode):
     def __init__(self) -> None:
         super().__init__("rgbd_node")
         self.params = declare_parameters(self, PARAMETERS)
+        self.inputs = input_qos(self.params["reliable_inputs"])
         self.diagnostics = DiagnosticsReporter(self)
-        self.bundle_pub = self.create_publisher(RgbdBundle, "rgbd/bundle", qos_profile_sensor_data)
-        self.cloud_pub = self.create_publisher(PointCloud2, "rgbd/object_points", qos_profile_sensor_data)
+        self.bundle_pub = self.create_publisher(RgbdBundle, "rgbd/bundle", OUTPUT_QOS)
+        self.cloud_pub = self.create_publisher(PointCloud2, "rgbd/object_points", OUTPUT_QOS)
         topics = [(Image, default_topic("color_image")), (Image, default_topic("depth_image")),
                   (CameraInfo, default_topic("color_camera_info"))]
         if self.params["use_mask"]:
             topics.append((Image, default_topic("object_mask")))
-        how = synchronise(self, topics, qos_profile_sensor_data, self.params["queue_size"],
+        how = synchronise(self, topics, self.inputs, self.params["queue_size"],
                           self.params["slop_s"], self.on_synchronised)
         self.rng = np.random.default_rng(0)
         self.get_logger().info(f"synchronising {[t for _, t in topics]} with {how}")

@@ -12,7 +12,6 @@ forwarded (the refiner then runs without touch) and reported as a warning.
 from __future__ import annotations
 
 import numpy as np
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
@@ -22,11 +21,13 @@ from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileInputError, 
 from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import TactileArray
-from tactile_pose_refiner.nodes.common import (DiagnosticsReporter, StoppableNode, declare_parameters,
-                                               default_topic, run_node, stale_by, stamp_ns)
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
+                                               StoppableNode, declare_parameters, default_topic,
+                                               input_qos, run_node, stale_by, stamp_ns)
 from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg, tactile_to_msg
 
 PARAMETERS = {
+    **RELIABLE_INPUTS,
     "input_format": ("tactile_array", "tactile_array (this package) or xela_vendor (SensStream)"),
     "vendor_topic": ("/xServTopic", "topic of the vendor stream (input_format xela_vendor)"),
     "base_frame": ("base_link", "frame id of the contact points"),
@@ -40,21 +41,22 @@ class TactileNode(StoppableNode):
     def __init__(self) -> None:
         super().__init__("tactile_node")
         self.params = declare_parameters(self, PARAMETERS)
+        self.inputs = input_qos(self.params["reliable_inputs"])
         self.diagnostics = DiagnosticsReporter(self)
         self.hand = HandModel.from_config()
         self.layout = SkinLayout.from_config(load_config("tactile")["layout"])
         self.threshold = float(load_config("tactile")["contact_threshold_units"])
         self.joints = StampedBuffer(200)
         self.unplaced = StampedBuffer(20)  # readings that came before their joint state
-        self.array_pub = self.create_publisher(TactileArray, "tactile/array", qos_profile_sensor_data)
-        self.contacts_pub = self.create_publisher(PointCloud2, "tactile/contacts", qos_profile_sensor_data)
+        self.array_pub = self.create_publisher(TactileArray, "tactile/array", OUTPUT_QOS)
+        self.contacts_pub = self.create_publisher(PointCloud2, "tactile/contacts", OUTPUT_QOS)
         self.create_subscription(JointState, "hand/joint_states", self.on_joint_state,
-                                 qos_profile_sensor_data)
+                                 self.inputs)
         if self.params["input_format"] == "xela_vendor":
             self._subscribe_vendor()
         elif self.params["input_format"] == "tactile_array":
             self.create_subscription(TactileArray, default_topic("tactile"), self.on_tactile_array,
-                                     qos_profile_sensor_data)
+                                     self.inputs)
         else:
             self.get_logger().fatal(f"input_format must be tactile_array or xela_vendor, "
                                     f"got {self.params['input_format']!r}")
@@ -76,7 +78,7 @@ class TactileNode(StoppableNode):
             return
         self.converter = XelaStreamConverter(self.layout, force_scale=self.params["force_scale"])
         self.create_subscription(SensStream, self.params["vendor_topic"], self.on_vendor_stream,
-                                 qos_profile_sensor_data)
+                                 self.inputs)
 
     def on_vendor_stream(self, msg) -> None:
         try:
