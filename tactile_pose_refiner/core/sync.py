@@ -20,12 +20,13 @@ class ApproximateSync:
         self.queues = [deque(maxlen=queue_size) for _ in range(streams)]
         self.slop_ns = int(slop_s * 1e9)
         self.callback = callback
+        self.newest: list[int | None] = [None] * streams
 
     def add(self, stream: int, stamp_ns: int, item: Any) -> None:
-        queue = self.queues[stream]
-        if queue and stamp_ns < queue[-1][0]:
+        if self.newest[stream] is not None and stamp_ns < self.newest[stream]:
             return  # out of order: message_filters drops these as well
-        queue.append((stamp_ns, item))
+        self.newest[stream] = stamp_ns
+        self.queues[stream].append((stamp_ns, item))
         self._match()
 
     def _match(self) -> None:

@@ -1,0 +1,35 @@
+"""Offline: replay a recorded episode (rosbag2) through the same nodes, with RViz.
+
+    ros2 launch tactile_pose_refiner replay.launch.py bag:=/data/episodes/006_mustard_bottle_000 rate:=0.5
+
+The estimator runs in ground_truth_noise mode (labelled in every RefinementDiagnostics) until
+the estimator issue lands; inputs are subscribed reliably so every recorded frame is refined.
+"""
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from tactile_pose_refiner.graph import REFINER_NODES, replay_graph
+from tactile_pose_refiner.launch_actions import PACKAGE, arguments, graph_actions, visualisation_actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = Path(get_package_share_directory(PACKAGE))
+    replay = {name: {"reliable_inputs": True} for name in REFINER_NODES}
+    replay["refiner_node"]["queue_size"] = 0
+    nodes = replay_graph("", replay)
+    player = nodes.pop("bag_replay_node")
+    bag_player = Node(package=PACKAGE, executable=player.executable, name="bag_replay_node", output="screen",
+                      parameters=[str(p) for p in player.params_files] + [{
+                          "bag": LaunchConfiguration("bag"), "rate": LaunchConfiguration("rate"),
+                          "loop": LaunchConfiguration("loop"), "wait_for_subscribers_s": 30.0,
+                          "start_delay_s": 2.0}])
+    return LaunchDescription(arguments() + [
+        DeclareLaunchArgument("bag", description="rosbag2 episode directory (tpr generate / import-isaac)"),
+        DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
+        DeclareLaunchArgument("loop", default_value="false", description="replay in a loop"),
+    ] + graph_actions(nodes) + [bag_player] + visualisation_actions(share))

@@ -1,0 +1,47 @@
+"""launch_ros actions of the node graph, for launch/*.launch.py (imported only by ros2 launch,
+so only where launch and launch_ros exist). The graph itself is tactile_pose_refiner.graph's,
+the one `tpr demo` runs without launch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "tactile_pose_refiner"
+
+
+def arguments() -> list:
+    return [
+        DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or cuda:N"),
+        DeclareLaunchArgument("variant", default_value="ours", description="refiner variant (config/refiner.yaml)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start RViz with rviz/refiner.rviz"),
+    ]
+
+
+def graph_actions(nodes: dict) -> list:
+    """One launch_ros Node per NodeProcess; the refiner's device and variant from arguments."""
+    actions = []
+    for name, node in nodes.items():
+        overrides = dict(node.parameters)
+        if name == "refiner_node":
+            overrides.update(device=LaunchConfiguration("device"), variant=LaunchConfiguration("variant"))
+        actions.append(Node(package=PACKAGE, executable=node.executable, name=name, output="screen",
+                            parameters=[str(p) for p in node.params_files] + [overrides],
+                            remappings=list(node.remaps.items())))
+    return actions
+
+
+def visualisation_actions(share: Path) -> list:
+    """The hand model for RViz (robot_state_publisher on the mapped joint states) and RViz."""
+    urdf = (share / "urdf" / "allegro_hand_right.urdf").read_text()
+    show = IfCondition(LaunchConfiguration("rviz"))
+    return [
+        Node(package="robot_state_publisher", executable="robot_state_publisher", output="screen",
+             parameters=[{"robot_description": urdf}], remappings=[("joint_states", "hand/joint_states")],
+             condition=show),
+        Node(package="rviz2", executable="rviz2", arguments=["-d", str(share / "rviz" / "refiner.rviz")],
+             condition=show),
+    ]

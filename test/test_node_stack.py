@@ -1,0 +1,162 @@
+"""The product's node graph end to end: separate node processes over Fast DDS, a real rosbag2
+episode replayed by bag_replay_node, refined poses and diagnostics collected by an observer;
+and every node fed bad input keeps running and says so on /diagnostics."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import String
+
+import scenes
+from tactile_pose_refiner.core.resources import config_path, load_config
+from tactile_pose_refiner.graph import NodeProcess, RunningGraph, refiner_graph
+from tactile_pose_refiner.io.episode_bag import write_episode
+from tactile_pose_refiner.msg import RgbdBundle, TactileArray
+from tactile_pose_refiner.nodes.conversions import image_msg, ns_to_stamp
+from tactile_pose_refiner.nodes.monitor import GraphMonitor
+from tactile_pose_refiner.replay import replay_episode
+
+FRAMES = 3
+
+
+@pytest.fixture(scope="module")
+def episode(tmp_path_factory):
+    path = tmp_path_factory.mktemp("replay") / "005_tomato_soup_can_000"
+    _, frames = scenes.generator().replay("005_tomato_soup_can", scenes.stored_grasp("005_tomato_soup_can"),
+                                          steps=FRAMES, seed=4)
+    write_episode(path, frames)
+    return path
+
+
+def test_replayed_episode_is_refined_through_the_node_graph(episode):
+    run = replay_episode(episode, {"refiner_node": {"iterations": 15}}, start_timeout_s=90,
+                         frame_timeout_s=90, log=lambda text: None)
+    rows = run.rows()
+    failures = {name: err[-1500:] for name, (code, _, err) in run.exits.items() if code not in (0, None)}
+    assert len(rows) >= 0.95 * FRAMES, (rows, failures, run.statuses[-20:])
+    assert run.frames_replayed == FRAMES
+    for entry in run.refined():
+        assert np.isfinite(entry["T_refined"]).all()
+        assert entry["result"].object_id == "005_tomato_soup_can"
+        assert entry["result"].initial_pose_source.startswith("ground_truth_noise:accurate")
+        assert entry["result"].iterations >= 1 and entry["result"].device == "cpu"
+    # Better than the initial pose in intersection volume on average, and closer to the truth.
+    assert np.mean([r["iv_after"] for r in rows]) < np.mean([r["iv_before"] for r in rows])
+    assert np.mean([r["pe_after"] for r in rows]) < np.mean([r["pe_before"] for r in rows])
+    refiner_statuses = [m for name, _, m in run.statuses if name.endswith("/refiner_node")]
+    assert any(m.startswith("refined:") for m in refiner_statuses)  # /diagnostics as well
+    assert all(code in (0, None) for code, _, _ in run.exits.values()), failures
+
+
+def _header(stamp_ns: int, frame_id: str = "camera_color_optical_frame"):
+    from std_msgs.msg import Header
+    return Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
+
+
+def _camera_info(header) -> CameraInfo:
+    camera = load_config("camera")
+    info = CameraInfo(header=header, width=64, height=48)
+    info.k = [float(camera.get("fx", 600.0)), 0.0, 32.0, 0.0, float(camera.get("fy", 600.0)), 24.0, 0.0, 0.0, 1.0]
+    return info
+
+
+def _wait_for(monitor: GraphMonitor, node: str, text: str, timeout_s: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        messages = monitor.messages_of(node)
+        if any(text in m for m in messages):
+            return messages
+        time.sleep(0.1)
+    raise AssertionError(f"{node} never reported '{text}'; it said {sorted(set(monitor.messages_of(node)))}")
+
+
+def test_nodes_fed_bad_input_keep_running_and_report_it(ros_env):
+    topics = load_config("topics")
+    nodes = refiner_graph({"joint_state_node": {"max_age_s": 5.0}})
+    with RunningGraph(ros_env) as graph, GraphMonitor(int(ros_env["ROS_DOMAIN_ID"])) as monitor:
+        for name, node in nodes.items():
+            graph.start(name, node)
+        wanted = [topics["color_image"], topics["joint_states"], topics["tactile"], "/estimator/initial_pose",
+                  "/rgbd/bundle", topics["ground_truth_pose"]]
+        assert not monitor.wait_for_subscribers(wanted, 90)
+        time.sleep(1.0)
+        pub = {key: monitor.publisher(kind, topic) for key, (kind, topic) in {
+            "color": (Image, topics["color_image"]), "depth": (Image, topics["depth_image"]),
+            "info": (CameraInfo, topics["color_camera_info"]), "mask": (Image, topics["object_mask"]),
+            "joints": (JointState, topics["joint_states"]), "tactile": (TactileArray, topics["tactile"]),
+            "object": (String, topics["object_id"]), "gt": (PoseStamped, topics["ground_truth_pose"]),
+            "initial": (PoseStamped, "/estimator/initial_pose"), "bundle": (RgbdBundle, "/rgbd/bundle"),
+        }.items()}
+        now = time.time_ns()
+
+        # rgbd_node: depth all NaN (32FC1) -> degraded, then a wrong colour encoding -> error.
+        header = _header(now)
+        rgb, mask = np.zeros((48, 64, 3), np.uint8), np.full((48, 64), 255, np.uint8)
+        for message in (image_msg(rgb, "rgb8", header), image_msg(np.full((48, 64), np.nan, np.float32), "32FC1", header),
+                        _camera_info(header), image_msg(mask, "mono8", header)):
+            pub[{"rgb8": "color", "32FC1": "depth", "mono8": "mask"}.get(getattr(message, "encoding", ""), "info")].publish(message)
+        _wait_for(monitor, "rgbd_node", "degraded: 0 valid depth points")
+        header = _header(now + 10**8)
+        pub["color"].publish(image_msg(np.zeros((48, 64, 2), np.uint16), "rgb16", header))
+        pub["depth"].publish(image_msg(np.zeros((48, 64), np.uint16), "16UC1", header))
+        pub["info"].publish(_camera_info(header))
+        pub["mask"].publish(image_msg(mask, "mono8", header))
+        _wait_for(monitor, "rgbd_node", "colour encoding 'rgb16' is not supported")
+
+        # joint_state_node: missing joints -> error; a stamp an hour old -> stale.
+        pub["joints"].publish(JointState(header=_header(now, ""), name=["ah_joint00"], position=[0.1]))
+        _wait_for(monitor, "joint_state_node", "lacks hand joints")
+        names = [f"ah_joint{f}{j}" for f in range(4) for j in range(4)]
+        pub["joints"].publish(JointState(header=_header(now - 3600 * 10**9, ""), name=names, position=[0.0] * 16))
+        _wait_for(monitor, "joint_state_node", "stale input")
+
+        # tactile_node: an empty reading is forwarded and reported; inconsistent arrays -> error.
+        pub["tactile"].publish(TactileArray(header=_header(now, "")))
+        _wait_for(monitor, "tactile_node", "empty tactile reading")
+        pub["tactile"].publish(TactileArray(header=_header(now, ""), link_names=["link_13"]))
+        _wait_for(monitor, "tactile_node", "unusable tactile reading")
+
+        # estimator_node and refiner_node: an unknown object; refiner_node: a NaN initial pose.
+        pub["object"].publish(String(data="999_not_in_the_catalog"))
+        time.sleep(0.5)
+        pub["gt"].publish(PoseStamped(header=_header(now)))
+        _wait_for(monitor, "estimator_node", "unknown object")
+        bundle = RgbdBundle(header=_header(now), color=image_msg(rgb, "rgb8", _header(now)),
+                            depth=image_msg(np.full((48, 64), 500, np.uint16), "16UC1", _header(now)),
+                            camera_info=_camera_info(_header(now)), status="ok")
+        pub["bundle"].publish(bundle)
+        initial = PoseStamped(header=_header(now))
+        initial.pose.orientation.w = 1.0
+        pub["initial"].publish(initial)
+        _wait_for(monitor, "refiner_node", "unknown object")
+        initial.pose.position.x = float("nan")
+        pub["initial"].publish(initial)
+        _wait_for(monitor, "refiner_node", "unusable initial pose")
+
+        time.sleep(0.5)
+        still_running = {name: process.poll() is None for name, process in graph.processes.items()}
+        refined = [entry for entry in monitor.snapshot().values() if "T_refined" in entry]
+        results = graph.stop()
+    assert all(still_running.values()), {n: results[n][2][-1500:] for n, up in still_running.items() if not up}
+    assert refined == []  # nothing was refinable: no pose, and certainly no NaN one
+
+
+def test_launch_and_graph_name_only_existing_executables_and_parameter_files():
+    """What launch files and `tpr demo` start: console scripts of setup.py with their
+    config/nodes.yaml section, whose parameters are the ones the node declares."""
+    import importlib
+    import yaml
+    from importlib.metadata import distribution
+    scripts = {e.name for e in distribution("tactile_pose_refiner").entry_points.select(group="console_scripts")}
+    sections = yaml.safe_load(config_path("nodes").read_text())
+    for name, node in refiner_graph().items():
+        assert node.executable in scripts and all(p.is_file() for p in node.params_files)
+        declared = importlib.import_module(f"tactile_pose_refiner.nodes.{name}").PARAMETERS
+        configured = sections[name]["ros__parameters"]
+        assert set(configured) == set(declared), name
+        assert all(type(configured[k]) is type(v[0]) and v[1] for k, v in declared.items()), name
+    assert NodeProcess("refiner_node", [config_path("nodes")]).command()[1:3] == ["--ros-args", "--params-file"]

@@ -1,0 +1,85 @@
+"""The ROS-free pieces under the nodes: time synchronisation, image decoding, the Xela
+vendor stream converter."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tactile_pose_refiner.core.images import ImageInputError, decode_color, decode_depth_mm, decode_mask
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileInputError
+from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
+from tactile_pose_refiner.core.sync import ApproximateSync, StampedBuffer
+
+MS = 1_000_000
+
+
+def test_approximate_sync_pairs_within_slop_and_uses_each_message_once():
+    sets = []
+    sync = ApproximateSync(2, queue_size=10, slop_s=0.005, callback=lambda a, b: sets.append((a, b)))
+    for stamp in (0, 33, 66, 100):            # camera at 30 Hz
+        sync.add(0, stamp * MS, f"c{stamp}")
+    for stamp in (2, 20, 35, 90, 101):         # depth with jitter; 20 and 90 have no partner
+        sync.add(1, stamp * MS, f"d{stamp}")
+    assert sets == [("c0", "d2"), ("c33", "d35"), ("c100", "d101")]
+    sync.add(0, 50 * MS, "late")              # older than the newest colour: dropped
+    assert len(sets) == 3 and all(len(queue) == 0 for queue in sync.queues)
+
+
+def test_approximate_sync_bounds_its_queues():
+    sync = ApproximateSync(2, queue_size=3, slop_s=0.001, callback=lambda *a: None)
+    for k in range(10):
+        sync.add(0, k * 100 * MS, k)          # the other stream never publishes
+    assert len(sync.queues[0]) == 3
+
+
+def test_stamped_buffer_nearest_within_tolerance():
+    buffer = StampedBuffer(3)
+    for stamp in (0, 10, 20, 30):
+        buffer.add(stamp * MS, stamp)
+    assert buffer.nearest(12 * MS, 0.005) == (10, pytest.approx(0.002))
+    assert buffer.nearest(0, 0.005) is None   # evicted (capacity 3)
+    assert buffer.nearest(45 * MS, 0.005) is None
+    assert buffer.take_near(21 * MS, 0.002) == [20] and len(buffer) == 2
+
+
+def test_depth_in_metres_with_nan_becomes_invalid_millimetres():
+    depth = np.array([[0.5, np.nan], [-1.0, np.inf]], dtype=np.float32)
+    mm = decode_depth_mm("32FC1", 2, 2, 8, depth.tobytes())
+    assert mm.dtype == np.uint16 and mm.tolist() == [[500, 0], [0, 0]]
+    raw = np.array([[700, 0], [1, 2]], dtype=np.uint16)
+    padded = np.zeros((2, 6), np.uint8)       # rows padded to 6 bytes
+    padded[:, :4] = raw.view(np.uint8).reshape(2, 4)
+    assert decode_depth_mm("16UC1", 2, 2, 6, padded.tobytes()).tolist() == raw.tolist()
+
+
+def test_colour_orders_and_bad_images_raise_clear_errors():
+    bgr = np.array([[[1, 2, 3]]], dtype=np.uint8)
+    assert decode_color("bgr8", 1, 1, 3, bgr.tobytes()).tolist() == [[[3, 2, 1]]]
+    assert decode_mask("mono8", 1, 2, 2, b"\x00\xff").tolist() == [[0, 255]]
+    with pytest.raises(ImageInputError, match="colour encoding 'rgb16'"):
+        decode_color("rgb16", 1, 1, 6, bytes(6))
+    with pytest.raises(ImageInputError, match="depth encoding '8UC1'"):
+        decode_depth_mm("8UC1", 1, 1, 1, bytes(1))
+    with pytest.raises(ImageInputError, match="do not hold its rows"):
+        decode_color("rgb8", 480, 640, 1920, bytes(100))
+
+
+def test_xela_stream_becomes_a_stamped_reading_against_the_layout():
+    layout = SkinLayout.from_config()
+    converter = XelaStreamConverter(layout)
+    taxel = lambda x, y, z: SimpleNamespace(x=x, y=y, z=z)  # noqa: E731
+    rest = SimpleNamespace(sensor_pos=2, time=0.0, taxels=[taxel(100, 100, 1000)] * 24)
+    converter.convert([rest], fallback_stamp_ns=5)            # the zero-load baseline
+    pressed = SimpleNamespace(sensor_pos=2, time=1700000000.5,
+                              taxels=[taxel(100, 100, 1000)] * 23 + [taxel(110, 90, 1600)])
+    reading = converter.convert([pressed], fallback_stamp_ns=5)
+    second_patch = list(dict.fromkeys(layout.patches))[1]
+    first_id = int(layout.ids[layout.patches.index(second_patch)])
+    assert reading.taxel_ids.tolist() == list(range(first_id, first_id + 24))
+    assert reading.forces[-1].tolist() == [10, -10, 600] and not reading.forces[:-1].any()
+    assert reading.stamp_ns == 1_700_000_000_500_000_000
+    assert reading.link_names[0] == layout.links[layout.patches.index(second_patch)]
+    with pytest.raises(TactileInputError, match="sensor_pos 99"):
+        converter.convert([SimpleNamespace(sensor_pos=99, time=0.0, taxels=[])], 0)
