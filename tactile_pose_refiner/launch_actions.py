@@ -15,7 +15,7 @@ PACKAGE = "tactile_pose_refiner"
 
 def arguments() -> list:
     return [
-        DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or cuda:N"),
+        DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or auto"),
         DeclareLaunchArgument("variant", default_value="ours", description="refiner variant (config/refiner.yaml)"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with rviz/refiner.rviz"),
     ]

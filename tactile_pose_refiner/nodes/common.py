@@ -86,8 +86,11 @@ class DiagnosticsReporter:
     def report(self, level: str, message: str, **values: Any) -> None:
         if level != "ok":
             self.problems[message.split(":")[0]] += 1
-            log = self.node.get_logger().error if level == "error" else self.node.get_logger().warn
-            log(message, throttle_duration_sec=2.0)
+            # One call site per severity: rclpy refuses a call site whose filters change.
+            if level == "error":
+                self.node.get_logger().error(message, throttle_duration_sec=2.0)
+            else:
+                self.node.get_logger().warning(message, throttle_duration_sec=2.0)
         changed = (level, message) != self.last[:2]
         self.last = (level, message, values)
         if changed or level != "ok":  # an unchanged "ok" waits for the periodic repeat

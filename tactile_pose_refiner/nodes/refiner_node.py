@@ -31,6 +31,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.images import ImageInputError, image_from_message
+from tactile_pose_refiner.core.gradients.render.factory import resolve_device
 from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
@@ -44,7 +45,7 @@ from tactile_pose_refiner.nodes.conversions import camera_from_info, matrix_to_p
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
-    "device": ("cpu", "compute device of the refinement: cpu, cuda, cuda:0 (cuda falls back to cpu, labelled)"),
+    "device": ("cpu", "compute device of the refinement: cpu, cuda or auto (cuda without CUDA: cpu, labelled)"),
     "variant": ("ours", "refiner variant of config/refiner.yaml (ours, no_render, physics, ...)"),
     "iterations": (0, "iterations per frame; 0: config/refiner.yaml's"),
     "sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]"),
@@ -87,7 +88,13 @@ class RefinerNode(StoppableNode):
     def _refiner_config(self) -> dict:
         from tactile_pose_refiner.core.resources import load_config
         config = load_config("refiner")
-        config["device"] = self.params["device"]
+        self.device_note = ""
+        try:
+            config["device"] = resolve_device(self.params["device"])
+        except ValueError as exc:
+            config["device"] = "cpu"
+            self.device_note = f"device {self.params['device']} unusable, ran on cpu"
+            self.get_logger().warning(f"{exc}; refining on cpu")
         config["variant"] = self.params["variant"]
         if self.params["iterations"] > 0:
             config["iterations"] = self.params["iterations"]
@@ -239,7 +246,8 @@ class RefinerNode(StoppableNode):
                        degraded) -> RefinementDiagnostics:
         d = refinement.diagnostics
         losses, weights = d.final_losses(), d.mean_weights()
-        statuses = ([d.status] if d.status != "ok" else []) + [f"degraded: {r}" for r in degraded]
+        reasons = degraded + ([self.device_note] if self.device_note else [])
+        statuses = ([d.status] if d.status != "ok" else []) + [f"degraded: {r}" for r in reasons]
         message = RefinementDiagnostics(
             header=header, object_id=frame.object_id, initial_pose_source=self.initial_source,
             iterations=int(d.iterations), checkpoint_iteration=int(d.kept_iteration),
