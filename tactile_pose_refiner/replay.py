@@ -46,7 +46,8 @@ class ReplayRun:
             row = {"stamp_ns": stamp, "status": result.status, "iv_before": result.intersection_volume_before_cm3,
                    "iv_after": result.intersection_volume_after_cm3, "ca_before": result.contact_area_before_cm2,
                    "ca_after": result.contact_area_after_cm2, "refine_ms": result.wall_time_ms,
-                   "latency_ms": np.nan}
+                   "latency_ms": np.nan, "pe_before": np.nan, "pe_after": np.nan,
+                   "oe_before": np.nan, "oe_after": np.nan}
             if "T_gt" in entry and "T_initial" in entry and "T_refined" in entry:
                 row.update(pe_before=position_error_cm(entry["T_initial"], entry["T_gt"]),
                            pe_after=position_error_cm(entry["T_refined"], entry["T_gt"]),

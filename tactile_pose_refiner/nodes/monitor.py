@@ -15,10 +15,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.qos import qos_profile_sensor_data
 
 from tactile_pose_refiner.msg import RefinementDiagnostics
-from tactile_pose_refiner.nodes.common import default_topic, stamp_ns
+from tactile_pose_refiner.nodes.common import OUTPUT_QOS, default_topic, input_qos, stamp_ns
 from tactile_pose_refiner.nodes.conversions import pose_to_matrix
 
 
@@ -30,10 +29,11 @@ class GraphMonitor:
         self.lock = threading.Lock()
         self.frames: dict[int, dict] = defaultdict(dict)
         self.statuses: list[tuple[str, int, str]] = []   # (node name, level, message)
-        self._record(PoseStamped, default_topic("ground_truth_pose"), "T_gt", qos_profile_sensor_data, pose=True)
-        self._record(PoseStamped, "/estimator/initial_pose", "T_initial", 10, pose=True)
-        self._record(PoseStamped, "/refiner/pose", "T_refined", 10, pose=True)
-        self._record(RefinementDiagnostics, "/refiner/diagnostics", "result", 10)
+        every = input_qos(reliable=True)  # the graph's publishers are reliable, transient local
+        self._record(PoseStamped, default_topic("ground_truth_pose"), "T_gt", every, pose=True)
+        self._record(PoseStamped, "/estimator/initial_pose", "T_initial", every, pose=True)
+        self._record(PoseStamped, "/refiner/pose", "T_refined", every, pose=True)
+        self._record(RefinementDiagnostics, "/refiner/diagnostics", "result", every)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -82,8 +82,9 @@ class GraphMonitor:
                 return missing
             time.sleep(0.2)
 
-    def publisher(self, msg_type, topic: str, qos=10):
-        return self.node.create_publisher(msg_type, topic, qos)
+    def publisher(self, msg_type, topic: str):
+        """A publisher like the graph's (reliable, transient local: matches any subscriber)."""
+        return self.node.create_publisher(msg_type, topic, OUTPUT_QOS)
 
     def close(self) -> None:
         self.node.destroy_node()
