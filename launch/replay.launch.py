@@ -13,15 +13,13 @@ from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from tactile_pose_refiner.graph import REFINER_NODES, replay_graph
+from tactile_pose_refiner.graph import replay_graph
 from tactile_pose_refiner.launch_actions import PACKAGE, arguments, graph_actions, visualisation_actions
 
 
 def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory(PACKAGE))
-    replay = {name: {"reliable_inputs": True} for name in REFINER_NODES}
-    replay["refiner_node"]["queue_size"] = 0
-    nodes = replay_graph("", replay)
+    nodes = replay_graph("")  # reliable inputs, every frame queued
     player = nodes.pop("bag_replay_node")
     bag_player = Node(package=PACKAGE, executable=player.executable, name="bag_replay_node", output="screen",
                       parameters=[str(p) for p in player.params_files] + [{

@@ -13,8 +13,6 @@ import time
 
 import numpy as np
 
-from tactile_pose_refiner.core.resources import config_path
-
 
 def demo(args: argparse.Namespace) -> int:
     """The main job: replay the default episode through the whole node graph (separate

@@ -141,11 +141,14 @@ def refiner_graph(parameters: dict[str, dict[str, Any]] | None = None,
 
 def replay_graph(bag: str | Path, parameters: dict[str, dict[str, Any]] | None = None,
                  params_file: Path | None = None) -> dict[str, NodeProcess]:
-    """The refinement graph plus bag_replay_node playing `bag`."""
+    """The refinement graph plus bag_replay_node playing `bag`, set up to refine every
+    recorded frame: reliable inputs, and the refiner queues every initial pose."""
     from tactile_pose_refiner.core.resources import config_path
-    parameters = dict(parameters or {})
+    given = parameters or {}
+    parameters = {name: {"reliable_inputs": True, **given.get(name, {})} for name in REFINER_NODES}
+    parameters["refiner_node"] = {"queue_size": 0, **parameters["refiner_node"]}
     nodes = refiner_graph(parameters, params_file)
     nodes["bag_replay_node"] = NodeProcess(
         "bag_replay_node", [params_file or config_path("nodes")],
-        {"bag": str(bag), **parameters.get("bag_replay_node", {})})
+        {"bag": str(bag), **given.get("bag_replay_node", {})})
     return nodes

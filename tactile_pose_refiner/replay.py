@@ -16,7 +16,7 @@ from rosbags.rosbag2 import Reader
 
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.graph import REFINER_NODES, RunningGraph, isolated_ros_environment, replay_graph
+from tactile_pose_refiner.graph import RunningGraph, isolated_ros_environment, replay_graph
 
 # Every input topic of the refinement graph; the replay starts once each has a subscriber.
 GRAPH_INPUTS = ("color_image", "depth_image", "color_camera_info", "object_mask", "joint_states",
@@ -73,13 +73,10 @@ def replay_episode(bag: Path, parameters: dict | None = None, start_timeout_s: f
 
     topics = load_config("topics")
     inputs = [topics[key] for key in GRAPH_INPUTS]
-    parameters = {name: {"reliable_inputs": True, **values}  # every frame, not the latest
-                  for name, values in (parameters or {}).items()}
-    for name in REFINER_NODES:
-        parameters.setdefault(name, {"reliable_inputs": True})
-    # Every frame queued; its inputs may come late when DDS repairs a loss (3 s heartbeat).
-    parameters["refiner_node"] = {"queue_size": 0, "input_wait_s": 10.0, **parameters["refiner_node"]}
-    replay = {k: v for k, v in parameters.pop("bag_replay_node", {}).items() if k != "reliable_inputs"}
+    parameters = dict(parameters or {})
+    # A frame's inputs may come late when DDS repairs a loss (3 s heartbeat).
+    parameters["refiner_node"] = {"input_wait_s": 10.0, **parameters.get("refiner_node", {})}
+    replay = parameters.pop("bag_replay_node", {})
     parameters["bag_replay_node"] = {"wait_for_subscribers_s": float(start_timeout_s), "start_delay_s": 2.0,
                                      "linger_s": 3600.0,  # stopped with the graph
                                      "wait_topics": ",".join(inputs + list(GRAPH_INTERNAL)), **replay}

@@ -17,6 +17,12 @@ def pose_matrix(translation, quaternion_xyzw) -> np.ndarray:
     return matrix
 
 
+def pose_fields_to_matrix(pose) -> np.ndarray:
+    """Any object with geometry_msgs/Pose's fields (rclpy or rosbags) -> (4, 4)."""
+    p, q = pose.position, pose.orientation
+    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+
 def matrix_to_pose(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(4, 4) -> translation (3,), unit quaternion (x, y, z, w) with w >= 0."""
     quaternion = Rotation.from_matrix(np.asarray(matrix)[:3, :3]).as_quat()

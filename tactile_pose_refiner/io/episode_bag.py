@@ -11,7 +11,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.geometry import matrix_to_pose, pose_matrix
+from tactile_pose_refiner.core.geometry import matrix_to_pose, pose_fields_to_matrix
 from tactile_pose_refiner.core.images import image_from_message
 from tactile_pose_refiner.core.resources import load_config, share_dir
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
@@ -173,10 +173,5 @@ def _frame(stamp_ns: int, m: dict) -> Frame:
         mask=image_from_message(m["object_mask"], "mask") if "object_mask" in m else None,
         joint_names=list(m["joint_states"].name), joint_positions=np.asarray(m["joint_states"].position),
         tactile=TactileReading.from_message(m["tactile"]),
-        T_cam_base=_pose_array(m["hand_pose"]),
-        T_cam_obj=_pose_array(m["ground_truth_pose"]) if "ground_truth_pose" in m else None)
-
-
-def _pose_array(msg) -> np.ndarray:
-    p, q = msg.pose.position, msg.pose.orientation
-    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+        T_cam_base=pose_fields_to_matrix(m["hand_pose"].pose),
+        T_cam_obj=pose_fields_to_matrix(m["ground_truth_pose"].pose) if "ground_truth_pose" in m else None)

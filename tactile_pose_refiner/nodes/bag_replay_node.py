@@ -16,8 +16,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, DiagnosticsReporter, StoppableNode,
-                                               declare_parameters, run_node)
+from tactile_pose_refiner.nodes.common import OUTPUT_QOS, GraphNode, run_node
 from tactile_pose_refiner.nodes.conversions import message_class, ns_to_stamp
 
 PARAMETERS = {
@@ -35,11 +34,9 @@ PARAMETERS = {
 }
 
 
-class BagReplayNode(StoppableNode):
+class BagReplayNode(GraphNode):
     def __init__(self) -> None:
-        super().__init__("bag_replay_node")
-        self.params = declare_parameters(self, PARAMETERS)
-        self.diagnostics = DiagnosticsReporter(self)
+        super().__init__("bag_replay_node", PARAMETERS)
         try:
             if self.params["rate"] <= 0:
                 raise ValueError(f"rate must be > 0, got {self.params['rate']}")

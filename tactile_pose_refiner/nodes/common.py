@@ -15,6 +15,7 @@ from rclpy.task import Future
 
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.sync import ApproximateSync
+from tactile_pose_refiner.nodes.conversions import stamp_ns
 
 # name -> (default, description); the defaults match the node's section in config/*.yaml
 # (test_config_matches_node_parameters checks that).
@@ -81,7 +82,7 @@ class DiagnosticsReporter:
         self.publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.problems: Counter[str] = Counter()
         self.last = ("ok", "started", {})
-        self.timer = node.create_timer(period_s, self._repeat)
+        self.timer = node.create_timer(period_s, self._publish)
 
     def report(self, level: str, message: str, **values: Any) -> None:
         if level != "ok":
@@ -95,9 +96,6 @@ class DiagnosticsReporter:
         self.last = (level, message, values)
         if changed or level != "ok":  # an unchanged "ok" waits for the periodic repeat
             self._publish()
-
-    def _repeat(self) -> None:
-        self._publish()
 
     def _publish(self) -> None:
         level, message, values = self.last
@@ -129,10 +127,20 @@ def input_qos(reliable: bool) -> QoSProfile:
 # volatile subscribers (RViz, a robot's consumers) as well as the replay's reliable ones.
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The last message only, kept for late subscribers (e.g. who makes the initial poses).
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+class GraphNode(StoppableNode):
+    """A node of the refinement graph: its declared parameters (`params`), the QoS of its
+    sensor subscriptions (`inputs`, from reliable_inputs when it has that parameter) and its
+    /diagnostics reporter."""
+
+    def __init__(self, name: str, parameters: ParameterSpec) -> None:
+        super().__init__(name)
+        self.params = declare_parameters(self, parameters)
+        self.inputs = input_qos(bool(self.params.get("reliable_inputs", False)))
+        self.diagnostics = DiagnosticsReporter(self)
 
 
 def stale_by(node: Node, stamp, max_age_s: float) -> float | None:

@@ -10,7 +10,7 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from tactile_pose_refiner.core.geometry import matrix_to_pose, pose_matrix
+from tactile_pose_refiner.core.geometry import matrix_to_pose
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.skin import TactileReading
 from tactile_pose_refiner.msg import TactileArray
@@ -20,9 +20,8 @@ def ns_to_stamp(stamp_ns: int) -> Time:
     return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
 
 
-def pose_to_matrix(pose: Pose) -> np.ndarray:
-    p, q = pose.position, pose.orientation
-    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+def stamp_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def matrix_to_pose_msg(matrix: np.ndarray) -> Pose:

@@ -15,31 +15,26 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from std_msgs.msg import String
 
+from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
 from tactile_pose_refiner.core.resources import ResourceError
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
-                                               StoppableNode, declare_parameters, default_topic,
-                                               input_qos, run_node, stamp_ns)
-from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, pose_to_matrix
+from tactile_pose_refiner.nodes.common import (LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
+                                               default_topic, run_node)
+from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
     "mode": ("ground_truth_noise", "ground_truth_noise (replay/benchmark only) or none"),
     "noise_setting": ("accurate", "noise model of config/bench.yaml: accurate or paper"),
 }
-LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class EstimatorNode(StoppableNode):
+class EstimatorNode(GraphNode):
     def __init__(self) -> None:
-        super().__init__("estimator_node")
-        self.params = declare_parameters(self, PARAMETERS)
-        self.inputs = input_qos(self.params["reliable_inputs"])
-        self.diagnostics = DiagnosticsReporter(self)
+        super().__init__("estimator_node", PARAMETERS)
         self.catalog = ObjectCatalog.from_config()
         self.pivots: dict[str, np.ndarray] = {}
         self.object_id: str | None = None
@@ -77,7 +72,7 @@ class EstimatorNode(StoppableNode):
             self.diagnostics.report("warn", "waiting for input: no object id yet")
             return
         pivot = self._pivot(self.object_id)
-        T_gt = pose_to_matrix(msg.pose)
+        T_gt = pose_fields_to_matrix(msg.pose)
         if pivot is None or not np.isfinite(T_gt).all():
             if pivot is not None:
                 self.diagnostics.report("error", "unusable ground truth: pose is not finite")
@@ -89,7 +84,8 @@ class EstimatorNode(StoppableNode):
         self.diagnostics.report("ok", f"initial poses: {self.source}", object_id=self.object_id)
 
     def _pivot(self, object_id: str) -> np.ndarray | None:
-        """Centre of mass of the object (the noise turns about it); None for an unknown id."""
+        """Centre of mass of the object (the noise turns about it; RigidBody.from_mesh's
+        definition, without importing the physics module); None for an unknown id."""
         if object_id not in self.pivots:
             try:
                 model = self.catalog.load(object_id)

@@ -15,9 +15,8 @@ from geometry_msgs.msg import PoseArray, TransformStamped
 from sensor_msgs.msg import JointState
 
 from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
-                                               StoppableNode, declare_parameters, default_topic,
-                                               input_qos, run_node, stale_by)
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
+                                               default_topic, run_node, stale_by)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg
 
 PARAMETERS = {
@@ -28,12 +27,9 @@ PARAMETERS = {
 }
 
 
-class JointStateNode(StoppableNode):
+class JointStateNode(GraphNode):
     def __init__(self) -> None:
-        super().__init__("joint_state_node")
-        self.params = declare_parameters(self, PARAMETERS)
-        self.inputs = input_qos(self.params["reliable_inputs"])
-        self.diagnostics = DiagnosticsReporter(self)
+        super().__init__("joint_state_node", PARAMETERS)
         self.hand = HandModel.from_config()
         self.joints_pub = self.create_publisher(JointState, "hand/joint_states", OUTPUT_QOS)
         self.poses_pub = self.create_publisher(PoseArray, "hand/link_poses", OUTPUT_QOS)

@@ -16,9 +16,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import OUTPUT_QOS, default_topic, input_qos, stamp_ns
-from tactile_pose_refiner.nodes.conversions import pose_to_matrix
 
 
 class GraphMonitor:
@@ -51,7 +51,7 @@ class GraphMonitor:
         def on_message(msg) -> None:
             with self.lock:
                 entry = self.frames[stamp_ns(msg.header.stamp)]
-                entry[key] = pose_to_matrix(msg.pose) if pose else msg
+                entry[key] = pose_fields_to_matrix(msg.pose) if pose else msg
                 entry[f"{key}_wall"] = time.monotonic()
         self.node.create_subscription(msg_type, topic, on_message, qos)
 

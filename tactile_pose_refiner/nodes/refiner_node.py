@@ -24,24 +24,25 @@ from collections import deque
 import numpy as np
 import torch
 from geometry_msgs.msg import Point, PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.images import ImageInputError, image_from_message
+from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
+from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
 from tactile_pose_refiner.core.gradients.render.factory import resolve_device
+from tactile_pose_refiner.core.gradients.tactile import contact_positions
+from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.core.pipeline import FrameRefiner
-from tactile_pose_refiner.core.resources import ResourceError
+from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RefinementDiagnostics, RgbdBundle, TactileArray
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
-                                               StoppableNode, declare_parameters, default_topic,
-                                               input_qos, run_node, stale_by, stamp_ns)
-from tactile_pose_refiner.nodes.conversions import camera_from_info, matrix_to_pose_msg, pose_to_matrix
+from tactile_pose_refiner.nodes.common import (LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
+                                               default_topic, run_node, stale_by)
+from tactile_pose_refiner.nodes.conversions import camera_from_info, matrix_to_pose_msg, stamp_ns
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -54,7 +55,6 @@ PARAMETERS = {
     "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),
     "torch_threads": (1, "torch CPU threads (the refiner's tensors are small: 1 is fastest on 2 cores)"),
 }
-LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 NO_HAND_POSE = np.full((4, 4), np.nan)
 
 
@@ -62,14 +62,12 @@ class InputError(RuntimeError):
     """A frame cannot be refined; the message says which input and why."""
 
 
-class RefinerNode(StoppableNode):
+class RefinerNode(GraphNode):
     def __init__(self) -> None:
-        super().__init__("refiner_node")
-        self.params = declare_parameters(self, PARAMETERS)
-        self.inputs = input_qos(self.params["reliable_inputs"])
+        super().__init__("refiner_node", PARAMETERS)
         torch.set_num_threads(max(1, self.params["torch_threads"]))
-        self.diagnostics = DiagnosticsReporter(self)
         self.catalog = ObjectCatalog.from_config()
+        self.hand = HandAssets.from_config()  # one hand model shared by every object's refiner
         self.refiners: dict[str, FrameRefiner] = {}
         self.config = self._refiner_config()
         self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
@@ -86,7 +84,6 @@ class RefinerNode(StoppableNode):
         self.get_logger().info(f"refining with variant {self.params['variant']} on {self.config['device']}")
 
     def _refiner_config(self) -> dict:
-        from tactile_pose_refiner.core.resources import load_config
         config = load_config("refiner")
         self.device_note = ""
         try:
@@ -154,13 +151,13 @@ class RefinerNode(StoppableNode):
 
     def refine(self, initial: PoseStamped, deadline: float) -> None:
         """deadline (time.monotonic): until when the frame's other inputs may still arrive."""
-        T_initial = pose_to_matrix(initial.pose)
+        T_initial = pose_fields_to_matrix(initial.pose)
         if not np.isfinite(T_initial).all() or abs(np.linalg.det(T_initial[:3, :3]) - 1) > 1e-3:
             raise InputError("unusable initial pose: not a finite rigid transform")
         frame, degraded = self.assemble(initial, deadline)
         refiner = self.refiner_for(frame.object_id)
-        posed = refiner.hand.posed(frame)
-        refinement = refiner.refine(frame, T_initial)
+        posed = self.hand.posed(frame)
+        refinement = refiner.refine(frame, T_initial, posed=posed)
         if not np.isfinite(refinement.T).all():
             raise InputError("failed: the refinement produced a non-finite pose (not published)")
         self.publish(initial, frame, refiner, posed, refinement, degraded)
@@ -194,7 +191,7 @@ class RefinerNode(StoppableNode):
                       depth_mm=depth_mm, mask=mask,
                       joint_names=list(joints[0].name) if joints else [],
                       joint_positions=np.asarray(joints[0].position) if joints else np.zeros(0),
-                      tactile=reading, T_cam_base=pose_to_matrix(hand[0].pose) if hand else NO_HAND_POSE)
+                      tactile=reading, T_cam_base=pose_fields_to_matrix(hand[0].pose) if hand else NO_HAND_POSE)
         return frame, degraded
 
     @staticmethod
@@ -227,12 +224,12 @@ class RefinerNode(StoppableNode):
             except ResourceError as exc:
                 raise InputError(f"unknown object: {exc}") from exc
             self.get_logger().info(f"building the refiner of {object_id} (once)")
-            self.refiners[object_id] = FrameRefiner(model, config=self.config)
+            self.refiners[object_id] = FrameRefiner(model, hand=self.hand, config=self.config)
         return self.refiners[object_id]
 
     # --- output ---------------------------------------------------------------------------------
     def publish(self, initial, frame, refiner, posed, refinement, degraded) -> None:
-        header, T_initial = initial.header, pose_to_matrix(initial.pose)
+        header, T_initial = initial.header, pose_fields_to_matrix(initial.pose)
         self.pose_pub.publish(PoseStamped(header=header, pose=matrix_to_pose_msg(refinement.T)))
         result = self.result_message(header, frame, refiner, posed, T_initial, refinement, degraded)
         self.result_pub.publish(result)
@@ -276,14 +273,10 @@ class RefinerNode(StoppableNode):
         contacts.scale.x = contacts.scale.y = contacts.scale.z = 0.006
         contacts.color = ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0)
         contacts.pose.orientation.w = 1.0
-        if not isinstance(posed, str) and len(frame.tactile):
-            touching = frame.tactile.in_contact(refiner.hand.contact_threshold)
-            for link, p in zip(np.asarray(frame.tactile.link_names)[touching],
-                               frame.tactile.positions[touching]):
-                if link in posed.link_poses:
-                    x, y, z = frame.T_cam_base[:3, :3] @ (posed.link_poses[link][:3, :3] @ p
-                                                          + posed.link_poses[link][:3, 3]) + frame.T_cam_base[:3, 3]
-                    contacts.points.append(Point(x=float(x), y=float(y), z=float(z)))
+        if not isinstance(posed, str):  # the taxels the tactile gradient uses, camera frame
+            points = contact_positions(frame.tactile, self.hand.layout, posed.link_poses,
+                                       posed.T_frame_base, self.hand.contact_threshold)
+            contacts.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]
         return MarkerArray(markers=markers + [contacts])
 
     @staticmethod

@@ -14,9 +14,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.msg import RgbdBundle
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
-                                               StoppableNode, declare_parameters, default_topic,
-                                               input_qos, run_node, stale_by, synchronise)
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
+                                               default_topic, run_node, stale_by, synchronise)
 from tactile_pose_refiner.nodes.conversions import camera_from_info, image_msg, point_cloud_msg
 
 PARAMETERS = {
@@ -30,12 +29,9 @@ PARAMETERS = {
 }
 
 
-class RgbdNode(StoppableNode):
+class RgbdNode(GraphNode):
     def __init__(self) -> None:
-        super().__init__("rgbd_node")
-        self.params = declare_parameters(self, PARAMETERS)
-        self.inputs = input_qos(self.params["reliable_inputs"])
-        self.diagnostics = DiagnosticsReporter(self)
+        super().__init__("rgbd_node", PARAMETERS)
         self.bundle_pub = self.create_publisher(RgbdBundle, "rgbd/bundle", OUTPUT_QOS)
         self.cloud_pub = self.create_publisher(PointCloud2, "rgbd/object_points", OUTPUT_QOS)
         topics = [(Image, default_topic("color_image")), (Image, default_topic("depth_image")),

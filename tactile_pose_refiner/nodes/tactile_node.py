@@ -15,16 +15,15 @@ import numpy as np
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
-from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.core.scene.hand import HandModel
-from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileInputError, TactileReading
+from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.gradients.tactile import contact_positions
+from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import TactileArray
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, DiagnosticsReporter,
-                                               StoppableNode, declare_parameters, default_topic,
-                                               input_qos, run_node, stale_by, stamp_ns)
-from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg, tactile_to_msg
+from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
+                                               default_topic, run_node, stale_by)
+from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg, stamp_ns, tactile_to_msg
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -37,15 +36,10 @@ PARAMETERS = {
 }
 
 
-class TactileNode(StoppableNode):
+class TactileNode(GraphNode):
     def __init__(self) -> None:
-        super().__init__("tactile_node")
-        self.params = declare_parameters(self, PARAMETERS)
-        self.inputs = input_qos(self.params["reliable_inputs"])
-        self.diagnostics = DiagnosticsReporter(self)
-        self.hand = HandModel.from_config()
-        self.layout = SkinLayout.from_config(load_config("tactile")["layout"])
-        self.threshold = float(load_config("tactile")["contact_threshold_units"])
+        super().__init__("tactile_node", PARAMETERS)
+        self.hand = HandAssets.from_config()  # model, skin layout, gamma: as the refiner sees them
         self.joints = StampedBuffer(200)
         self.unplaced = StampedBuffer(20)  # readings that came before their joint state
         self.array_pub = self.create_publisher(TactileArray, "tactile/array", OUTPUT_QOS)
@@ -76,7 +70,7 @@ class TactileNode(StoppableNode):
                                     "messages, which are not importable here")
             self.finish(2)
             return
-        self.converter = XelaStreamConverter(self.layout, force_scale=self.params["force_scale"])
+        self.converter = XelaStreamConverter(self.hand.layout, force_scale=self.params["force_scale"])
         self.create_subscription(SensStream, self.params["vendor_topic"], self.on_vendor_stream,
                                  self.inputs)
 
@@ -122,14 +116,12 @@ class TactileNode(StoppableNode):
                                 in_contact=len(contacts))
 
     def contact_points(self, reading: TactileReading) -> np.ndarray:
-        """(K, 3) taxels in contact in the hand base frame, at the nearest joint state."""
+        """(K, 3) taxels in contact in the hand base frame, at the nearest joint state (the
+        same placement the tactile gradient uses)."""
         joints = self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"])[0]
-        poses = self.hand.link_poses(np.asarray(joints.position, dtype=np.float64))
-        touching = reading.in_contact(self.threshold) & np.isin(reading.link_names, list(poses))
-        links = np.asarray(reading.link_names)[touching]
-        points = reading.positions[touching]
-        return np.array([poses[link][:3, :3] @ p + poses[link][:3, 3] for link, p in zip(links, points)]
-                        ).reshape(-1, 3)
+        link_poses = self.hand.model.link_poses(np.asarray(joints.position, dtype=np.float64))
+        return contact_positions(reading, self.hand.layout, link_poses, np.eye(4),
+                                 self.hand.contact_threshold)
 
 
 def main(args: list[str] | None = None) -> int:
