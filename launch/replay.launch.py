@@ -2,8 +2,10 @@
 
     ros2 launch tactile_pose_refiner replay.launch.py bag:=/data/episodes/006_mustard_bottle_000 rate:=0.5
 
-The estimator runs in ground_truth_noise mode (labelled in every RefinementDiagnostics) until
-the estimator issue lands; inputs are subscribed reliably so every recorded frame is refined.
+The estimator runs on the replayed images and touch (`estimator:=classical`, the default, or
+`learned`); `estimator:=ground_truth_noise` starts from the recorded ground truth moved by the
+benchmark's noise model instead (labelled in every RefinementDiagnostics). Inputs are subscribed
+reliably so every recorded frame is estimated and refined.
 """
 from pathlib import Path
 

@@ -22,9 +22,12 @@ def demo(args: argparse.Namespace) -> int:
 
     config = load_config("demo")
     bag = _demo_episode(config["episode"])
+    estimator = config["estimator"]
+    initial = (f"{config['noise_setting']} noise on the ground truth" if estimator == "ground_truth_noise"
+               else f"{estimator} estimator")
     print(f"tpr demo: replaying {bag} through rgbd_node, tactile_node, joint_state_node, "
-          f"estimator_node ({config['noise_setting']} noise on the ground truth), refiner_node", flush=True)
-    parameters = {"estimator_node": {"noise_setting": config["noise_setting"]},
+          f"estimator_node ({initial}), refiner_node", flush=True)
+    parameters = {"estimator_node": {"mode": estimator, "noise_setting": config["noise_setting"]},
                   "bag_replay_node": {"rate": float(config["replay_rate"])},
                   "refiner_node": {"iterations": int(args.iterations or config["iterations"])}}
     run = replay_episode(bag, parameters, config["graph_start_timeout_s"], config["frame_timeout_s"],
@@ -163,6 +166,51 @@ def bench(args: argparse.Namespace) -> int:
     return refine_bench.main(args.options)
 
 
+def train_estimator(args: argparse.Namespace) -> int:
+    """Train the learned estimator for objects on generated (or recorded) episodes."""
+    from pathlib import Path
+
+    from tactile_pose_refiner.bench.refine_bench import episodes_under
+    from tactile_pose_refiner.core.estimation.learned import checkpoint_path
+    from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
+    from tactile_pose_refiner.core.estimation.training import examples, generated_frames, recorded_frames, train
+    from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+    from tactile_pose_refiner.core.resources import load_config
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    config = load_config("estimator")
+    options = config["learned"]["train"]
+    for key in ("episodes", "steps", "epochs"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    catalog, hand = ObjectCatalog.from_config(), HandAssets.from_config()
+    try:
+        object_ids = catalog.resolve_ids(args.object)
+    except ValueError as exc:
+        print(f"tpr train-estimator: {exc}", file=sys.stderr)
+        return 2
+    for object_id in object_ids:
+        cloud = ModelCloud.build(catalog.load(object_id), config["model"], config["symmetry"])
+        if args.data:
+            bags = episodes_under(Path(args.data))
+            frames, total = recorded_frames(bags, object_id), None
+        else:
+            frames = generated_frames(object_id, int(options["episodes"]), int(options["steps"]))
+            total = int(options["episodes"]) * int(options["steps"])
+        found = examples(frames, hand, config, total)
+        if not found:
+            print(f"tpr train-estimator: no usable training frames of {object_id}", file=sys.stderr)
+            return 2
+        out = Path(args.out) / f"{object_id}.pt" if args.out else checkpoint_path(object_id, config["learned"])
+        summary = train(cloud, found, config, out)
+        held = summary["held_out_add_cm"]
+        print(f"tpr train-estimator: {object_id}: {summary['train_frames']} training frames, "
+              f"{summary['held_out_frames']} held out; {summary['seconds']:.0f} s; held-out ADD(-S) of the "
+              f"network pose {'-' if held is None else f'{held:.2f} cm'}; wrote {out} "
+              f"({summary['checkpoint_kb']:.0f} kB)", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (the sources' tensors are small: 1 is fastest here)")
     timing.add_argument("--json", help="also write the rows to this file")
     timing.set_defaults(handler=metrics)
+    trainer = commands.add_parser("train-estimator", help="train the learned initial pose estimator")
+    trainer.add_argument("--object", default="008_pudding_box", help="object id(s), comma-separated, or 'all'")
+    trainer.add_argument("--data", help="train on the episodes under this folder instead of generating")
+    trainer.add_argument("--episodes", type=int, help="generated episodes (default: config/estimator.yaml)")
+    trainer.add_argument("--steps", type=int, help="frames per generated episode")
+    trainer.add_argument("--epochs", type=int)
+    trainer.add_argument("--out", help="checkpoint folder (default: the cache's estimator/)")
+    trainer.set_defaults(handler=train_estimator)
     # prefix_chars="+": every option after the name goes to the benchmark's own parser.
     render = commands.add_parser("bench-render", add_help=False, prefix_chars="+",
                                  help="ms per fwd+bwd of the rendering gradient per backend and ROI size")

@@ -142,11 +142,12 @@ def refiner_graph(parameters: dict[str, dict[str, Any]] | None = None,
 def replay_graph(bag: str | Path, parameters: dict[str, dict[str, Any]] | None = None,
                  params_file: Path | None = None) -> dict[str, NodeProcess]:
     """The refinement graph plus bag_replay_node playing `bag`, set up to refine every
-    recorded frame: reliable inputs, and the refiner queues every initial pose."""
+    recorded frame: reliable inputs, and the estimator and the refiner queue every frame."""
     from tactile_pose_refiner.core.resources import config_path
     given = parameters or {}
     parameters = {name: {"reliable_inputs": True, **given.get(name, {})} for name in REFINER_NODES}
-    parameters["refiner_node"] = {"queue_size": 0, **parameters["refiner_node"]}
+    for name in ("estimator_node", "refiner_node"):
+        parameters[name] = {"queue_size": 0, **parameters[name]}
     nodes = refiner_graph(parameters, params_file)
     nodes["bag_replay_node"] = NodeProcess(
         "bag_replay_node", [params_file or config_path("nodes")],

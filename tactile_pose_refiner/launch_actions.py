@@ -17,17 +17,22 @@ def arguments() -> list:
     return [
         DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or auto"),
         DeclareLaunchArgument("variant", default_value="ours", description="refiner variant (config/refiner.yaml)"),
+        DeclareLaunchArgument("estimator", default_value="classical",
+                              description="estimator_node mode: classical, learned, ground_truth_noise (replay only), none"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with rviz/refiner.rviz"),
     ]
 
 
 def graph_actions(nodes: dict) -> list:
-    """One launch_ros Node per NodeProcess; the refiner's device and variant from arguments."""
+    """One launch_ros Node per NodeProcess; the refiner's device and variant and the estimator's
+    mode from arguments."""
     actions = []
     for name, node in nodes.items():
         overrides = dict(node.parameters)
         if name == "refiner_node":
             overrides.update(device=LaunchConfiguration("device"), variant=LaunchConfiguration("variant"))
+        if name == "estimator_node":
+            overrides.update(mode=LaunchConfiguration("estimator"))
         actions.append(Node(package=PACKAGE, executable=node.executable, name=name, output="screen",
                             parameters=[str(p) for p in node.params_files] + [overrides],
                             remappings=list(node.remaps.items())))

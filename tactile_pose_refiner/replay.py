@@ -75,7 +75,8 @@ def replay_episode(bag: Path, parameters: dict | None = None, start_timeout_s: f
     inputs = [topics[key] for key in GRAPH_INPUTS]
     parameters = dict(parameters or {})
     # A frame's inputs may come late when DDS repairs a loss (3 s heartbeat).
-    parameters["refiner_node"] = {"input_wait_s": 10.0, **parameters.get("refiner_node", {})}
+    for name in ("estimator_node", "refiner_node"):
+        parameters[name] = {"input_wait_s": 10.0, **parameters.get(name, {})}
     replay = parameters.pop("bag_replay_node", {})
     parameters["bag_replay_node"] = {"wait_for_subscribers_s": float(start_timeout_s), "start_delay_s": 2.0,
                                      "linger_s": 3600.0,  # stopped with the graph

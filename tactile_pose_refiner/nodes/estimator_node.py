@@ -1,68 +1,153 @@
 """estimator_node: the initial object pose the refiner starts from.
 
-mode `ground_truth_noise` (replay and benchmarks only, until the estimator issue lands): the
-recorded ground-truth pose moved by the documented noise model of core.initial_noise
-(`noise_setting` accurate: PE 0.65 cm / OE 7 deg like the paper's estimator; paper: 2.2 cm /
-15 deg), seeded by object and stamp, so a replay gives the same starts as `tpr bench`. The
-output says so: `estimator/source` (std_msgs/String, transient local) and /diagnostics.
-mode `none`: no estimator on real inputs yet; reported on /diagnostics, nothing published.
+mode `classical` (default): core.estimation's registration of the segmented depth points and the
+tactile contact points onto the object model; needs no training. mode `learned`: the trained
+visuo-tactile network (`tpr train-estimator`); an object without a checkpoint falls back to
+classical, labelled. Both run on real inputs: `rgbd/bundle`, `tactile/array`,
+`hand/joint_states`, the hand base pose and the object id (nodes/frame_inputs.py), one estimate
+per bundle in a worker thread (`queue_size` bundles wait). No segmentation or too few depth
+points: nothing is published, the reason goes to /diagnostics. No touch or no hand state: the
+pose is published from depth alone, labelled degraded.
 
-Subscribes the ground-truth PoseStamped and the object id (config/topics.yaml). Publishes
-`estimator/initial_pose` (PoseStamped, reliable) and `estimator/initial_pose_cov`
-(PoseWithCovarianceStamped, the noise model's variances).
+mode `ground_truth_noise` (replay and benchmarks only): the recorded ground-truth pose moved by
+the noise model of core.initial_noise (`noise_setting` accurate or paper), seeded by object and
+stamp, so a replay gives the same starts as `tpr bench`. mode `none`: nothing published.
+
+Publishes `estimator/initial_pose` (PoseStamped, reliable), `estimator/initial_pose_cov`
+(PoseWithCovarianceStamped: the noise model's variances, or for an estimator variances that
+grow as its confidence falls), `estimator/source` (std_msgs/String, transient local: which
+estimator, with any fallback) and the confidence on /diagnostics.
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from std_msgs.msg import String
 
+from tactile_pose_refiner.core.estimation import ESTIMATORS, make_estimator
+from tactile_pose_refiner.core.estimation.learned import CheckpointError
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
+from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
-from tactile_pose_refiner.core.resources import ResourceError
+from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.nodes.common import (LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
                                                default_topic, run_node)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
+from tactile_pose_refiner.nodes.frame_inputs import FrameInputs, InputError, WorkQueue
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
-    "mode": ("ground_truth_noise", "ground_truth_noise (replay/benchmark only) or none"),
-    "noise_setting": ("accurate", "noise model of config/bench.yaml: accurate or paper"),
+    "mode": ("classical", "classical, learned, ground_truth_noise (replay/benchmark only) or none"),
+    "noise_setting": ("accurate", "ground_truth_noise: noise model of config/bench.yaml (accurate or paper)"),
+    "sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]"),
+    "input_wait_s": (1.0, "how long after a bundle its touch and joints may arrive [s]"),
+    "queue_size": (1, "bundles waiting while an estimate runs (oldest dropped); 0: all"),
+    "min_confidence": (0.0, "estimates below this confidence are reported, not published"),
 }
+MODES = (*ESTIMATORS, "ground_truth_noise", "none")
+# Covariance of an estimate: the noise model's `accurate` spread at confidence 1, growing as 1/c.
+BASE_SIGMA_M, BASE_SIGMA_RAD = 0.004, np.radians(4.4)
 
 
 class EstimatorNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("estimator_node", PARAMETERS)
         self.catalog = ObjectCatalog.from_config()
-        self.pivots: dict[str, np.ndarray] = {}
-        self.object_id: str | None = None
         self.pose_pub = self.create_publisher(PoseStamped, "estimator/initial_pose", OUTPUT_QOS)
         self.cov_pub = self.create_publisher(PoseWithCovarianceStamped, "estimator/initial_pose_cov", OUTPUT_QOS)
         self.source_pub = self.create_publisher(String, "estimator/source", LATCHED)
         mode = self.params["mode"]
-        if mode == "none":
-            self.source = "none: no estimator for real inputs yet (the estimator issue)"
-            self.diagnostics.report("warn", f"no initial pose: {self.source}")
-        elif mode == "ground_truth_noise":
-            try:
-                self.noise = InitialPoseNoise(self.params["noise_setting"])
-            except ValueError as exc:
-                self.get_logger().fatal(str(exc))
-                self.finish(2)
-                return
-            self.source = (f"ground_truth_noise:{self.noise.setting} "
-                           "(replay only: the ground truth moved by the noise model)")
-            self.create_subscription(String, default_topic("object_id"), self.on_object_id, 10)
-            self.create_subscription(PoseStamped, default_topic("ground_truth_pose"),
-                                     self.on_ground_truth, self.inputs)
-        else:
-            self.get_logger().fatal(f"mode must be ground_truth_noise or none, got {mode!r}")
+        if mode not in MODES:
+            self.get_logger().fatal(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
             self.finish(2)
             return
-        self.source_pub.publish(String(data=self.source))
+        self.source = mode
+        if mode == "none":
+            self.source = "none: initial poses come from elsewhere"
+            self.diagnostics.report("warn", f"no initial pose: {self.source}")
+        elif mode == "ground_truth_noise":
+            self._start_noise_mode()
+        else:
+            self._start_estimator_mode(mode)
+        if mode in ESTIMATORS or mode == "ground_truth_noise":
+            self.publish_source(self.source)
         self.get_logger().info(f"initial poses: {self.source}")
+
+    def publish_source(self, source: str) -> None:
+        self.source = source
+        self.source_pub.publish(String(data=source))
+
+    # --- estimators on real inputs -----------------------------------------------------------
+    def _start_estimator_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.config = load_config("estimator")
+        self.hand = HandAssets.from_config()
+        self.estimators: dict = {}
+        self.object_sources: dict[str, str] = {}
+        self.frames = FrameInputs(self, self.inputs, self.on_bundle)
+        self.queue = WorkQueue(self, self.estimate, self.params["queue_size"])
+
+    def on_bundle(self, msg) -> None:
+        self.queue.put((stamp_ns(msg.header.stamp), msg.header, time.monotonic()))
+
+    def estimate(self, request) -> None:
+        stamp, header, arrived = request
+        frame, degraded = self.frames.assemble(stamp, self.params["sync_tolerance_s"],
+                                               arrived + self.params["input_wait_s"])
+        estimator = self.estimator_for(frame.object_id)
+        if self.object_sources[frame.object_id] != self.source:
+            self.publish_source(self.object_sources[frame.object_id])
+        result = estimator.estimate(frame)
+        if not result.ok:
+            raise InputError(f"no estimate: {result.status}")
+        if not np.isfinite(result.T).all():
+            raise InputError("failed: the estimator produced a non-finite pose (not published)")
+        if result.confidence < self.params["min_confidence"]:
+            self.diagnostics.report("warn", f"low confidence {result.confidence:.2f}: not published",
+                                    object_id=frame.object_id)
+            return
+        pose = PoseStamped(header=header, pose=matrix_to_pose_msg(result.T))
+        sigma = 1.0 / max(result.confidence, 0.05)
+        self.pose_pub.publish(pose)
+        self.cov_pub.publish(with_covariance(pose, BASE_SIGMA_M * sigma, BASE_SIGMA_RAD * sigma))
+        status = "; ".join(([result.status] if result.status != "ok" else []) + [f"degraded: {d}" for d in degraded])
+        self.diagnostics.report("ok" if not status else "warn", f"estimated: {status or 'ok'}",
+                                object_id=frame.object_id, source=self.source,
+                                confidence=f"{result.confidence:.3f}", wall_time_ms=f"{result.ms:.0f}")
+
+    def estimator_for(self, object_id: str):
+        if object_id not in self.estimators:
+            try:
+                model = self.catalog.load(object_id)
+            except ResourceError as exc:
+                raise InputError(f"unknown object: {exc}") from exc
+            self.get_logger().info(f"building the {self.mode} estimator of {object_id} (once)")
+            try:
+                self.estimators[object_id] = make_estimator(self.mode, model, self.hand, self.config)
+                self.object_sources[object_id] = self.mode
+            except CheckpointError as exc:
+                self.diagnostics.report("warn", f"fallback to classical: {exc}", object_id=object_id)
+                self.estimators[object_id] = make_estimator("classical", model, self.hand, self.config)
+                self.object_sources[object_id] = f"classical (fallback: no learned checkpoint for {object_id})"
+        return self.estimators[object_id]
+
+    # --- replay only: the ground truth moved by the noise model ------------------------------
+    def _start_noise_mode(self) -> None:
+        try:
+            self.noise = InitialPoseNoise(self.params["noise_setting"])
+        except ValueError as exc:
+            self.get_logger().fatal(str(exc))
+            self.finish(2)
+            return
+        self.pivots: dict[str, np.ndarray] = {}
+        self.object_id: str | None = None
+        self.source = (f"ground_truth_noise:{self.noise.setting} "
+                       "(replay only: the ground truth moved by the noise model)")
+        self.create_subscription(String, default_topic("object_id"), self.on_object_id, 10)
+        self.create_subscription(PoseStamped, default_topic("ground_truth_pose"), self.on_ground_truth, self.inputs)
 
     def on_object_id(self, msg: String) -> None:
         self.object_id = msg.data
@@ -80,7 +165,7 @@ class EstimatorNode(GraphNode):
         T0 = self.noise.noisy(T_gt, pivot, f"{self.object_id}/{stamp_ns(msg.header.stamp)}")
         pose = PoseStamped(header=msg.header, pose=matrix_to_pose_msg(T0))
         self.pose_pub.publish(pose)
-        self.cov_pub.publish(self._with_covariance(pose))
+        self.cov_pub.publish(with_covariance(pose, self.noise.sigma_m, self.noise.sigma_rad))
         self.diagnostics.report("ok", f"initial poses: {self.source}", object_id=self.object_id)
 
     def _pivot(self, object_id: str) -> np.ndarray | None:
@@ -95,12 +180,17 @@ class EstimatorNode(GraphNode):
             self.pivots[object_id] = np.asarray(model.geometry.convex_hull.center_mass)
         return self.pivots[object_id]
 
-    def _with_covariance(self, pose: PoseStamped) -> PoseWithCovarianceStamped:
-        message = PoseWithCovarianceStamped(header=pose.header)
-        message.pose.pose = pose.pose
-        variances = [self.noise.sigma_m ** 2] * 3 + [self.noise.sigma_rad ** 2] * 3
-        message.pose.covariance = np.diag(variances).ravel().tolist()
-        return message
+    def destroy_node(self) -> None:
+        if hasattr(self, "queue"):
+            self.queue.stop()
+        super().destroy_node()
+
+
+def with_covariance(pose: PoseStamped, sigma_m: float, sigma_rad: float) -> PoseWithCovarianceStamped:
+    message = PoseWithCovarianceStamped(header=pose.header)
+    message.pose.pose = pose.pose
+    message.pose.covariance = np.diag([sigma_m ** 2] * 3 + [sigma_rad ** 2] * 3).ravel().tolist()
+    return message
 
 
 def main(args: list[str] | None = None) -> int:

@@ -16,33 +16,25 @@ published.
 """
 from __future__ import annotations
 
-import threading
 import time
-import traceback
-from collections import deque
 
 import numpy as np
 import torch
 from geometry_msgs.msg import Point, PoseStamped
-from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
 from tactile_pose_refiner.core.gradients.render.factory import resolve_device
 from tactile_pose_refiner.core.gradients.tactile import contact_positions
-from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
-from tactile_pose_refiner.core.sync import StampedBuffer
-from tactile_pose_refiner.msg import RefinementDiagnostics, RgbdBundle, TactileArray
-from tactile_pose_refiner.nodes.common import (LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
-                                               default_topic, run_node, stale_by)
-from tactile_pose_refiner.nodes.conversions import camera_from_info, matrix_to_pose_msg, stamp_ns
+from tactile_pose_refiner.msg import RefinementDiagnostics
+from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, run_node, stale_by
+from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
+from tactile_pose_refiner.nodes.frame_inputs import FrameInputs, InputError, WorkQueue
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -55,12 +47,6 @@ PARAMETERS = {
     "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),
     "torch_threads": (1, "torch CPU threads (the refiner's tensors are small: 1 is fastest on 2 cores)"),
 }
-NO_HAND_POSE = np.full((4, 4), np.nan)
-
-
-class InputError(RuntimeError):
-    """A frame cannot be refined; the message says which input and why."""
-
 
 class RefinerNode(GraphNode):
     def __init__(self) -> None:
@@ -70,17 +56,13 @@ class RefinerNode(GraphNode):
         self.hand = HandAssets.from_config()  # one hand model shared by every object's refiner
         self.refiners: dict[str, FrameRefiner] = {}
         self.config = self._refiner_config()
-        self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
-        self.joints, self.hand_poses = StampedBuffer(300), StampedBuffer(300)
-        self.object_id: str | None = None
         self.initial_source = "unknown (no estimator/source message)"
-        self.pending: deque[tuple[PoseStamped, float]] = deque()  # (initial pose, arrival time)
-        self.wake = threading.Condition()
-        self.stopping = False
         self._create_outputs()
-        self._create_inputs()
-        self.worker = threading.Thread(target=self._work, name="refinement", daemon=True)
-        self.worker.start()
+        self.frames = FrameInputs(self, self.inputs)
+        self.create_subscription(String, "estimator/source", self.on_initial_source, LATCHED)
+        self.create_subscription(PoseStamped, "estimator/initial_pose", self.on_initial_pose, 50)
+        # (initial pose, arrival time) pairs
+        self.queue = WorkQueue(self, lambda item: self.refine(*item), self.params["queue_size"])
         self.get_logger().info(f"refining with variant {self.params['variant']} on {self.config['device']}")
 
     def _refiner_config(self) -> dict:
@@ -102,21 +84,7 @@ class RefinerNode(GraphNode):
         self.result_pub = self.create_publisher(RefinementDiagnostics, "refiner/diagnostics", OUTPUT_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, "refiner/markers", OUTPUT_QOS)
 
-    def _create_inputs(self) -> None:
-        sensor = self.inputs
-        keep = lambda buffer: (lambda m: buffer.add(stamp_ns(m.header.stamp), m))  # noqa: E731
-        self.create_subscription(RgbdBundle, "rgbd/bundle", keep(self.bundles), sensor)
-        self.create_subscription(TactileArray, "tactile/array", keep(self.tactile), sensor)
-        self.create_subscription(JointState, "hand/joint_states", keep(self.joints), sensor)
-        self.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), sensor)
-        self.create_subscription(String, default_topic("object_id"), self.on_object_id, 10)
-        self.create_subscription(String, "estimator/source", self.on_initial_source, LATCHED)
-        self.create_subscription(PoseStamped, "estimator/initial_pose", self.on_initial_pose, 50)
-
     # --- callbacks (executor thread) ----------------------------------------------------------
-    def on_object_id(self, msg: String) -> None:
-        self.object_id = msg.data
-
     def on_initial_source(self, msg: String) -> None:
         self.initial_source = msg.data
 
@@ -125,97 +93,23 @@ class RefinerNode(GraphNode):
         if stale is not None:
             self.diagnostics.report("warn", f"stale input: initial pose is {stale:.2f} s off the clock")
             return
-        with self.wake:
-            if self.params["queue_size"] > 0 and len(self.pending) >= self.params["queue_size"]:
-                self.pending.popleft()
-                self.diagnostics.report("warn", "skipped frame: the refiner is busy (queue full)")
-            self.pending.append((msg, time.monotonic()))
-            self.wake.notify()
+        self.queue.put((msg, time.monotonic()))
 
     # --- refinement (worker thread) -------------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            with self.wake:
-                while not self.pending and not self.stopping:
-                    self.wake.wait(0.5)
-                if self.stopping:
-                    return
-                initial, arrived = self.pending.popleft()
-            try:
-                self.refine(initial, arrived + self.params["input_wait_s"])
-            except InputError as exc:
-                self.diagnostics.report("error", str(exc))
-            except Exception as exc:  # noqa: BLE001 - a robot node reports and keeps running
-                self.get_logger().error(traceback.format_exc())
-                self.diagnostics.report("error", f"failed: {type(exc).__name__}: {exc}")
-
-    def refine(self, initial: PoseStamped, deadline: float) -> None:
-        """deadline (time.monotonic): until when the frame's other inputs may still arrive."""
+    def refine(self, initial: PoseStamped, arrived: float) -> None:
+        """arrived (time.monotonic): when the initial pose came; its frame's other inputs may
+        arrive until input_wait_s later."""
         T_initial = pose_fields_to_matrix(initial.pose)
         if not np.isfinite(T_initial).all() or abs(np.linalg.det(T_initial[:3, :3]) - 1) > 1e-3:
             raise InputError("unusable initial pose: not a finite rigid transform")
-        frame, degraded = self.assemble(initial, deadline)
+        frame, degraded = self.frames.assemble(stamp_ns(initial.header.stamp), self.params["sync_tolerance_s"],
+                                               arrived + self.params["input_wait_s"])
         refiner = self.refiner_for(frame.object_id)
         posed = self.hand.posed(frame)
         refinement = refiner.refine(frame, T_initial, posed=posed)
         if not np.isfinite(refinement.T).all():
             raise InputError("failed: the refinement produced a non-finite pose (not published)")
         self.publish(initial, frame, refiner, posed, refinement, degraded)
-
-    def assemble(self, initial: PoseStamped, deadline: float) -> tuple[Frame, list[str]]:
-        """The Frame at the initial pose's stamp, and what is missing from it."""
-        stamp = stamp_ns(initial.header.stamp)
-        tolerance = self.params["sync_tolerance_s"]
-        found = self._wait_for(self.bundles, stamp, tolerance, deadline)
-        if found is None:
-            raise InputError(f"missing input: no RGB-D bundle within {tolerance} s of the initial pose")
-        if self.object_id is None:
-            raise InputError("missing input: no object id received")
-        bundle = found[0]
-        try:
-            rgb = image_from_message(bundle.color, "color")
-            depth_mm = image_from_message(bundle.depth, "depth")
-            mask = image_from_message(bundle.mask, "mask") if bundle.mask.height else None
-            camera = camera_from_info(bundle.camera_info)
-        except (ImageInputError, ValueError) as exc:
-            raise InputError(f"unusable input: RGB-D bundle: {exc}") from exc
-        degraded = [] if bundle.status == "ok" else [f"rgbd {bundle.status}"]
-        tactile, joints, hand = (self._wait_for(buffer, stamp, tolerance, deadline)
-                                 for buffer in (self.tactile, self.joints, self.hand_poses))
-        reading = self._reading(tactile, degraded)
-        if joints is None:
-            degraded.append("no joint state")
-        if hand is None:
-            degraded.append("no hand base pose")
-        frame = Frame(stamp_ns=stamp, object_id=self.object_id, camera=camera, rgb=rgb,
-                      depth_mm=depth_mm, mask=mask,
-                      joint_names=list(joints[0].name) if joints else [],
-                      joint_positions=np.asarray(joints[0].position) if joints else np.zeros(0),
-                      tactile=reading, T_cam_base=pose_fields_to_matrix(hand[0].pose) if hand else NO_HAND_POSE)
-        return frame, degraded
-
-    @staticmethod
-    def _wait_for(buffer: StampedBuffer, stamp: int, tolerance: float, deadline: float):
-        """The buffer's message nearest to stamp, waiting until the deadline for one to arrive
-        (the nodes upstream deliver a frame's pieces at slightly different times)."""
-        while (found := buffer.nearest(stamp, tolerance)) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return found
-
-    @staticmethod
-    def _reading(found, degraded: list[str]) -> TactileReading:
-        empty = TactileReading((), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
-        if found is None:
-            degraded.append("no tactile reading")
-            return empty
-        try:
-            reading = TactileReading.from_message(found[0])
-        except TactileInputError as exc:
-            degraded.append(f"tactile unusable ({exc})")
-            return empty
-        if len(reading) == 0:
-            degraded.append("empty tactile reading")
-        return reading
 
     def refiner_for(self, object_id: str) -> FrameRefiner:
         if object_id not in self.refiners:
@@ -288,9 +182,7 @@ class RefinerNode(GraphNode):
         return marker
 
     def destroy_node(self) -> None:
-        with self.wake:
-            self.stopping = True
-            self.wake.notify()
+        self.queue.stop()
         super().destroy_node()
 
 

@@ -1,0 +1,107 @@
+"""Classical estimator, no training: hypotheses from FPFH + RANSAC (Open3D) and from a rotation
+grid, each polished by the depth + contact ICP, scored on fitness, free space and contacts; the
+winner's symmetric equivalent is chosen by colour."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import open3d as o3d
+from scipy.spatial.transform import Rotation
+
+from tactile_pose_refiner.core.estimation.base import Estimate
+from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs, estimator_inputs
+from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
+from tactile_pose_refiner.core.estimation.registration import Registration, Scored
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.geometry import invert
+from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+
+reg = o3d.pipelines.registration
+o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)   # RANSAC's fallback notes
+
+
+class ClassicalEstimator:
+    name = "classical"
+
+    def __init__(self, cloud: ModelCloud, hand: HandAssets, config: dict) -> None:
+        self.cloud = cloud
+        self.hand = hand
+        self.config = config
+        self.registration = Registration(cloud, config["registration"])
+        model = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
+        model.normals = o3d.utility.Vector3dVector(cloud.normals)
+        self.model_o3d = model.voxel_down_sample(float(config["classical"]["voxel_m"]))
+        self.model_features = self._fpfh(self.model_o3d)
+
+    def estimate(self, frame: Frame, seed: int = 0) -> Estimate:
+        started = time.perf_counter()
+        inputs = estimator_inputs(frame, self.hand, self.config["inputs"], seed)
+        if len(inputs.points) < int(self.config["inputs"]["min_observed_points"]):
+            why = "; ".join(inputs.missing) or f"{len(inputs.points)} depth points on the object"
+            return Estimate(None, 0.0, self.name, f"no input: {why}")
+        hypotheses = self.hypotheses(inputs, seed)
+        best = self.select(inputs, hypotheses, frame)
+        T, symmetry_index = self.registration.by_colour(best.T, frame.camera, frame.rgb, frame.depth_m)
+        if symmetry_index:   # the equivalent is exact only up to the scan's asymmetry: re-fit it
+            T = self.registration.icp(inputs, T, int(self.config["classical"]["fine_icp_iterations"]))
+        status = "ok" if not inputs.missing else "degraded: " + "; ".join(inputs.missing)
+        return Estimate(T, best.confidence, self.name, status, (time.perf_counter() - started) * 1e3,
+                        symmetry_index, {"hypotheses": len(hypotheses), "fitness": best.fitness,
+                                         "free_space": best.free_space, "contacts": best.contacts})
+
+    def select(self, inputs: EstimatorInputs, hypotheses: list[np.ndarray], frame: Frame) -> Scored:
+        """Coarse ICP + score on every hypothesis, fine ICP on the best few, the best of those."""
+        config = self.config["classical"]
+        score = lambda T: self.registration.score(inputs, T, frame.camera, frame.depth_m, frame.mask)  # noqa: E731
+        coarse = [score(self.registration.icp(inputs, T, int(config["coarse_icp_iterations"])))
+                  for T in hypotheses]
+        coarse.sort(key=lambda s: -s.total)
+        fine = [score(self.registration.icp(inputs, s.T, int(config["fine_icp_iterations"])))
+                for s in coarse[: int(config["keep_after_coarse"])]]
+        return max(fine, key=lambda s: s.total)
+
+    def hypotheses(self, inputs: EstimatorInputs, seed: int) -> list[np.ndarray]:
+        return self._ransac(inputs, seed) + self._grid(inputs)
+
+    def _grid(self, inputs: EstimatorInputs) -> list[np.ndarray]:
+        """Every rotation of the configured groups, the model's centroid placed behind the
+        observed points' centroid (the camera sees the front surface) by half its radius."""
+        centre = inputs.points.mean(axis=0)
+        centre = centre + 0.5 * self.cloud.radius * centre / np.linalg.norm(centre)
+        poses = []
+        for group in self.config["classical"]["rotation_grid"]:
+            for rotation in Rotation.create_group(group).as_matrix():
+                T = np.eye(4)
+                T[:3, :3] = rotation
+                T[:3, 3] = centre - rotation @ self.cloud.centroid
+                poses.append(T)
+        return poses
+
+    def _ransac(self, inputs: EstimatorInputs, seed: int) -> list[np.ndarray]:
+        """FPFH feature matching + RANSAC of the observed cloud onto the model (Open3D)."""
+        config = self.config["classical"]
+        voxel = float(config["voxel_m"])
+        observed = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(inputs.points)).voxel_down_sample(voxel)
+        if len(observed.points) < 10:
+            return []
+        observed.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=voxel * config["normal_radius_voxels"], max_nn=30))
+        observed.orient_normals_towards_camera_location(np.zeros(3))
+        features = self._fpfh(observed)
+        poses = []
+        for run in range(int(config["ransac_runs"])):
+            o3d.utility.random.seed(seed * 1000 + run)
+            result = reg.registration_ransac_based_on_feature_matching(
+                observed, self.model_o3d, features, self.model_features, True, 3.0 * voxel,
+                reg.TransformationEstimationPointToPoint(False), 3,
+                [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
+                 reg.CorrespondenceCheckerBasedOnDistance(3.0 * voxel)],
+                reg.RANSACConvergenceCriteria(int(config["ransac_iterations"]), float(config["ransac_confidence"])))
+            if result.fitness > 0:
+                poses.append(invert(np.asarray(result.transformation)))   # observed -> model = T_obj_cam
+        return poses
+
+    def _fpfh(self, cloud: o3d.geometry.PointCloud):
+        config = self.config["classical"]
+        return reg.compute_fpfh_feature(cloud, o3d.geometry.KDTreeSearchParamHybrid(
+            radius=float(config["voxel_m"]) * config["fpfh_radius_voxels"], max_nn=100))

@@ -1,0 +1,157 @@
+"""What the estimator and the refiner share: a core Frame assembled from the graph's topics at one
+stamp, and a worker thread that handles one stamped request at a time off the executor.
+
+FrameInputs subscribes `rgbd/bundle` (rgbd_node), `tactile/array` (tactile_node),
+`hand/joint_states` (joint_state_node), the hand base pose and the object id
+(config/topics.yaml), keeps them by stamp, and builds the Frame nearest to a stamp, waiting a
+little for pieces still in flight. A missing piece degrades the frame (listed); a missing or
+unusable bundle is an InputError.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Callable
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
+from tactile_pose_refiner.core.images import ImageInputError, image_from_message
+from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
+from tactile_pose_refiner.core.sync import StampedBuffer
+from tactile_pose_refiner.msg import RgbdBundle, TactileArray
+from tactile_pose_refiner.nodes.common import default_topic
+from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
+
+NO_HAND_POSE = np.full((4, 4), np.nan)
+
+
+class InputError(RuntimeError):
+    """A frame cannot be used; the message says which input and why."""
+
+
+class FrameInputs:
+    def __init__(self, node, qos, on_bundle: Callable | None = None) -> None:
+        """Subscribes on `node` with `qos`; on_bundle(msg) is called after each bundle is kept."""
+        self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
+        self.joints, self.hand_poses = StampedBuffer(300), StampedBuffer(300)
+        self.object_id: str | None = None
+        keep = lambda buffer: (lambda m: buffer.add(stamp_ns(m.header.stamp), m))  # noqa: E731
+
+        def bundle_arrived(msg: RgbdBundle) -> None:
+            self.bundles.add(stamp_ns(msg.header.stamp), msg)
+            if on_bundle is not None:
+                on_bundle(msg)
+
+        node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, qos)
+        node.create_subscription(TactileArray, "tactile/array", keep(self.tactile), qos)
+        node.create_subscription(JointState, "hand/joint_states", keep(self.joints), qos)
+        node.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), qos)
+        node.create_subscription(String, default_topic("object_id"), self._on_object_id, 10)
+
+    def _on_object_id(self, msg: String) -> None:
+        self.object_id = msg.data
+
+    def assemble(self, stamp: int, tolerance: float, deadline: float) -> tuple[Frame, list[str]]:
+        """The Frame at `stamp` (ns) and what is missing from it; deadline (time.monotonic):
+        until when its pieces may still arrive."""
+        found = self._wait_for(self.bundles, stamp, tolerance, deadline)
+        if found is None:
+            raise InputError(f"missing input: no RGB-D bundle within {tolerance} s of stamp {stamp}")
+        if self.object_id is None:
+            raise InputError("missing input: no object id received")
+        bundle = found[0]
+        try:
+            rgb = image_from_message(bundle.color, "color")
+            depth_mm = image_from_message(bundle.depth, "depth")
+            mask = image_from_message(bundle.mask, "mask") if bundle.mask.height else None
+            camera = camera_from_info(bundle.camera_info)
+        except (ImageInputError, ValueError) as exc:
+            raise InputError(f"unusable input: RGB-D bundle: {exc}") from exc
+        degraded = [] if bundle.status == "ok" else [f"rgbd {bundle.status}"]
+        tactile, joints, hand = (self._wait_for(buffer, stamp, tolerance, deadline)
+                                 for buffer in (self.tactile, self.joints, self.hand_poses))
+        reading = self._reading(tactile, degraded)
+        if joints is None:
+            degraded.append("no joint state")
+        if hand is None:
+            degraded.append("no hand base pose")
+        frame = Frame(stamp_ns=stamp, object_id=self.object_id, camera=camera, rgb=rgb,
+                      depth_mm=depth_mm, mask=mask,
+                      joint_names=list(joints[0].name) if joints else [],
+                      joint_positions=np.asarray(joints[0].position) if joints else np.zeros(0),
+                      tactile=reading, T_cam_base=pose_fields_to_matrix(hand[0].pose) if hand else NO_HAND_POSE)
+        return frame, degraded
+
+    @staticmethod
+    def _wait_for(buffer: StampedBuffer, stamp: int, tolerance: float, deadline: float):
+        """The buffer's message nearest to stamp, waiting until the deadline for one to arrive
+        (the nodes upstream deliver a frame's pieces at slightly different times)."""
+        while (found := buffer.nearest(stamp, tolerance)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return found
+
+    @staticmethod
+    def _reading(found, degraded: list[str]) -> TactileReading:
+        empty = TactileReading((), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
+        if found is None:
+            degraded.append("no tactile reading")
+            return empty
+        try:
+            reading = TactileReading.from_message(found[0])
+        except TactileInputError as exc:
+            degraded.append(f"tactile unusable ({exc})")
+            return empty
+        if len(reading) == 0:
+            degraded.append("empty tactile reading")
+        return reading
+
+
+class WorkQueue:
+    """Requests handled one at a time by a worker thread, so callbacks stay responsive.
+    `size` requests wait (the oldest is dropped, reported); 0 keeps all. An InputError is
+    reported as an error; any other exception is logged with its traceback and reported: a robot
+    node keeps running."""
+
+    def __init__(self, node, handle: Callable, size: int) -> None:
+        self.node, self.handle, self.size = node, handle, size
+        self.pending: deque = deque()
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.worker = threading.Thread(target=self._work, name=f"{node.get_name()} worker", daemon=True)
+        self.worker.start()
+
+    def put(self, request) -> None:
+        with self.wake:
+            if self.size > 0 and len(self.pending) >= self.size:
+                self.pending.popleft()
+                self.node.diagnostics.report("warn", "skipped frame: the node is busy (queue full)")
+            self.pending.append(request)
+            self.wake.notify()
+
+    def stop(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self.wake:
+                while not self.pending and not self.stopping:
+                    self.wake.wait(0.5)
+                if self.stopping:
+                    return
+                request = self.pending.popleft()
+            try:
+                self.handle(request)
+            except InputError as exc:
+                self.node.diagnostics.report("error", str(exc))
+            except Exception as exc:  # noqa: BLE001 - a robot node reports and keeps running
+                self.node.get_logger().error(traceback.format_exc())
+                self.node.diagnostics.report("error", f"failed: {type(exc).__name__}: {exc}")
