@@ -1,8 +1,10 @@
 """`tpr bench`: methods over recorded episodes, in the paper's table layout (paper §V, SPEC §8).
 
-For every chosen frame of every episode under --data, each noise setting draws one initial pose
-from the ground truth (core/initial_noise.py; the same pose for every method), each method
-refines it, and the frame's metrics are taken against the ground truth. Frames run in parallel
+For every chosen frame of every episode under --data, each initial-pose setting gives one initial
+pose (the same for every method): a noise setting draws it from the ground truth
+(core/initial_noise.py), an estimator setting (classical, learned) estimates it from the frame
+alone (core/estimation). Each method refines it, and the frame's metrics are taken against the
+ground truth. Frames run in parallel
 worker processes (one torch thread each). Means over frames are printed beside the paper's.
 """
 from __future__ import annotations
@@ -49,12 +51,13 @@ def _worker_init(threads: int) -> None:
 def run_job(job: dict) -> list[dict]:
     """One episode's chosen frames: a record per (frame, noise setting, method)."""
     from tactile_pose_refiner.bench.methods import ObjectBench
+    from tactile_pose_refiner.core.estimation import ESTIMATORS
     from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     episode = Path(job["episode"])
-    noise = {setting: InitialPoseNoise(setting) for setting in job["noise"]}
+    noise = {setting: InitialPoseNoise(setting) for setting in job["noise"] if setting not in ESTIMATORS}
     records = []
     for index, frame in enumerate(read_episode(episode)):
         if index not in job["frames"]:
@@ -62,17 +65,26 @@ def run_job(job: dict) -> list[dict]:
         if frame.T_cam_obj is None:
             raise ValueError(f"{episode} frame {index} has no ground-truth pose")
         if frame.object_id not in _benches:
-            _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id))
+            _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id),
+                                                    job["estimator"])
         bench = _benches[frame.object_id]
         posed = bench.refiner.hand.posed(frame)
         if isinstance(posed, str):
             raise ValueError(f"{episode} frame {index}: {posed}")
         truth = bench.truth(frame, posed)
+        key = f"{episode.name}/{index}"
         for setting in job["noise"]:
-            T0 = noise[setting].noisy(frame.T_cam_obj, bench.refiner.object.body.com,
-                                                 f"{episode.name}/{index}")
+            if setting in noise:
+                T0 = noise[setting].noisy(frame.T_cam_obj, bench.refiner.object.body.com, key)
+            else:
+                estimate = bench.estimate(setting, frame, key)
+                if not estimate.ok:
+                    print(f"tpr bench: {key}: the {setting} estimator gave no pose ({estimate.status}); "
+                          "frame left out of that setting", file=sys.stderr, flush=True)
+                    continue
+                T0 = estimate.T
             for method in job["methods"]:
-                result = bench.run(method, frame, T0, posed, job["iterations"], trace=job["trace"])
+                result = bench.run(method, frame, T0, posed, job["iterations"], trace=job["trace"], key=key)
                 record = {"episode": episode.name, "episode_path": str(episode), "frame": index, "object": frame.object_id,
                           "noise": setting, "method": method, "ms": result.ms, "status": result.status,
                           **bench.metrics(result.T, frame.T_cam_obj, posed, truth),
@@ -153,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="folder holding one or more rosbag2 episodes")
     parser.add_argument("--methods", default=None,
                         help="comma-separated (default: config/bench.yaml); NAME@N runs N iterations")
-    parser.add_argument("--noise", default="accurate", help="accurate | paper | accurate,paper")
+    parser.add_argument("--noise", default="accurate",
+                        help="initial poses, comma-separated: noise settings (accurate, paper) on the ground "
+                             "truth and/or estimators (classical, learned) on the frame")
+    parser.add_argument("--estimator", default=None,
+                        help="estimator of the method 'estimator' (default: config/estimator.yaml's)")
     parser.add_argument("--iterations", type=int, default=None, help="refiner/ICP iterations (default: config)")
     parser.add_argument("--sweep", default=None,
                         help="iterations sweep of 'ours' (Table IV), e.g. 25,50,100,400: adds ours@N")
@@ -165,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     from tactile_pose_refiner.bench.methods import check_methods
+    from tactile_pose_refiner.core.estimation import ESTIMATORS
+    from tactile_pose_refiner.core.estimation.learned import CheckpointError
 
     args = build_parser().parse_args(argv)
     config = load_config("bench")
@@ -177,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     noise = args.noise.split(",")
     try:
         check_methods(methods, load_config("refiner")["variants"])
-        unknown = [n for n in noise if n not in config["noise"]]
+        known = sorted(config["noise"]) + list(ESTIMATORS)
+        unknown = [n for n in noise + [args.estimator or "classical"] if n not in known]
         if unknown:
-            raise ValueError(f"unknown noise setting(s) {unknown}; known: {sorted(config['noise'])}")
+            raise ValueError(f"unknown initial-pose setting(s) {unknown}; known: {known}")
     except ValueError as exc:
         print(f"tpr bench: {exc}", file=sys.stderr)
         return 2
@@ -192,26 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(len(job["frames"]) for job in jobs)
     print(f"tpr bench: {len(episodes)} episode(s), {total} frame(s), methods {','.join(methods)}, "
           f"noise {','.join(noise)}, {workers} worker process(es)", flush=True)
-    records = []
-    with tqdm(total=total, unit="frame", desc="tpr bench") as progress:
-        if workers == 1:
-            _worker_init(1)
-            results = map(run_job, jobs)
-        else:
-            pool = multiprocessing.get_context("spawn").Pool(workers, _worker_init, (1,))
-            results = pool.imap_unordered(run_job, jobs)
-        for job_records in results:
-            records.extend(job_records)
-            progress.update(len({(r["episode"], r["frame"]) for r in job_records}))
-        if workers > 1:
-            pool.close()
-            pool.join()
+    try:
+        records = _run(jobs, workers, total)
+    except CheckpointError as exc:
+        print(f"tpr bench: {exc}", file=sys.stderr)
+        return 2
     summary = summarise(records)
     truth = truth_means(records)
     for setting in noise:
-        ordered = {m: summary[setting][m] for m in methods if m in summary[setting]}
+        ordered = {m: summary[setting][m] for m in methods if m in summary.get(setting, {})}
         print()
-        print(table(setting, ordered, truth, config["paper_tables"].get(setting, {})))
+        # an estimator's rows stand beside the paper's estimator (its Table I, `accurate`)
+        print(table(setting, ordered, truth, config["paper_tables"].get(setting, config["paper_tables"]["accurate"])))
         print(changes(ordered))
     if args.json:
         _write_json(args, methods, noise, summary, truth, records)
@@ -220,6 +229,29 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_report(Path(args.report), records, summary, methods):
             print(f"tpr bench: wrote {path}")
     return 0
+
+
+def _run(jobs: list[dict], workers: int, total: int) -> list[dict]:
+    """Every job's records, in worker processes when workers > 1, with a progress bar."""
+    from tqdm import tqdm
+
+    records = []
+    with tqdm(total=total, unit="frame", desc="tpr bench") as progress:
+        if workers == 1:
+            _worker_init(1)
+            results = map(run_job, jobs)
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(workers, _worker_init, (1,))
+            results = pool.imap_unordered(run_job, jobs)
+        try:
+            for job_records in results:
+                records.extend(job_records)
+                progress.update(len({(r["episode"], r["frame"]) for r in job_records}))
+        finally:
+            if workers > 1:
+                pool.terminate()
+                pool.join()
+    return records
 
 
 def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str]) -> list[dict]:
@@ -233,7 +265,8 @@ def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str]) -> l
         frames = frame_indices(count, args.frames)
         for start in range(0, len(frames), 5):
             jobs.append({"episode": str(episode), "frames": frames[start:start + 5], "methods": methods,
-                         "noise": noise, "iterations": args.iterations, "trace": bool(args.report)})
+                         "noise": noise, "iterations": args.iterations, "trace": bool(args.report),
+                         "estimator": args.estimator})
     return jobs
 
 

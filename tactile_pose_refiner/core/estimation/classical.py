@@ -57,25 +57,39 @@ class ClassicalEstimator:
         coarse = [score(self.registration.icp(inputs, T, int(config["coarse_icp_iterations"])))
                   for T in hypotheses]
         coarse.sort(key=lambda s: -s.total)
-        fine = [score(self.registration.icp(inputs, s.T, int(config["fine_icp_iterations"])))
-                for s in coarse[: int(config["keep_after_coarse"])]]
+        kept = [s.T for s in coarse[: int(config["keep_after_coarse"])]]
+        # ICP slides into a neighbouring basin when the visible part is self-similar: restart
+        # the best few shifted by the jitter along the camera axes
+        jitter = float(config["translation_jitter_m"])
+        for T in kept[: int(config["jitter_top"])]:
+            for shift in np.vstack([np.eye(3), -np.eye(3)]) * jitter:
+                moved = T.copy()
+                moved[:3, 3] += shift
+                kept.append(moved)
+        fine = [score(self.registration.icp(inputs, T, int(config["fine_icp_iterations"]))) for T in kept]
         return max(fine, key=lambda s: s.total)
 
     def hypotheses(self, inputs: EstimatorInputs, seed: int) -> list[np.ndarray]:
         return self._ransac(inputs, seed) + self._grid(inputs)
 
     def _grid(self, inputs: EstimatorInputs) -> list[np.ndarray]:
-        """Every rotation of the configured groups, the model's centroid placed behind the
-        observed points' centroid (the camera sees the front surface) by half its radius."""
+        """Every rotation of the configured groups, each translated so that the centroid of the
+        model surface it turns towards the camera lands on the observed points' centroid (the
+        camera sees only that side; the model's own centroid lies behind it)."""
         centre = inputs.points.mean(axis=0)
-        centre = centre + 0.5 * self.cloud.radius * centre / np.linalg.norm(centre)
+        towards_camera = -centre / np.linalg.norm(centre)
+        groups = [Rotation.create_group(group).as_matrix() for group in self.config["classical"]["rotation_grid"]]
+        rotations = np.concatenate(groups)
+        keep = [i for i in range(len(rotations))   # groups share elements (O and I: T)
+                if not any(np.allclose(rotations[i], rotations[j], atol=1e-6) for j in range(i))]
         poses = []
-        for group in self.config["classical"]["rotation_grid"]:
-            for rotation in Rotation.create_group(group).as_matrix():
-                T = np.eye(4)
-                T[:3, :3] = rotation
-                T[:3, 3] = centre - rotation @ self.cloud.centroid
-                poses.append(T)
+        for rotation in rotations[keep]:
+            facing = self.cloud.normals @ (rotation.T @ towards_camera) > 0.0
+            visible = self.cloud.points[facing].mean(axis=0) if facing.any() else self.cloud.centroid
+            T = np.eye(4)
+            T[:3, :3] = rotation
+            T[:3, 3] = centre - rotation @ visible
+            poses.append(T)
         return poses
 
     def _ransac(self, inputs: EstimatorInputs, seed: int) -> list[np.ndarray]:
@@ -90,7 +104,7 @@ class ClassicalEstimator:
         features = self._fpfh(observed)
         poses = []
         for run in range(int(config["ransac_runs"])):
-            o3d.utility.random.seed(seed * 1000 + run)
+            o3d.utility.random.seed((seed * 1000 + run) % (1 << 31))
             result = reg.registration_ransac_based_on_feature_matching(
                 observed, self.model_o3d, features, self.model_features, True, 3.0 * voxel,
                 reg.TransformationEstimationPointToPoint(False), 3,

@@ -64,7 +64,8 @@ def examples(frames: Iterable[tuple[int, Frame]], hand: HandAssets, config: dict
 
 
 def train(cloud: ModelCloud, found: list[Example], config: dict, out: Path) -> dict:
-    """Train, save the checkpoint at `out`, return a summary (sizes, time, held-out ADD(-S))."""
+    """Train, save the checkpoint at `out`, return a summary (sizes, time, loss per epoch,
+    held-out ADD(-S))."""
     learned, options = config["learned"], config["learned"]["train"]
     torch.manual_seed(int(options["seed"]))
     rng = np.random.default_rng(int(options["seed"]))
@@ -78,6 +79,7 @@ def train(cloud: ModelCloud, found: list[Example], config: dict, out: Path) -> d
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs)
     started = time.perf_counter()
     progress = tqdm(range(epochs), unit="epoch", desc=f"train {cloud.object_id}")
+    history = []
     for _ in progress:
         order = rng.permutation(len(training))
         losses = []
@@ -89,12 +91,13 @@ def train(cloud: ModelCloud, found: list[Example], config: dict, out: Path) -> d
             optimiser.step()
             losses.append(loss.item())
         schedule.step()
-        progress.set_postfix(loss=f"{np.mean(losses):.3f}")
+        history.append(float(np.mean(losses)))
+        progress.set_postfix(loss=f"{history[-1]:.3f}")
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"object_id": cloud.object_id, "width": int(learned["width"]), "weights": net.state_dict()}, out)
     return {"object": cloud.object_id, "train_frames": len(training), "held_out_frames": len(validation),
             "seconds": time.perf_counter() - started, "checkpoint": str(out),
-            "checkpoint_kb": out.stat().st_size / 1024.0,
+            "checkpoint_kb": out.stat().st_size / 1024.0, "losses": history,
             "held_out_add_cm": _held_out_add_cm(net.eval(), cloud, validation, learned)}
 
 
