@@ -56,8 +56,8 @@ def test_bench_writes_the_tables_json_and_report(episodes, tmp_path, capsys):
 def test_bench_refuses_unknown_methods_and_settings(episodes, capsys):
     assert refine_bench.main(["--data", str(episodes), "--methods", "nonsense"]) == 2
     assert "unknown method 'nonsense'" in capsys.readouterr().err
-    assert refine_bench.main(["--data", str(episodes), "--methods", "estimator"]) == 2
-    assert "issue 8" in capsys.readouterr().err
+    assert refine_bench.main(["--data", str(episodes), "--methods", "estimator", "--estimator", "magic"]) == 2
+    assert "unknown initial-pose setting(s) ['magic']" in capsys.readouterr().err
     assert refine_bench.main(["--data", str(episodes), "--noise", "huge"]) == 2
     assert refine_bench.main(["--data", str(episodes / "missing")]) == 2
 

@@ -74,6 +74,7 @@ def run_job(job: dict) -> list[dict]:
         truth = bench.truth(frame, posed)
         key = f"{episode.name}/{index}"
         for setting in job["noise"]:
+            estimated = None
             if setting in noise:
                 T0 = noise[setting].noisy(frame.T_cam_obj, bench.refiner.object.body.com, key)
             else:
@@ -82,9 +83,11 @@ def run_job(job: dict) -> list[dict]:
                     print(f"tpr bench: {key}: the {setting} estimator gave no pose ({estimate.status}); "
                           "frame left out of that setting", file=sys.stderr, flush=True)
                     continue
-                T0 = estimate.T
+                T0, estimated = estimate.T, _estimate_record(estimate, frame.T_cam_obj)
             for method in job["methods"]:
                 result = bench.run(method, frame, T0, posed, job["iterations"], trace=job["trace"], key=key)
+                if method == "initial" and estimated:   # the initial pose took the estimator's time
+                    result.ms = estimated["ms"]
                 record = {"episode": episode.name, "episode_path": str(episode), "frame": index, "object": frame.object_id,
                           "noise": setting, "method": method, "ms": result.ms, "status": result.status,
                           **bench.metrics(result.T, frame.T_cam_obj, posed, truth),
@@ -92,8 +95,23 @@ def run_job(job: dict) -> list[dict]:
                           "T_gt": frame.T_cam_obj.tolist()}
                 if result.trace:
                     record["trace"] = result.trace
+                if estimated:
+                    record["estimate"] = estimated
                 records.append(record)
     return records
+
+
+def _estimate_record(estimate, T_gt) -> dict:
+    """What the estimator said of a frame; for the learned one also the network's own pose error
+    (before the ICP polish)."""
+    from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
+
+    record = {"source": estimate.source, "status": estimate.status, "confidence": estimate.confidence,
+              "ms": estimate.ms}
+    network = estimate.details.get("network_T")
+    if network is not None:
+        record.update(network_pe_cm=position_error_cm(network, T_gt), network_oe_deg=orientation_error_deg(network, T_gt))
+    return record
 
 
 # --- aggregation and printing ------------------------------------------------------------------
