@@ -77,12 +77,27 @@ def rotation_from_6d(six: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Sample:
-    """Network inputs of one frame, centred at `centre` (camera frame) and scaled by SCALE_M."""
+    """Network inputs of one frame: centred at `centre` (camera frame), turned into the depth
+    points' principal axes `axes` (3, 3; columns in the camera frame) and scaled by SCALE_M."""
 
     points: np.ndarray       # (P, 6) xyz + rgb
     contacts: np.ndarray     # (C, 3), zero rows where contact_mask is False
     contact_mask: np.ndarray
     centre: np.ndarray
+    axes: np.ndarray
+
+
+def principal_axes(centred: np.ndarray) -> np.ndarray:
+    """Right-handed principal axes (columns, largest spread first), each signed so that the
+    points' third moment along it is positive: a canonical frame of the observed cloud, so the
+    network learns the pose relative to what it sees rather than every camera-frame rotation."""
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = vt.T.copy()
+    for k in range(2):
+        if np.mean((centred @ axes[:, k]) ** 3) < 0:
+            axes[:, k] = -axes[:, k]
+    axes[:, 2] = np.cross(axes[:, 0], axes[:, 1])
+    return axes
 
 
 def make_sample(inputs: EstimatorInputs, n_points: int, n_contacts: int, rng: np.random.Generator,
@@ -94,14 +109,15 @@ def make_sample(inputs: EstimatorInputs, n_points: int, n_contacts: int, rng: np
         points, contacts = points @ rotation.T, contacts @ rotation.T
     chosen = rng.choice(len(points), n_points, replace=len(points) < n_points)
     centre = points[chosen].mean(axis=0)
-    xyz = (points[chosen] - centre) / SCALE_M
+    axes = principal_axes(points[chosen] - centre)
+    xyz = (points[chosen] - centre) @ axes / SCALE_M
     touch = np.zeros((n_contacts, 3))
     mask = np.zeros(n_contacts, dtype=bool)
     if len(contacts):
         picked = rng.permutation(len(contacts))[:n_contacts]
-        touch[: len(picked)] = (contacts[picked] - centre) / SCALE_M
+        touch[: len(picked)] = (contacts[picked] - centre) @ axes / SCALE_M
         mask[: len(picked)] = True
-    return Sample(np.hstack([xyz, inputs.colours[chosen]]), touch, mask, centre)
+    return Sample(np.hstack([xyz, inputs.colours[chosen]]), touch, mask, centre, axes)
 
 
 def batch(samples: list[Sample]) -> tuple[torch.Tensor, ...]:
@@ -111,15 +127,17 @@ def batch(samples: list[Sample]) -> tuple[torch.Tensor, ...]:
 
 
 def votes(net: PoseNet, samples: list[Sample], cloud: ModelCloud) -> tuple[torch.Tensor, ...]:
-    """Per depth point pose votes in network units: R (B, P, 3, 3), translation t (B, P, 3) of
-    T_cam_obj about the centre, confidence (B, P) in 0..1."""
+    """Per depth point pose votes: R (B, P, 3, 3) and translation t (B, P, 3) of T_cam_obj about
+    the centre in network units, camera axes; confidence (B, P) in 0..1. The network itself
+    works in each sample's principal axes."""
     points, contacts, mask = batch(samples)
     six, offset, logit = net(points, contacts, mask)
     R = rotation_from_6d(six)
     centroid = points[..., :3] + offset                          # where the model's centroid is
     model_centroid = torch.as_tensor(cloud.centroid / SCALE_M, dtype=torch.float32)
     t = centroid - torch.einsum("bpij,j->bpi", R, model_centroid)
-    return R, t, torch.sigmoid(logit)
+    axes = torch.as_tensor(np.stack([s.axes for s in samples]), dtype=torch.float32)[:, None]
+    return axes @ R, (axes @ t[..., None])[..., 0], torch.sigmoid(logit)
 
 
 class LearnedEstimator:
