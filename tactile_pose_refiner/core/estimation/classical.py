@@ -33,6 +33,10 @@ class ClassicalEstimator:
         model.normals = o3d.utility.Vector3dVector(cloud.normals)
         self.model_o3d = model.voxel_down_sample(float(config["classical"]["voxel_m"]))
         self.model_features = self._fpfh(self.model_o3d)
+        rotations = np.concatenate([Rotation.create_group(group).as_matrix()
+                                    for group in config["classical"]["rotation_grid"]])
+        self.grid = rotations[[i for i in range(len(rotations))   # groups share elements (O and I: T)
+                               if not any(np.allclose(rotations[i], rotations[j], atol=1e-6) for j in range(i))]]
 
     def estimate(self, frame: Frame, seed: int = 0) -> Estimate:
         started = time.perf_counter()
@@ -44,30 +48,31 @@ class ClassicalEstimator:
         best = self.select(inputs, hypotheses, frame)
         T, symmetry_index = self.registration.by_colour(best.T, frame.camera, frame.rgb, frame.depth_m)
         if symmetry_index:   # the equivalent is exact only up to the scan's asymmetry: re-fit it
-            T = self.registration.icp(inputs, T, int(self.config["classical"]["fine_icp_iterations"]))
+            T = self.registration.icp(inputs, T, int(self.config["classical"]["stages"][-1]["icp_iterations"]))
         status = "ok" if not inputs.missing else "degraded: " + "; ".join(inputs.missing)
         return Estimate(T, best.confidence, self.name, status, (time.perf_counter() - started) * 1e3,
                         symmetry_index, {"hypotheses": len(hypotheses), "fitness": best.fitness,
                                          "free_space": best.free_space, "contacts": best.contacts})
 
     def select(self, inputs: EstimatorInputs, hypotheses: list[np.ndarray], frame: Frame) -> Scored:
-        """Coarse ICP + score on every hypothesis, fine ICP on the best few, the best of those."""
-        config = self.config["classical"]
+        """Successive stages: ICP on every candidate, score, keep the best few for the next
+        stage. A stage with `jitter_m` also restarts each kept candidate shifted both ways along
+        the camera axes: ICP slides into a neighbouring basin when the visible part is
+        self-similar (a drill's body seen from the side). A stage's ICP may run on a subset of
+        `points` depth points (the many first-stage candidates); the score uses them all."""
         score = lambda T: self.registration.score(inputs, T, frame.camera, frame.depth_m, frame.mask)  # noqa: E731
-        coarse = [score(self.registration.icp(inputs, T, int(config["coarse_icp_iterations"])))
-                  for T in hypotheses]
-        coarse.sort(key=lambda s: -s.total)
-        kept = [s.T for s in coarse[: int(config["keep_after_coarse"])]]
-        # ICP slides into a neighbouring basin when the visible part is self-similar: restart
-        # the best few shifted by the jitter along the camera axes
-        jitter = float(config["translation_jitter_m"])
-        for T in kept[: int(config["jitter_top"])]:
-            for shift in np.vstack([np.eye(3), -np.eye(3)]) * jitter:
-                moved = T.copy()
-                moved[:3, 3] += shift
-                kept.append(moved)
-        fine = [score(self.registration.icp(inputs, T, int(config["fine_icp_iterations"]))) for T in kept]
-        return max(fine, key=lambda s: s.total)
+        candidates = hypotheses
+        for stage in self.config["classical"]["stages"]:
+            fitted = inputs.subset(int(stage.get("points", 0)))
+            scored = sorted((score(self.registration.icp(fitted, T, int(stage["icp_iterations"])))
+                             for T in candidates), key=lambda s: -s.total)[: int(stage["keep"])]
+            candidates = [s.T for s in scored]
+            for T in candidates[:] if stage.get("jitter_m") else []:
+                for shift in np.vstack([np.eye(3), -np.eye(3)]) * float(stage["jitter_m"]):
+                    moved = T.copy()
+                    moved[:3, 3] += shift
+                    candidates.append(moved)
+        return scored[0]
 
     def hypotheses(self, inputs: EstimatorInputs, seed: int) -> list[np.ndarray]:
         return self._ransac(inputs, seed) + self._grid(inputs)
@@ -78,12 +83,8 @@ class ClassicalEstimator:
         camera sees only that side; the model's own centroid lies behind it)."""
         centre = inputs.points.mean(axis=0)
         towards_camera = -centre / np.linalg.norm(centre)
-        groups = [Rotation.create_group(group).as_matrix() for group in self.config["classical"]["rotation_grid"]]
-        rotations = np.concatenate(groups)
-        keep = [i for i in range(len(rotations))   # groups share elements (O and I: T)
-                if not any(np.allclose(rotations[i], rotations[j], atol=1e-6) for j in range(i))]
         poses = []
-        for rotation in rotations[keep]:
+        for rotation in self.grid:
             facing = self.cloud.normals @ (rotation.T @ towards_camera) > 0.0
             visible = self.cloud.points[facing].mean(axis=0) if facing.any() else self.cloud.centroid
             T = np.eye(4)

@@ -21,6 +21,13 @@ class EstimatorInputs:
     contacts: np.ndarray
     missing: list[str]
 
+    def subset(self, count: int) -> "EstimatorInputs":
+        """Every k-th depth point so that about `count` remain (all when count is 0)."""
+        if count <= 0 or len(self.points) <= count:
+            return self
+        step = int(np.ceil(len(self.points) / count))
+        return EstimatorInputs(self.points[::step], self.colours[::step], self.contacts, self.missing)
+
 
 def estimator_inputs(frame: Frame, hand: HandAssets, config: dict, seed: int = 0) -> EstimatorInputs:
     missing = []
