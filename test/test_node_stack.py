@@ -93,10 +93,11 @@ def _wait_for(monitor: GraphMonitor, node: str, text: str, timeout_s: float = 30
     raise AssertionError(f"{node} never reported '{text}'; it said {sorted(set(monitor.messages_of(node)))}")
 
 
-def test_nodes_fed_bad_input_keep_running_and_report_it(ros_env):
+def test_nodes_fed_bad_input_keep_running_and_report_it(ros_env, tmp_path):
     topics = load_config("topics")
-    nodes = refiner_graph({"joint_state_node": {"max_age_s": 5.0}})
-    with RunningGraph(ros_env) as graph, GraphMonitor(int(ros_env["ROS_DOMAIN_ID"])) as monitor:
+    # the learned estimator without any checkpoint (an empty cache): it must fall back, labelled
+    nodes = refiner_graph({"joint_state_node": {"max_age_s": 5.0}, "estimator_node": {"mode": "learned"}})
+    with RunningGraph({**ros_env, "TPR_CACHE_DIR": str(tmp_path / "cache")}) as graph, GraphMonitor(int(ros_env["ROS_DOMAIN_ID"])) as monitor:
         for name, node in nodes.items():
             graph.start(name, node)
         wanted = [topics["color_image"], topics["joint_states"], topics["tactile"], "/estimator/initial_pose",
@@ -160,6 +161,7 @@ def test_nodes_fed_bad_input_keep_running_and_report_it(ros_env):
         time.sleep(0.5)
         bundle.header = _header(now + 2 * 10**8)
         pub["bundle"].publish(bundle)
+        _wait_for(monitor, "estimator_node", "fallback to classical: no learned estimator for 005_tomato_soup_can", 60)
         _wait_for(monitor, "estimator_node", "no estimate: no input: no segmentation mask", 60)
 
         time.sleep(0.5)

@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 from tactile_pose_refiner.core.estimation.base import Estimate
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs, estimator_inputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
-from tactile_pose_refiner.core.estimation.registration import Registration, Scored
+from tactile_pose_refiner.core.estimation.registration import Registration
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import invert
 from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
@@ -45,7 +45,7 @@ class ClassicalEstimator:
             why = "; ".join(inputs.missing) or f"{len(inputs.points)} depth points on the object"
             return Estimate(None, 0.0, self.name, f"no input: {why}")
         hypotheses = self.hypotheses(inputs, seed)
-        best = self.select(inputs, hypotheses, frame)
+        best = self.registration.select(inputs, hypotheses, frame, self.config["classical"]["stages"])
         T, symmetry_index = self.registration.by_colour(best.T, frame.camera, frame.rgb, frame.depth_m)
         if symmetry_index:   # the equivalent is exact only up to the scan's asymmetry: re-fit it
             T = self.registration.icp(inputs, T, int(self.config["classical"]["stages"][-1]["icp_iterations"]))
@@ -53,26 +53,6 @@ class ClassicalEstimator:
         return Estimate(T, best.confidence, self.name, status, (time.perf_counter() - started) * 1e3,
                         symmetry_index, {"hypotheses": len(hypotheses), "fitness": best.fitness,
                                          "free_space": best.free_space, "contacts": best.contacts})
-
-    def select(self, inputs: EstimatorInputs, hypotheses: list[np.ndarray], frame: Frame) -> Scored:
-        """Successive stages: ICP on every candidate, score, keep the best few for the next
-        stage. A stage with `jitter_m` also restarts each kept candidate shifted both ways along
-        the camera axes: ICP slides into a neighbouring basin when the visible part is
-        self-similar (a drill's body seen from the side). A stage's ICP may run on a subset of
-        `points` depth points (the many first-stage candidates); the score uses them all."""
-        score = lambda T: self.registration.score(inputs, T, frame.camera, frame.depth_m, frame.mask)  # noqa: E731
-        candidates = hypotheses
-        for stage in self.config["classical"]["stages"]:
-            fitted = inputs.subset(int(stage.get("points", 0)))
-            scored = sorted((score(self.registration.icp(fitted, T, int(stage["icp_iterations"])))
-                             for T in candidates), key=lambda s: -s.total)[: int(stage["keep"])]
-            candidates = [s.T for s in scored]
-            for T in candidates[:] if stage.get("jitter_m") else []:
-                for shift in np.vstack([np.eye(3), -np.eye(3)]) * float(stage["jitter_m"]):
-                    moved = T.copy()
-                    moved[:3, 3] += shift
-                    candidates.append(moved)
-        return scored[0]
 
     def hypotheses(self, inputs: EstimatorInputs, seed: int) -> list[np.ndarray]:
         return self._ransac(inputs, seed) + self._grid(inputs)

@@ -160,13 +160,11 @@ class LearnedEstimator:
             return Estimate(None, 0.0, self.name, f"no input: {why}")
         network_T, hypotheses, network_confidence = network_poses(self.net, self.cloud, self.learned,
                                                                    inputs, seed)
-        iterations = int(self.learned["polish_icp_iterations"])
-        scored = [self.registration.score(inputs, self.registration.icp(inputs, T, iterations),
-                                          frame.camera, frame.depth_m, frame.mask) for T in hypotheses]
-        best = max(scored, key=lambda s: s.total)
+        stages = self.learned["polish_stages"]
+        best = self.registration.select(inputs, hypotheses, frame, stages)
         T, symmetry_index = self.registration.by_colour(best.T, frame.camera, frame.rgb, frame.depth_m)
         if symmetry_index:
-            T = self.registration.icp(inputs, T, iterations)
+            T = self.registration.icp(inputs, T, int(stages[-1]["icp_iterations"]))
         status = "ok" if not inputs.missing else "degraded: " + "; ".join(inputs.missing)
         return Estimate(T, best.confidence, self.name, status, (time.perf_counter() - started) * 1e3,
                         symmetry_index, {"hypotheses": len(hypotheses), "fitness": best.fitness,
@@ -186,7 +184,21 @@ def network_poses(net: PoseNet, cloud: ModelCloud, learned: dict, inputs: Estima
     poses = [_pose(mean_R, weights @ t, sample.centre)]
     for index in np.argsort(-confidence)[: int(learned["top_votes"])]:
         poses.append(_pose(R[index], t[index], sample.centre))
+    if learned.get("axis_flips"):
+        poses += [flip @ T for T in poses for flip in _half_turns(sample.axes, sample.centre)]
     return poses[0], poses, float(confidence.mean())
+
+
+def _half_turns(axes: np.ndarray, centre: np.ndarray) -> list[np.ndarray]:
+    """Half turns about each principal axis through the centre: the third-moment sign of an
+    axis is a weak cue on a near-symmetric view, and a flipped frame flips the network's pose."""
+    turns = []
+    for k in range(3):
+        turn = np.eye(4)
+        turn[:3, :3] = 2.0 * np.outer(axes[:, k], axes[:, k]) - np.eye(3)   # rotation by pi
+        turn[:3, 3] = centre - turn[:3, :3] @ centre
+        turns.append(turn)
+    return turns
 
 
 def _pose(R: np.ndarray, t: np.ndarray, centre: np.ndarray) -> np.ndarray:

@@ -72,6 +72,26 @@ class Registration:
         step[:3, 3] = omega_v[3:]
         return step
 
+    def select(self, inputs: EstimatorInputs, hypotheses: list[np.ndarray], frame, stages: list[dict]) -> Scored:
+        """Successive stages: ICP on every candidate, score, keep the best few for the next
+        stage. A stage with `jitter_m` also restarts each kept candidate shifted both ways along
+        the camera axes: ICP slides into a neighbouring basin when the visible part is
+        self-similar (a drill's body seen from the side). A stage's ICP may run on a subset of
+        `points` depth points (the many first-stage candidates); the score uses them all."""
+        score = lambda T: self.score(inputs, T, frame.camera, frame.depth_m, frame.mask)  # noqa: E731
+        candidates = hypotheses
+        for stage in stages:
+            fitted = inputs.subset(int(stage.get("points", 0)))
+            scored = sorted((score(self.icp(fitted, T, int(stage["icp_iterations"]))) for T in candidates),
+                            key=lambda s: -s.total)[: int(stage["keep"])]
+            candidates = [s.T for s in scored]
+            for T in candidates[:] if stage.get("jitter_m") else []:
+                for shift in np.vstack([np.eye(3), -np.eye(3)]) * float(stage["jitter_m"]):
+                    moved = T.copy()
+                    moved[:3, 3] += shift
+                    candidates.append(moved)
+        return scored[0]
+
     def score(self, inputs: EstimatorInputs, T: np.ndarray, camera: PinholeCamera,
               depth_m: np.ndarray, mask: np.ndarray | None) -> Scored:
         config = self.config
