@@ -1,5 +1,5 @@
-"""Initial poses for benchmarking: the ground truth moved by documented noise (until a real
-estimator exists, and to reproduce the paper's artificial-noise experiment).
+"""Initial poses for benchmarking: the ground truth moved by documented noise, calibrated to the
+paper's estimator and its artificial-noise experiment (the real estimators: core/estimation).
 
 Model: translation offset ~ N(0, sigma_t^2 I3) in the camera frame; rotation offset
 exp(omega) with omega ~ N(0, sigma_r^2 I3), applied about the object's centre of mass. The norm
