@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from tactile_pose_refiner.core.baselines import Icp
 from tactile_pose_refiner.core.estimation import make_estimator
 from tactile_pose_refiner.core.estimation.base import Estimate
+from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import loss_at
 from tactile_pose_refiner.core.gradients.render.source import RenderSource
@@ -65,12 +67,16 @@ class ObjectBench:
         the method `estimator` and initial poses from it share one run)."""
         if (name, key) not in self.estimates:
             if name not in self.estimators:
-                cloud = next(iter(self.estimators.values())).cloud if self.estimators else None
                 self.estimators[name] = make_estimator(name, self.model, self.refiner.hand,
-                                                       self.estimator_config, cloud)
+                                                       self.estimator_config, self.cloud)
             seed = zlib.crc32(key.encode())
             self.estimates[(name, key)] = self.estimators[name].estimate(frame, seed)
         return self.estimates[(name, key)]
+
+    @cached_property
+    def cloud(self) -> ModelCloud:
+        """The model as both estimators see it, built once for either."""
+        return ModelCloud.build(self.model, self.estimator_config["model"], self.estimator_config["symmetry"])
 
     def run(self, method: str, frame: Frame, T_initial: np.ndarray, posed,
             iterations: int | None, trace: bool = False, key: str = "") -> MethodResult:

@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_methods(methods, load_config("refiner")["variants"])
         known = sorted(config["noise"]) + list(ESTIMATORS)
-        unknown = [n for n in noise + [args.estimator or "classical"] if n not in known]
+        unknown = ([n for n in noise if n not in known]
+                   + ([args.estimator] if args.estimator and args.estimator not in ESTIMATORS else []))
         if unknown:
             raise ValueError(f"unknown initial-pose setting(s) {unknown}; known: {known}")
     except ValueError as exc:

@@ -36,13 +36,13 @@ from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.nodes.common import (LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
                                                default_topic, run_node)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
-from tactile_pose_refiner.nodes.frame_inputs import FrameInputs, InputError, WorkQueue
+from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
     "mode": ("classical", "classical, learned, ground_truth_noise (replay/benchmark only) or none"),
     "noise_setting": ("accurate", "ground_truth_noise: noise model of config/bench.yaml (accurate or paper)"),
-    "sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]"),
+    **SYNC_TOLERANCE,
     "input_wait_s": (1.0, "how long after a bundle its touch and joints may arrive [s]"),
     "queue_size": (1, "bundles waiting while an estimate runs (oldest dropped); 0: all"),
     "min_confidence": (0.0, "estimates below this confidence are reported, not published"),

@@ -30,6 +30,8 @@ from tactile_pose_refiner.nodes.common import default_topic
 from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
 
 NO_HAND_POSE = np.full((4, 4), np.nan)
+# The parameter FrameInputs.assemble reads in each node that uses it.
+SYNC_TOLERANCE = {"sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]")}
 
 
 class InputError(RuntimeError):

@@ -34,14 +34,14 @@ from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
-from tactile_pose_refiner.nodes.frame_inputs import FrameInputs, InputError, WorkQueue
+from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
     "device": ("cpu", "compute device of the refinement: cpu, cuda or auto (cuda without CUDA: cpu, labelled)"),
     "variant": ("ours", "refiner variant of config/refiner.yaml (ours, no_render, physics, ...)"),
     "iterations": (0, "iterations per frame; 0: config/refiner.yaml's"),
-    "sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]"),
+    **SYNC_TOLERANCE,
     "input_wait_s": (2.0, "how long after an initial pose its bundle, touch and joints may arrive [s]"),
     "queue_size": (1, "initial poses waiting while a refinement runs (oldest dropped); 0: all"),
     "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),

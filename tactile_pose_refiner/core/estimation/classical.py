@@ -3,17 +3,13 @@ grid, each polished by the depth + contact ICP, scored on fitness, free space an
 winner's symmetric equivalent is chosen by colour."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import open3d as o3d
 from scipy.spatial.transform import Rotation
 
-from tactile_pose_refiner.core.estimation.base import Estimate
-from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs, estimator_inputs
+from tactile_pose_refiner.core.estimation.base import RegisteringEstimator
+from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
-from tactile_pose_refiner.core.estimation.registration import Registration
-from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import invert
 from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
 
@@ -21,14 +17,11 @@ reg = o3d.pipelines.registration
 o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)   # RANSAC's fallback notes
 
 
-class ClassicalEstimator:
+class ClassicalEstimator(RegisteringEstimator):
     name = "classical"
 
     def __init__(self, cloud: ModelCloud, hand: HandAssets, config: dict) -> None:
-        self.cloud = cloud
-        self.hand = hand
-        self.config = config
-        self.registration = Registration(cloud, config["registration"])
+        super().__init__(cloud, hand, config, config["classical"]["stages"])
         model = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.points))
         model.normals = o3d.utility.Vector3dVector(cloud.normals)
         self.model_o3d = model.voxel_down_sample(float(config["classical"]["voxel_m"]))
@@ -38,24 +31,8 @@ class ClassicalEstimator:
         self.grid = rotations[[i for i in range(len(rotations))   # groups share elements (O and I: T)
                                if not any(np.allclose(rotations[i], rotations[j], atol=1e-6) for j in range(i))]]
 
-    def estimate(self, frame: Frame, seed: int = 0) -> Estimate:
-        started = time.perf_counter()
-        inputs = estimator_inputs(frame, self.hand, self.config["inputs"], seed)
-        if len(inputs.points) < int(self.config["inputs"]["min_observed_points"]):
-            why = "; ".join(inputs.missing) or f"{len(inputs.points)} depth points on the object"
-            return Estimate(None, 0.0, self.name, f"no input: {why}")
-        hypotheses = self.hypotheses(inputs, seed)
-        best = self.registration.select(inputs, hypotheses, frame, self.config["classical"]["stages"])
-        T, symmetry_index = self.registration.by_colour(best.T, frame.camera, frame.rgb, frame.depth_m)
-        if symmetry_index:   # the equivalent is exact only up to the scan's asymmetry: re-fit it
-            T = self.registration.icp(inputs, T, int(self.config["classical"]["stages"][-1]["icp_iterations"]))
-        status = "ok" if not inputs.missing else "degraded: " + "; ".join(inputs.missing)
-        return Estimate(T, best.confidence, self.name, status, (time.perf_counter() - started) * 1e3,
-                        symmetry_index, {"hypotheses": len(hypotheses), "fitness": best.fitness,
-                                         "free_space": best.free_space, "contacts": best.contacts})
-
-    def hypotheses(self, inputs: EstimatorInputs, seed: int) -> list[np.ndarray]:
-        return self._ransac(inputs, seed) + self._grid(inputs)
+    def hypotheses(self, inputs: EstimatorInputs, seed: int) -> tuple[list[np.ndarray], dict]:
+        return self._ransac(inputs, seed) + self._grid(inputs), {}
 
     def _grid(self, inputs: EstimatorInputs) -> list[np.ndarray]:
         """Every rotation of the configured groups, each translated so that the centroid of the

@@ -12,7 +12,6 @@ augmented by rotations about the camera centre, which keep what the camera sees 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,9 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import nn
 
-from tactile_pose_refiner.core.estimation.base import Estimate
-from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs, estimator_inputs
+from tactile_pose_refiner.core.estimation.base import RegisteringEstimator
+from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
-from tactile_pose_refiner.core.estimation.registration import Registration
-from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
 from tactile_pose_refiner.core.resources import cache_dir
 
@@ -140,36 +137,18 @@ def votes(net: PoseNet, samples: list[Sample], cloud: ModelCloud) -> tuple[torch
     return axes @ R, (axes @ t[..., None])[..., 0], torch.sigmoid(logit)
 
 
-class LearnedEstimator:
+class LearnedEstimator(RegisteringEstimator):
     name = "learned"
 
     def __init__(self, cloud: ModelCloud, hand: HandAssets, config: dict, path: Path | None = None) -> None:
-        self.cloud = cloud
-        self.hand = hand
-        self.config = config
+        super().__init__(cloud, hand, config, config["learned"]["polish_stages"])
         self.learned = config["learned"]
-        self.registration = Registration(cloud, config["registration"])
         self.path = path or checkpoint_path(cloud.object_id, self.learned)
         self.net = load_checkpoint(self.path, cloud.object_id, int(self.learned["width"]))
 
-    def estimate(self, frame: Frame, seed: int = 0) -> Estimate:
-        started = time.perf_counter()
-        inputs = estimator_inputs(frame, self.hand, self.config["inputs"], seed)
-        if len(inputs.points) < int(self.config["inputs"]["min_observed_points"]):
-            why = "; ".join(inputs.missing) or f"{len(inputs.points)} depth points on the object"
-            return Estimate(None, 0.0, self.name, f"no input: {why}")
-        network_T, hypotheses, network_confidence = network_poses(self.net, self.cloud, self.learned,
-                                                                   inputs, seed)
-        stages = self.learned["polish_stages"]
-        best = self.registration.select(inputs, hypotheses, frame, stages)
-        T, symmetry_index = self.registration.by_colour(best.T, frame.camera, frame.rgb, frame.depth_m)
-        if symmetry_index:
-            T = self.registration.icp(inputs, T, int(stages[-1]["icp_iterations"]))
-        status = "ok" if not inputs.missing else "degraded: " + "; ".join(inputs.missing)
-        return Estimate(T, best.confidence, self.name, status, (time.perf_counter() - started) * 1e3,
-                        symmetry_index, {"hypotheses": len(hypotheses), "fitness": best.fitness,
-                                         "network_confidence": network_confidence,
-                                         "network_T": network_T})
+    def hypotheses(self, inputs: EstimatorInputs, seed: int) -> tuple[list[np.ndarray], dict]:
+        network_T, hypotheses, network_confidence = network_poses(self.net, self.cloud, self.learned, inputs, seed)
+        return hypotheses, {"network_confidence": network_confidence, "network_T": network_T}
 
 
 def network_poses(net: PoseNet, cloud: ModelCloud, learned: dict, inputs: EstimatorInputs, seed: int
