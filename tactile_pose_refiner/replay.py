@@ -1,8 +1,8 @@
 """Replay an episode through the whole node graph and collect what it refined.
 
 `tpr demo` and the graph tests use this: the refinement graph starts as separate processes
-(over Fast DDS, isolated domain), an in-process GraphMonitor waits until every node has
-subscribed, then bag_replay_node plays the episode; the monitor collects initial and refined
+(over Fast DDS, isolated domain), an in-process GraphMonitor waits until every node runs
+and has subscribed, then bag_replay_node plays the episode; the monitor collects initial and refined
 poses, RefinementDiagnostics and /diagnostics until every frame is refined or a timeout.
 """
 from __future__ import annotations
@@ -85,12 +85,17 @@ def replay_episode(bag: Path, parameters: dict | None = None, start_timeout_s: f
     expected = frames_in(bag)
     with isolated_ros_environment() as env, RunningGraph(env) as graph, \
             GraphMonitor(int(env["ROS_DOMAIN_ID"])) as monitor:
+        player = nodes.pop("bag_replay_node")
         for name, node in nodes.items():
             graph.start(name, node)
-        log(f"started {len(nodes)} nodes; waiting for their subscriptions")
+        log(f"started {len(nodes)} nodes; waiting until each one runs")
+        # A node reports on /diagnostics once its constructor (every subscription) is done:
+        # only then may the replay start, or a node that matched late misses the first frames.
+        silent = monitor.wait_for_nodes(list(nodes), start_timeout_s)
         missing = monitor.wait_for_subscribers(inputs + list(GRAPH_INTERNAL), start_timeout_s)
-        if missing:
-            log(f"after {start_timeout_s:.0f} s these topics still have no subscriber: {missing}")
+        if silent or missing:
+            log(f"after {start_timeout_s:.0f} s, not running: {silent}; without a subscriber: {missing}")
+        graph.start("bag_replay_node", player)
         _wait_for_refinements(monitor, graph, expected, frame_timeout_s, log)
         time.sleep(0.5)
         run = ReplayRun(expected, monitor.snapshot(), list(monitor.statuses))

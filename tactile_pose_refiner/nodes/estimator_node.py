@@ -21,6 +21,7 @@ estimator, with any fallback) and the confidence on /diagnostics.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
@@ -36,7 +37,8 @@ from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.nodes.common import (LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
                                                default_topic, run_node)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
-from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
+from tactile_pose_refiner.nodes.frame_inputs import (SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue,
+                                                     object_id_qos)
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -146,14 +148,18 @@ class EstimatorNode(GraphNode):
         self.object_id: str | None = None
         self.source = (f"ground_truth_noise:{self.noise.setting} "
                        "(replay only: the ground truth moved by the noise model)")
-        self.create_subscription(String, default_topic("object_id"), self.on_object_id, 10)
+        self.early_truths: deque = deque(maxlen=30)  # ground truths that came before the object id
+        self.create_subscription(String, default_topic("object_id"), self.on_object_id, object_id_qos(self.inputs))
         self.create_subscription(PoseStamped, default_topic("ground_truth_pose"), self.on_ground_truth, self.inputs)
 
     def on_object_id(self, msg: String) -> None:
         self.object_id = msg.data
+        while self.early_truths:
+            self.on_ground_truth(self.early_truths.popleft())
 
     def on_ground_truth(self, msg: PoseStamped) -> None:
         if self.object_id is None:
+            self.early_truths.append(msg)
             self.diagnostics.report("warn", "waiting for input: no object id yet")
             return
         pivot = self._pivot(self.object_id)

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
@@ -26,7 +27,7 @@ from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RgbdBundle, TactileArray
-from tactile_pose_refiner.nodes.common import default_topic
+from tactile_pose_refiner.nodes.common import LATCHED, default_topic
 from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
 
 NO_HAND_POSE = np.full((4, 4), np.nan)
@@ -55,7 +56,7 @@ class FrameInputs:
         node.create_subscription(TactileArray, "tactile/array", keep(self.tactile), qos)
         node.create_subscription(JointState, "hand/joint_states", keep(self.joints), qos)
         node.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), qos)
-        node.create_subscription(String, default_topic("object_id"), self._on_object_id, 10)
+        node.create_subscription(String, default_topic("object_id"), self._on_object_id, object_id_qos(qos))
 
     def _on_object_id(self, msg: String) -> None:
         self.object_id = msg.data
@@ -66,7 +67,7 @@ class FrameInputs:
         found = self._wait_for(self.bundles, stamp, tolerance, deadline)
         if found is None:
             raise InputError(f"missing input: no RGB-D bundle within {tolerance} s of stamp {stamp}")
-        if self.object_id is None:
+        if not _wait_until(lambda: self.object_id is not None, deadline):
             raise InputError("missing input: no object id received")
         bundle = found[0]
         try:
@@ -95,9 +96,8 @@ class FrameInputs:
     def _wait_for(buffer: StampedBuffer, stamp: int, tolerance: float, deadline: float):
         """The buffer's message nearest to stamp, waiting until the deadline for one to arrive
         (the nodes upstream deliver a frame's pieces at slightly different times)."""
-        while (found := buffer.nearest(stamp, tolerance)) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return found
+        _wait_until(lambda: buffer.nearest(stamp, tolerance) is not None, deadline)
+        return buffer.nearest(stamp, tolerance)
 
     @staticmethod
     def _reading(found, degraded: list[str]) -> TactileReading:
@@ -113,6 +113,20 @@ class FrameInputs:
         if len(reading) == 0:
             degraded.append("empty tactile reading")
         return reading
+
+
+def _wait_until(condition: Callable[[], bool], deadline: float) -> bool:
+    """Poll `condition` until it holds or time.monotonic() passes deadline; returns it."""
+    while not (held := condition()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return held
+
+
+def object_id_qos(inputs_qos: QoSProfile) -> QoSProfile | int:
+    """The object id is set once per task. A replay's publishers are latched: a transient-local
+    reader still gets it after a late match. On a robot a volatile reader matches any publisher
+    (a transient-local one would not match a volatile `ros2 topic pub`)."""
+    return LATCHED if inputs_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL else 10
 
 
 class WorkQueue:

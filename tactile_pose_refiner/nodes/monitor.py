@@ -82,6 +82,17 @@ class GraphMonitor:
                 return missing
             time.sleep(0.2)
 
+    def wait_for_nodes(self, node_names: list[str], timeout_s: float) -> list[str]:
+        """Wait until each node has published a /diagnostics status; returns those still silent."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.lock:
+                heard = {name.rsplit("/", 1)[-1] for name, _, _ in self.statuses}
+            silent = [name for name in node_names if name not in heard]
+            if not silent or time.monotonic() > deadline:
+                return silent
+            time.sleep(0.2)
+
     def publisher(self, msg_type, topic: str):
         """A publisher like the graph's (reliable, transient local: matches any subscriber)."""
         return self.node.create_publisher(msg_type, topic, OUTPUT_QOS)
