@@ -21,16 +21,19 @@ class DepthSource(GradientSource):
                  seed: int = 0) -> None:
         """mesh: object frame; points (N, 3) and occluders (the hand mesh) in the camera frame."""
         config = config or load_config("gradients")["depth"]
-        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        points = points[np.isfinite(points).all(axis=1)]
-        if len(points) > config["max_points"]:
-            chosen = np.random.default_rng(seed).choice(len(points), config["max_points"], replace=False)
-            points = points[np.sort(chosen)]
+        dense = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        dense = dense[np.isfinite(dense).all(axis=1)]
+        rng = np.random.default_rng(seed)
+        points = _subset(dense, int(config["max_points"]), rng)
+        # The triangle term pairs each triangle with its nearest observed point: among 1500 of
+        # the 10^4-10^5 points on a large box it would be mm away at the true pose (the depth loss
+        # there: 54 mm^2 on the cracker box) and the term would pull towards denser samples.
+        dense = _subset(dense, int(config["max_dense_points"]), rng)
         self.min_points = int(config["min_points"])
         search = PairSearch(config["mesh_to_points"], config["max_pair_distance_m"],
                             config["visibility_refresh_m"], np.radians(config["visibility_refresh_deg"]),
                             int(config.get("max_triangles", 0)))
-        self.distance = PointMeshDistance(mesh, points, search, distance, occluders)
+        self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense)
 
     def frozen(self):
         return self.distance.visibility.held()
@@ -38,3 +41,10 @@ class DepthSource(GradientSource):
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
         return self.distance.source_loss(rotation, translation, self.min_points,
                                          "depth points on the object")
+
+
+def _subset(points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """At most `count` of the points (a random subset, in their original order)."""
+    if len(points) <= count:
+        return points
+    return points[np.sort(rng.choice(len(points), count, replace=False))]

@@ -100,19 +100,28 @@ class Visibility:
 
 
 
+def _finite(points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    return points[np.isfinite(points).all(axis=1)]
+
+
 class PointMeshDistance:
     """Eq. 2 between fixed camera-frame points (N, 3) and an object mesh (object frame)."""
 
     def __init__(self, mesh: trimesh.Trimesh, points: np.ndarray, search: PairSearch,
                  distance: MeshDistance | None = None,
-                 occluders: trimesh.Trimesh | None = None) -> None:
-        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        self.points = points[np.isfinite(points).all(axis=1)]
+                 occluders: trimesh.Trimesh | None = None,
+                 dense_points: np.ndarray | None = None) -> None:
+        """points: those of the point term; dense_points (default: points): where the triangle
+        term looks for each triangle's nearest point. A subsample is enough for the point term,
+        but its spacing would become the triangle term's distance."""
+        self.points = _finite(points)
+        self.dense_points = self.points if dense_points is None else _finite(dense_points)
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
         self.search = search
         self.distance = distance or MeshDistance(self.vertices, self.faces)
-        self.tree = cKDTree(self.points) if len(self.points) else None
+        self.tree = cKDTree(self.dense_points) if len(self.dense_points) else None
         self.visibility = Visibility(self.vertices, self.faces, occluders)
         self.triangle_centres = self.visibility.centres
         # every triangle's rank in one fixed random order: subsets stay the same between poses
@@ -146,7 +155,7 @@ class PointMeshDistance:
         # whenever that point changes: finite differences saw 20 % errors).
         gap, nearest = self.tree.query(centres[selected], distance_upper_bound=self.search.max_distance_m)
         keep = np.isfinite(gap)
-        return self.points[nearest[keep]], self.triangle_centres[selected[keep]]
+        return self.dense_points[nearest[keep]], self.triangle_centres[selected[keep]]
 
     def source_loss(self, rotation: torch.Tensor, translation: torch.Tensor, min_points: int,
                     what: str) -> SourceLoss:
