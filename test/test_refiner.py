@@ -74,6 +74,24 @@ def test_converges_between_competing_sources_and_checkpoint_keeps_its_minimum():
     assert checkpoint_at(result.T) <= checkpoint_at(result.T_last)
 
 
+def test_a_variant_may_lengthen_the_step_schedule():
+    """ours_long overrides only the cap's decay: on the same competing sources it runs more
+    iterations before the step lengths reach their floor, and ends at least as close."""
+    from tactile_pose_refiner.core.pipeline import variant_config
+    config = refiner_config()
+    long = variant_config(config, config["variants"]["ours_long"])
+    assert long["step"] == {**config["step"], "decay": 0.97} and variant_config(config, config["variants"]["ours"]) is config
+    results = {}
+    for name, chosen in (("ours", config), ("ours_long", long)):
+        a, b = Quadratic([0.02, 0, 0.5], name="a"), Quadratic([0.02, 0.001, 0.5], scale=0.1, name="b")
+        results[name] = Refiner({"a": a, "b": b}, None, np.zeros(3), 0.05, chosen).run(_at([0.0, 0.0, 0.5]))
+    short, longer = results["ours"].diagnostics, results["ours_long"].diagnostics
+    assert short.stop_reason.startswith("converged") and longer.stop_reason.startswith("converged")
+    assert longer.iterations > 1.5 * short.iterations
+    error = lambda r: np.linalg.norm(r.T[:3, 3] - [0.02, 0.0, 0.5])  # noqa: E731
+    assert error(results["ours_long"]) <= error(results["ours"]) + 1e-5
+
+
 def test_unusable_sources_are_labelled_and_a_nan_start_is_refused():
     refiner = Refiner({"broken": Broken()}, None, np.zeros(3), 0.05, refiner_config())
     result = refiner.run(_at([0, 0, 0.5]))

@@ -1,7 +1,7 @@
 """Refine one frame: build its gradient sources, run a refiner variant, measure plausibility.
 
 The ROS-free entry point the refiner node and `tpr bench` share. A variant (config/refiner.yaml)
-names the active gradient sources and the checkpoint source; the diagnostics carry the
+names the active gradient sources and the checkpoint source (and may override the step schedule); the diagnostics carry the
 intersection volume and contact area before and after when the frame's hand is usable.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class FrameRefiner:
                               self._warp_device(), posed, self.physics_config)
         refiner = Refiner({name: built[name] for name in names},
                           built[checkpoint] if checkpoint else None,
-                          self.object.body.com, self.object.body.radius, self.config)
+                          self.object.body.com, self.object.body.radius, variant_config(self.config, chosen))
         refinement = refiner.run(T_initial, iterations, on_iteration)
         if measure and not isinstance(posed, str):
             refinement.before = self.plausibility(T_initial, posed)
@@ -66,3 +66,11 @@ class FrameRefiner:
 
     def _warp_device(self) -> str:
         return "cuda:0" if self.device.startswith("cuda") else "cpu"
+
+
+def variant_config(config: dict, variant: dict) -> dict:
+    """The refiner configuration of a variant: its own `step` settings override the shared ones
+    (e.g. a longer schedule)."""
+    if not variant.get("step"):
+        return config
+    return {**config, "step": {**config["step"], **variant["step"]}}
