@@ -75,23 +75,15 @@ class GraphMonitor:
 
     def wait_for_subscribers(self, topics: list[str], timeout_s: float) -> list[str]:
         """Wait until each topic has a subscriber in the graph; returns those still without."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            missing = [t for t in topics if self.node.count_subscribers(t) == 0]
-            if not missing or time.monotonic() > deadline:
-                return missing
-            time.sleep(0.2)
+        return _wait_while_missing(lambda: [t for t in topics if self.node.count_subscribers(t) == 0], timeout_s)
 
     def wait_for_nodes(self, node_names: list[str], timeout_s: float) -> list[str]:
         """Wait until each node has published a /diagnostics status; returns those still silent."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def silent() -> list[str]:
             with self.lock:
                 heard = {name.rsplit("/", 1)[-1] for name, _, _ in self.statuses}
-            silent = [name for name in node_names if name not in heard]
-            if not silent or time.monotonic() > deadline:
-                return silent
-            time.sleep(0.2)
+            return [name for name in node_names if name not in heard]
+        return _wait_while_missing(silent, timeout_s)
 
     def publisher(self, msg_type, topic: str):
         """A publisher like the graph's (reliable, transient local: matches any subscriber)."""
@@ -107,3 +99,11 @@ class GraphMonitor:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _wait_while_missing(missing, timeout_s: float) -> list:
+    """Poll missing() until it is empty or timeout_s passed; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while (left := missing()) and time.monotonic() <= deadline:
+        time.sleep(0.2)
+    return left

@@ -6,7 +6,7 @@ import torch
 import trimesh
 
 from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss
-from tactile_pose_refiner.core.gradients.pairs import PairSearch, PointMeshDistance
+from tactile_pose_refiner.core.gradients.pairs import PairSearch, PointMeshDistance, finite_points
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 
@@ -21,8 +21,7 @@ class DepthSource(GradientSource):
                  seed: int = 0) -> None:
         """mesh: object frame; points (N, 3) and occluders (the hand mesh) in the camera frame."""
         config = config or load_config("gradients")["depth"]
-        dense = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        dense = dense[np.isfinite(dense).all(axis=1)]
+        dense = finite_points(points)
         rng = np.random.default_rng(seed)
         points = _subset(dense, int(config["max_points"]), rng)
         # The triangle term pairs each triangle with its nearest observed point: among 1500 of

@@ -100,7 +100,8 @@ class Visibility:
 
 
 
-def _finite(points: np.ndarray) -> np.ndarray:
+def finite_points(points: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 rows of `points` without non-finite coordinates."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     return points[np.isfinite(points).all(axis=1)]
 
@@ -115,8 +116,8 @@ class PointMeshDistance:
         """points: those of the point term; dense_points (default: points): where the triangle
         term looks for each triangle's nearest point. A subsample is enough for the point term,
         but its spacing would become the triangle term's distance."""
-        self.points = _finite(points)
-        self.dense_points = self.points if dense_points is None else _finite(dense_points)
+        self.points = finite_points(points)
+        self.dense_points = self.points if dense_points is None else finite_points(dense_points)
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
         self.search = search
