@@ -66,7 +66,10 @@ def test_classical_estimator_needs_no_training_and_beats_the_papers_estimator(ob
     assert estimate.status == "ok" and 0.5 < estimate.confidence <= 1.0
     assert position_error_cm(estimate.T, frame.T_cam_obj) < PAPER_PE_CM
     assert symmetric_oe_deg(estimate.T, frame.T_cam_obj, clouds[object_id]) < PAPER_OE_DEG
-    assert np.array_equal(estimator.estimate(frame).T, estimate.T)   # seeded: repeatable
+    # Seeded: repeatable. Not bitwise: Open3D's and BLAS's threaded reductions sum in an order that
+    # depends on scheduling (seen on a loaded CI machine: 2e-14 cm apart).
+    again = estimator.estimate(frame).T
+    assert position_error_cm(again, estimate.T) < 1e-4 and orientation_error_deg(again, estimate.T) < 1e-3
 
 
 def test_contact_weighted_icp_converges_from_an_offset(clouds, hand, config):
