@@ -11,13 +11,14 @@ from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import GradientSource, Unavailable
 from tactile_pose_refiner.core.gradients.depth import DepthSource
 from tactile_pose_refiner.core.gradients.physics import PhysicsSource, RigidBody
-from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_positions
+from tactile_pose_refiner.core.gradients.tactile import (TactileSource, contact_positions,
+                                                         contact_surface_points)
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
-from tactile_pose_refiner.core.scene.skin import SkinLayout
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel
 
 
 @dataclass
@@ -38,19 +39,24 @@ class ObjectAssets:
 
 @dataclass
 class HandAssets:
-    """The hand model, the skin layout and gamma (config/tactile.yaml, config/physics.yaml)."""
+    """The hand model, the skin layout and gamma (config/tactile.yaml, config/physics.yaml).
+    skin: the skin's force model when the tactile loss reads the surface from the forces
+    (config/gradients.yaml tactile.surface_from_force), else None: bare taxel positions."""
 
     model: HandModel
     layout: SkinLayout
     contact_threshold: float
     point_spacing: float
+    skin: TactileModel | None = None
 
     @classmethod
     def from_config(cls) -> "HandAssets":
         tactile = load_config("tactile")
+        from_force = bool(load_config("gradients")["tactile"]["surface_from_force"])
         return cls(HandModel.from_config(), SkinLayout.from_config(tactile["layout"]),
                    float(tactile["contact_threshold_units"]),
-                   float(load_config("physics")["hand_point_spacing_m"]))
+                   float(load_config("physics")["hand_point_spacing_m"]),
+                   TactileModel.from_config() if from_force else None)
 
     def posed(self, frame: Frame) -> PosedHand | str:
         """The frame's hand in the camera frame, or why the joint states cannot be used."""
@@ -96,8 +102,12 @@ def _depth(frame, obj, hand, posed, T_initial, device, _config) -> GradientSourc
 def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     if isinstance(posed, str):
         return Unavailable("tactile", posed)
-    contacts = contact_positions(frame.tactile, hand.layout, posed.link_poses, posed.T_frame_base,
-                                 hand.contact_threshold)
+    if hand.skin is None:
+        contacts = contact_positions(frame.tactile, hand.layout, posed.link_poses,
+                                     posed.T_frame_base, hand.contact_threshold)
+    else:
+        contacts = contact_surface_points(frame.tactile, hand.layout, posed.link_poses,
+                                          posed.T_frame_base, hand.contact_threshold, hand.skin)
     return TactileSource(obj.model.geometry, contacts, distance=obj.distance)
 
 

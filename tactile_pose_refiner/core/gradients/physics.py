@@ -76,7 +76,7 @@ def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=f
                    sdf_spacing: float, com_local: wp.vec3,
                    state: wp.array(dtype=float),
                    stiffness: float, damping: float, mu: float, friction_eps: float, leak: float,
-                   leak_distance: float,
+                   leak_distance: float, skin: float,
                    wrench: wp.array(dtype=float)):
     """Net force and torque (about the COM) that the fixed hand points exert on the object,
     and the sum of squared penetrations. Camera frame; object pose given by R and its COM."""
@@ -93,7 +93,8 @@ def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=f
     # (Unpack returned tuples: indexing one drops its adjoint in warp 1.19.)
     cell, fraction, outside = grid_cell(sdf_shape, sdf_origin, sdf_spacing,
                                         wp.transpose(R) * arm + com_local)
-    depth = leaky_penetration(trilinear(sdf, cell, fraction) + outside, leak, leak_distance)
+    # the soft skin takes up the first `skin` metres of penetration without pushing back
+    depth = leaky_penetration(trilinear(sdf, cell, fraction) + outside + skin, leak, leak_distance)
     normal = R * wp.normalize(trilinear(sdf_gradient, cell, fraction))  # outward normal
     contact_velocity = velocity + wp.cross(angular_velocity, arm)
     rate = wp.dot(contact_velocity, normal)                    # d(depth)/dt
@@ -185,7 +186,8 @@ class HandContactModel:
         contact = config["contact"]
         self.parameters = [float(contact["stiffness_n_per_m"]), float(contact["damping_s"]),
                            float(contact["friction_mu"]), float(contact["friction_eps_m_s"]),
-                           float(contact["leak"]), float(contact["leak_distance_m"])]
+                           float(contact["leak"]), float(contact["leak_distance_m"]),
+                           float(contact.get("skin_compliance_m", 0.0))]
         self.sdf = wp.array(sdf.values, dtype=float, device=device)
         self.sdf_gradient = wp.array(sdf.gradient(), dtype=wp.vec3, device=device)
         self.sdf_shape = wp.vec3i(*sdf.values.shape)
