@@ -98,6 +98,7 @@ class Refiner:
         if T.shape != (4, 4) or not np.isfinite(T).all():
             raise ValueError("the initial pose must be a finite (4, 4) matrix")
         best_T, best_loss = T, np.inf
+        self._cap_m, previous_delta = float(step["max_mm"]) / MM, np.zeros(6)
         for k in range(iterations + 1):
             proposals = self._proposals(T, lengths, diagnostics)
             best_T, best_loss = self._keep_best(k, T, proposals, best_T, best_loss, diagnostics)
@@ -109,7 +110,6 @@ class Refiner:
             gains = {name: p.gain(self.config["improvement"], tolerance) * float(scales.get(name, 1.0))
                      for name, p in proposals.items()}
             total = sum(gains.values())
-            self._adapt(lengths, gains, step, k)
             for name in self.sources:
                 diagnostics.weights[name].append(gains[name] / total if total > 0 else 0.0)
             diagnostics.iterations = k + 1
@@ -117,6 +117,8 @@ class Refiner:
             if total > 0.0:
                 delta = sum(gains[n] / total * p.delta for n, p in proposals.items() if gains[n] > 0)
                 T = apply_delta(T, delta, self.pivot)
+            self._adapt(lengths, gains, step, self._reversed(delta, previous_delta))
+            previous_delta = delta if total > 0.0 else previous_delta
             diagnostics.motion_mm.append(self._length(delta) * MM)
             if on_iteration is not None:
                 on_iteration(k + 1, T)
@@ -138,14 +140,18 @@ class Refiner:
         if all(p.gain("absolute", tolerance) == 0.0 for p in proposals.values()) and all(
                 length <= smallest for length in lengths.values()):
             return "converged: no source improves at the smallest step"
-        if self._cap(k, step) <= smallest:
+        if self._cap_m <= smallest:
             return "converged: step lengths at their floor"
         return ""
 
-    @staticmethod
-    def _cap(k: int, step: dict) -> float:
-        """The largest step length allowed at iteration k [m]."""
-        return max(float(step["min_mm"]) / MM, float(step["max_mm"]) / MM * float(step["decay"]) ** k)
+    def _reversed(self, delta: np.ndarray, previous: np.ndarray) -> bool:
+        """Did this update turn back against the previous one by more than 120 degrees (in the
+        step metric)? Sideways jitter while travelling (RMSProp inflates tiny gradient
+        components) is not the sources' disagreement and must not stop the travel."""
+        scale = np.r_[1.0, 1.0, 1.0, self.radius_m, self.radius_m, self.radius_m]
+        a, b = delta * scale, previous * scale
+        norms = np.linalg.norm(a) * np.linalg.norm(b)
+        return norms > 0.0 and float(np.dot(a, b)) < -0.5 * norms
 
     # -- one iteration ---------------------------------------------------------------------------
 
@@ -222,12 +228,16 @@ class Refiner:
             return T, value
         return best_T, best_loss
 
-    def _adapt(self, lengths: dict[str, float], gains: dict[str, float], step: dict, k: int) -> None:
+    def _adapt(self, lengths: dict[str, float], gains: dict[str, float], step: dict,
+               reversed_: bool) -> None:
         """Per source: grow after an improving candidate, shrink otherwise; all lengths under a
-        cap that decays every iteration. Without the cap the sources reach an equilibrium where
-        each one's own candidate still improves its own loss, and the pose jitters by the step
-        length forever (measured: ~0.5 mm per iteration after 300 iterations)."""
-        low, cap = float(step["min_mm"]) / MM, self._cap(k + 1, step)
+        cap that decays every iteration, and faster whenever the update turned back. Without
+        the cap the sources reach an equilibrium where each one's own candidate still improves
+        its own loss, and the pose jitters by the step length forever (measured: ~0.5 mm per
+        iteration after 300 iterations); turning back is that jitter's signature."""
+        decay = float(step["decay"]) * (float(step.get("reversal_decay", 1.0)) if reversed_ else 1.0)
+        self._cap_m = max(float(step["min_mm"]) / MM, self._cap_m * decay)
+        low, cap = float(step["min_mm"]) / MM, self._cap_m
         for name, gain in gains.items():
             factor = float(step["grow"]) if gain > 0 else float(step["shrink"])
             lengths[name] = float(np.clip(lengths[name] * factor, low, cap))
