@@ -86,6 +86,8 @@ def test_step_cap_stays_long_while_travelling_and_collapses_when_sources_disagre
     fixed = variant_config(config, config["variants"]["fixed_clock"])
     assert fixed["step"] == {**config["step"], "decay": 0.93, "reversal_decay": 1.0}
     assert variant_config(config, config["variants"]["ours"]) is config
+    rescaled = variant_config(config, {"loss_scale": {"physics": 1.0}})["loss_scale"]
+    assert rescaled == {**config["loss_scale"], "physics": 1.0}
     results = {}
     for name, chosen in (("ours", config), ("fixed_clock", fixed)):
         a, b = Quadratic([0.08, 0, 0.5], name="a"), Quadratic([0.08, 0.001, 0.5], scale=0.1, name="b")

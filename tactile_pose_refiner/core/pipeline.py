@@ -70,8 +70,8 @@ class FrameRefiner:
 
 
 def variant_config(config: dict, variant: dict) -> dict:
-    """The refiner configuration of a variant: its own `step` settings override the shared ones
-    (e.g. a longer schedule)."""
-    if not variant.get("step"):
-        return config
-    return {**config, "step": {**config["step"], **variant["step"]}}
+    """The refiner configuration of a variant: its own `step` and `loss_scale` settings override
+    the shared ones (e.g. a longer schedule)."""
+    overrides = {key: {**config[key], **variant[key]} for key in ("step", "loss_scale")
+                 if variant.get(key)}
+    return {**config, **overrides} if overrides else config
