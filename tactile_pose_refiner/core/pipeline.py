@@ -1,9 +1,9 @@
 """Refine one frame: build its gradient sources, run a refiner variant, measure plausibility.
 
 The ROS-free entry point the refiner node and `tpr bench` share. A variant (config/refiner.yaml)
-names the active gradient sources and the checkpoint source, and may override the step schedule;
-the diagnostics carry the intersection volume and contact area before and after when the frame's
-hand is usable.
+names the active gradient sources and the checkpoint source, and may override the step schedule
+and the loss scales; the diagnostics carry the intersection volume and contact area before and
+after when the frame's hand is usable.
 """
 from __future__ import annotations
 

@@ -148,8 +148,7 @@ class Refiner:
         """Did this update turn back against the previous one by more than 120 degrees (in the
         step metric)? Sideways jitter while travelling (RMSProp inflates tiny gradient
         components) is not the sources' disagreement and must not stop the travel."""
-        scale = np.r_[1.0, 1.0, 1.0, self.radius_m, self.radius_m, self.radius_m]
-        a, b = delta * scale, previous * scale
+        a, b = self._in_metric(delta), self._in_metric(previous)
         norms = np.linalg.norm(a) * np.linalg.norm(b)
         return norms > 0.0 and float(np.dot(a, b)) < -0.5 * norms
 
@@ -180,9 +179,13 @@ class Refiner:
         direction = self._preconditioned(name, scaled)
         return result, direction / np.linalg.norm(direction)
 
+    def _in_metric(self, delta: np.ndarray) -> np.ndarray:
+        """A step (dt, omega) as (dt, r omega): the coordinates of the step metric [m]."""
+        return np.r_[delta[:3], self.radius_m * delta[3:]]
+
     def _length(self, delta: np.ndarray) -> float:
         """|delta| in the step metric [m]: sqrt(|dt|^2 + (r |omega|)^2)."""
-        return float(np.hypot(np.linalg.norm(delta[:3]), self.radius_m * np.linalg.norm(delta[3:])))
+        return float(np.linalg.norm(self._in_metric(delta)))
 
     def _preconditioned(self, name: str, gradient: np.ndarray) -> np.ndarray:
         """RMSProp: each coordinate divided by the running RMS of its own gradient. The losses
@@ -236,11 +239,11 @@ class Refiner:
         its own loss, and the pose jitters by the step length forever (measured: ~0.5 mm per
         iteration after 300 iterations); turning back is that jitter's signature."""
         decay = float(step["decay"]) * (float(step.get("reversal_decay", 1.0)) if reversed_ else 1.0)
-        self._cap_m = max(float(step["min_mm"]) / MM, self._cap_m * decay)
-        low, cap = float(step["min_mm"]) / MM, self._cap_m
+        low = float(step["min_mm"]) / MM
+        self._cap_m = max(low, self._cap_m * decay)
         for name, gain in gains.items():
             factor = float(step["grow"]) if gain > 0 else float(step["shrink"])
-            lengths[name] = float(np.clip(lengths[name] * factor, low, cap))
+            lengths[name] = float(np.clip(lengths[name] * factor, low, self._cap_m))
 
 
 @dataclass

@@ -40,13 +40,10 @@ def _touching(reading, layout, link_poses, T_frame_base, threshold):
     """Posed positions, outward normals (K, 3) and force rows (K, 3) of the taxels in contact."""
     positions, normals = layout.posed(link_poses, T_frame_base)
     row_of_id = {int(taxel_id): row for row, taxel_id in enumerate(layout.ids)}
-    touching = np.nonzero(reading.in_contact(threshold))[0]
-    known = [(row_of_id[int(reading.taxel_ids[i])], i) for i in touching
-             if int(reading.taxel_ids[i]) in row_of_id]
-    rows = np.array([row for row, _ in known], dtype=int)
-    readings = np.array([i for _, i in known], dtype=int)
-    forces = np.asarray(reading.forces, dtype=np.float64).reshape(-1, 3)[readings]
-    return positions[rows], normals[rows], forces
+    touching = [i for i in np.nonzero(reading.in_contact(threshold))[0]
+                if int(reading.taxel_ids[i]) in row_of_id]
+    rows = [row_of_id[int(reading.taxel_ids[i])] for i in touching]
+    return positions[rows], normals[rows], reading.forces[touching]
 
 
 class TactileSource(GradientSource):
