@@ -157,9 +157,12 @@ def contact_normals(source: TactileSource, obj: ObjectAssets, T: np.ndarray) -> 
 @pytest.mark.parametrize("object_id", ["002_master_chef_can", "005_tomato_soup_can", "009_gelatin_box"])
 def test_tactile_and_physics_losses_vanish_at_a_recorded_grasp(object_id, hand_assets):
     """The soft skin is compressed where it touches: the taxels and the link surface sit inside
-    the object at the true pose. Read the surface from the skin's force and let the skin take up
-    its compression, and both losses are ~0 at the truth (so neither pulls the object off it);
-    on the bare taxels and a rigid hand they are not (measured 0.3-0.6 and 0.6-1.2 mm^2)."""
+    the object at the true pose. Compare each taxel's signed distance with the gap its force
+    implies and let the skin take up its compression, and both losses are ~0 at the truth (so
+    neither pulls the object off it; tactile measured 3e-6..1e-5 mm^2, the sensor's noise); on
+    the bare taxels and a rigid hand they are not (measured 0.3-0.6 and 0.6-1.2 mm^2). Taxels
+    moved along their own normals by the gap stayed up to 0.02 mm^2 off (the nearest surface
+    point is off the normal where a finger meets the object at a slant)."""
     obj, scene = assets(object_id), frame(object_id)
     T = scene.T_cam_obj
     tactile = {name: loss_at(tactile_source(scene, obj, hand), T).value.item()
@@ -171,7 +174,7 @@ def test_tactile_and_physics_losses_vanish_at_a_recorded_grasp(object_id, hand_a
         source = PhysicsSource.build(obj.sdf, obj.body, hand_in_camera(scene).surface_points, T, config)
         physics[skin] = loss_at(source, T).value.item()
     print(f"{object_id}: at the truth tactile {tactile}, physics {physics} [mm^2]")
-    assert tactile["force"] < 0.05 < 0.2 < tactile["bare"]
+    assert tactile["force"] < 1e-3 < 0.2 < tactile["bare"]
     assert physics[0.0] > 0.3 and min(physics.values()) < 0.01
 
 

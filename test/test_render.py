@@ -219,6 +219,38 @@ def test_without_a_mask_the_render_is_composited_over_the_image(scenes, camera):
     assert at_truth.value.item() < result.value.item()
 
 
+def test_pixels_the_hand_hides_leave_the_loss(camera, catalog):
+    """A replayed grasp whose fingers cover part of the mustard bottle: the hand's ray-cast
+    silhouette, less the object pixels, is exactly the generator's visible-hand mask and leaves
+    the loss (with or without a mask); a non-finite hand is a degraded source."""
+    from scenes import frame, hand_in_camera
+
+    example = frame("006_mustard_bottle", 1)
+    model = catalog.load(example.object_id)
+    hand = hand_in_camera(example).mesh
+    reference = RaycastRenderer(camera).render(model, example.T_cam_obj, [hand])
+    hand_only = camera.silhouette(hand.vertices, hand.faces)
+    np.testing.assert_array_equal(hand_only & ~reference.object_mask, reference.hand_mask)
+    config = config_with(hand_occlusion={"enabled": True, "dilate_px": 0})
+    source = RenderSource(model, camera, reference.rgb, reference.object_mask, None, config, occluders=hand)
+    np.testing.assert_array_equal(source.seen == 0, reference.hand_mask)
+    # Without a mask the render is composited over the image: there the hand's pixels counted.
+    painted = reference.rgb.copy()
+    painted[reference.hand_mask] = (255, 0, 255)
+    T = random_offset(example.T_cam_obj, 0.003, np.radians(2.0), seed=4)
+    losses = {}
+    for name, rgb, occluders in (("hand", reference.rgb, hand), ("hand painted", painted, hand),
+                                 ("blind", reference.rgb, None), ("blind painted", painted, None)):
+        source = RenderSource(model, camera, rgb, None, None, config, occluders=occluders)
+        losses[name] = loss_and_gradient(source, T)[0].value.item()
+    assert losses["hand painted"] == pytest.approx(losses["hand"], rel=1e-12)
+    assert losses["blind painted"] != pytest.approx(losses["blind"], rel=1e-6)
+    broken = hand.copy()
+    broken.vertices[0] = np.nan
+    assert_degraded(RenderSource(model, camera, reference.rgb, reference.object_mask, None, config,
+                                 occluders=broken), T, "non-finite hand mesh")
+
+
 def with_faces(model: ObjectModel, vertices: np.ndarray, faces: np.ndarray) -> ObjectModel:
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     return ObjectModel(f"{model.object_id}-edited-{len(faces)}", model.mesh_path, model.mass_kg, mesh, None)

@@ -62,3 +62,25 @@ def test_recovers_on_a_generated_frame_with_finger_occlusion():
                       example.T_cam_obj, "deodr", seed=1)
     print(f"occluded frame: {mm:.2f} mm {deg:.2f} deg")
     assert mm < 2.0 and deg < 1.0
+
+
+def test_fingers_in_front_of_the_object_no_longer_pull_it():
+    """The same frame, colour and mask only (no depth), fit started at the truth: with the hand's
+    pixels out of the loss the pose stays (measured 0.08 mm / 0.05 deg); hand-blind, the
+    occluded mask pulls it 2.1 mm / 0.95 deg away."""
+    from scenes import frame, hand_in_camera
+
+    example = frame("006_mustard_bottle", 1)
+    model = ObjectCatalog.from_config().load(example.object_id)
+    config = load_config("render")
+    config["weights"]["depth"] = 0.0
+    errors = {}
+    for name, occluders in (("hand", hand_in_camera(example).mesh), ("blind", None)):
+        source = RenderSource(model, example.camera, example.rgb, example.mask, None, config,
+                              occluders=occluders)
+        T = bench.fit_pose(source, example.T_cam_obj, model.geometry.centroid, ITERATIONS)
+        error_m, error_deg = bench.pose_error(T, example.T_cam_obj)
+        errors[name] = (error_m * 1000, error_deg)
+    print(errors)
+    assert errors["hand"][0] < 0.5 and errors["hand"][1] < 0.3
+    assert errors["blind"][0] > 1.0   # what the hand's pixels did

@@ -11,8 +11,7 @@ from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import GradientSource, Unavailable
 from tactile_pose_refiner.core.gradients.depth import DepthSource
 from tactile_pose_refiner.core.gradients.physics import PhysicsSource, RigidBody
-from tactile_pose_refiner.core.gradients.tactile import (TactileSource, contact_positions,
-                                                         contact_surface_points)
+from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_gaps, contact_positions
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, PosedHand
@@ -105,12 +104,15 @@ def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSou
     if hand.skin is None:
         contacts = contact_positions(frame.tactile, hand.layout, posed.link_poses,
                                      posed.T_frame_base, hand.contact_threshold)
-    else:
-        contacts = contact_surface_points(frame.tactile, hand.layout, posed.link_poses,
-                                          posed.T_frame_base, hand.contact_threshold, hand.skin)
-    return TactileSource(obj.model.geometry, contacts, distance=obj.distance)
+        return TactileSource(obj.model.geometry, contacts, distance=obj.distance)
+    contacts, gaps, saturated = contact_gaps(frame.tactile, hand.layout, posed.link_poses,
+                                             posed.T_frame_base, hand.contact_threshold, hand.skin)
+    return TactileSource(obj.model.geometry, contacts, distance=obj.distance, gaps=gaps,
+                         saturated=saturated)
 
 
 def _render(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     from tactile_pose_refiner.core.gradients.render.source import RenderSource
-    return RenderSource(obj.model, frame.camera, frame.rgb, frame.mask, frame.depth_m)
+    occluders = None if isinstance(posed, str) else posed.mesh
+    return RenderSource(obj.model, frame.camera, frame.rgb, frame.mask, frame.depth_m,
+                        occluders=occluders)

@@ -132,13 +132,18 @@ class PointMeshDistance:
         """At pose T (4, 4): (point-term points (A, 3), their closest surface points in the object
         frame (A, 3)), (triangle-term points (B, 3), the centres of those triangles (B, 3))."""
         R, t = T[:3, :3], T[:3, 3]
-        local = (self.points - t) @ R
+        hit, closest, _ = self.closest_points((self.points - t) @ R)
+        return (self.points[hit], closest, *self._triangle_pairs(R, t))
+
+    def closest_points(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 3) object-frame points -> which have a surface point within reach (N,) bool,
+        those closest points (A, 3) and their faces (A,)."""
         face, _ = self.distance.closest(local, self.search.max_distance_m)
         hit = face >= 0
         # The BVH search runs in float32; the closest point is re-derived in float64 on the
         # chosen face so the loss is smooth down to finite-difference step sizes.
         closest = trimesh.triangles.closest_point(self.vertices[self.faces[face[hit]]], local[hit])
-        return (self.points[hit], closest, *self._triangle_pairs(R, t))
+        return hit, closest, face[hit]
 
     def _triangle_pairs(self, R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         empty = np.zeros((0, 3))

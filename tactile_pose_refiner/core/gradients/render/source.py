@@ -4,7 +4,7 @@
          + w_mask  * mean_pixels (alpha_r - M)^2
          + w_depth * mean_pixels [M_valid] (alpha_r z_r - alpha_r z_in)^2 / unit^2
 
-over the entire image, as in the paper. Only a window around the object's projection at the
+over the entire image, as in the paper, less the pixels the hand hides (below). Only a window around the object's projection at the
 current pose is rendered; outside it the render is empty, so those pixels add a constant that
 depends on the frame only (sum of the target's squares there), computed from per-frame totals:
 the loss is exactly the full-image loss, at a cost that follows the object's size.
@@ -14,12 +14,21 @@ observed colour is carried into that soft rim from the nearest object pixel, so 
 zero at the true pose for any backend (DEODR's one-sided overdraw would otherwise shrink the
 object, i.e. push it away from the camera). Without a mask the render is composited over the
 observed image and compared with it (RGB term only).
+
+The hand is fixed within a frame and its pose is known (joint states), so its silhouette is
+ray-cast once per frame. Where it covers a pixel and the object is not seen there, the image says
+nothing about the object (the fingers may be in front of it), so that pixel leaves every term;
+the hand-object border is not a silhouette edge of the object either. Without this the loss pulls
+the rendered object out from under the fingers (measured: refined poses sit deeper in the hand
+than the truth). Where the object is seen in front of the hand, the pixel stays.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.ndimage import distance_transform_edt
+import trimesh
+from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter
+from scipy.special import ndtri
 
 from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded, pose_array
 from tactile_pose_refiner.core.gradients.render.base import Renderer, RenderInputError, roi_around
@@ -31,26 +40,28 @@ from tactile_pose_refiner.core.scene.objects import ObjectModel
 
 class RenderSource(GradientSource):
     """Built per frame from (model, camera, rgb (H, W, 3) uint8, mask (H, W) bool/uint8 or None,
-    depth_m (H, W) [m] 0 = invalid, or None); loss(R, t) -> SourceLoss, cheap under no_grad."""
+    depth_m (H, W) [m] 0 = invalid, or None, occluders: the hand mesh in the camera frame or
+    None); loss(R, t) -> SourceLoss, cheap under no_grad."""
 
     name = "render"
 
     def __init__(self, model: ObjectModel, camera: PinholeCamera, rgb: np.ndarray,
                  mask: np.ndarray | None = None, depth_m: np.ndarray | None = None,
-                 config: dict | None = None, renderer: Renderer | None = None) -> None:
+                 config: dict | None = None, renderer: Renderer | None = None,
+                 occluders: trimesh.Trimesh | None = None) -> None:
         self.config = config if config is not None else load_config("render")
         self.camera = camera
         self.problem: str | None = None
         self.weights = {k: float(v) for k, v in self.config["weights"].items()}
         try:
             self.renderer = renderer or renderer_for(model, camera, self.config)
-            self._set_targets(rgb, mask, depth_m)
+            self._set_targets(rgb, mask, depth_m, occluders)
         except RenderInputError as exc:
             self.problem = str(exc)
 
     # -- per frame ------------------------------------------------------------------------------
 
-    def _set_targets(self, rgb, mask, depth_m) -> None:
+    def _set_targets(self, rgb, mask, depth_m, occluders) -> None:
         shape = (self.camera.height, self.camera.width)
         if rgb is None or np.shape(rgb) != (*shape, 3):
             raise RenderInputError(f"rgb image of shape {np.shape(rgb)}, expected {(*shape, 3)}")
@@ -65,7 +76,10 @@ class RenderSource(GradientSource):
             mask = np.asarray(mask) > 0
             if mask.sum() < int(self.config["min_mask_pixels"]):
                 raise RenderInputError(f"object mask has {int(mask.sum())} pixels")
-            self.target_alpha, nearest = self._soft_mask(mask)
+        hidden = self._hidden_by(occluders, mask)
+        self.seen = None if hidden is None else (~hidden).astype(np.float64)
+        if mask is not None:
+            self.target_alpha, nearest = self._soft_mask(mask, hidden)
             self.target_rgb = self.target_alpha[..., None] * image[nearest[0], nearest[1]]
         if depth_m is not None and self.weights.get("depth", 0.0) > 0.0 and mask is not None:
             if np.shape(depth_m) != shape:
@@ -75,21 +89,47 @@ class RenderSource(GradientSource):
             self.depth_valid = mask & (depth > 0)
         self.outside = self._totals()
 
-    def _soft_mask(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _hidden_by(self, occluders: trimesh.Trimesh | None, mask: np.ndarray | None) -> np.ndarray | None:
+        """(H, W) bool: pixels the hand covers (grown by dilate_px for its calibration error)
+        where the object is not seen; None when the hand is not known or not used."""
+        settings = self.config.get("hand_occlusion", {})
+        if occluders is None or len(occluders.faces) == 0 or not settings.get("enabled", False):
+            return None
+        if not np.isfinite(occluders.vertices).all():
+            raise RenderInputError("non-finite hand mesh")
+        hand = self.camera.silhouette(occluders.vertices, occluders.faces)
+        if int(settings["dilate_px"]) > 0 and hand.any():
+            hand = binary_dilation(hand, iterations=int(settings["dilate_px"]))
+        return hand if mask is None else hand & ~mask
+
+    def _soft_mask(self, mask: np.ndarray, hidden: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Observed mask -> the coverage the backend would render there (H, W) and, per pixel,
-        the (row, column) of the nearest object pixel (itself inside)."""
+        the (row, column) of the nearest object pixel (itself inside). Hidden pixels may be
+        object: the border with them is no edge."""
+        solid = mask if hidden is None else mask | hidden
         outside, nearest = distance_transform_edt(~mask, return_indices=True)
-        inside = distance_transform_edt(mask)
-        # Pixel centres on both sides of the boundary are half a pixel from it on average.
-        signed = np.where(mask, 0.5 - inside, outside - 0.5)
+        # Far from the edge: pixel centres on both sides of it are half a pixel from it.
+        signed = np.where(mask, 0.5 - distance_transform_edt(solid), outside - 0.5)
+        # Near it, that overstates the distance of slanted edges (by 0.15 px at 45 deg: the
+        # rendered object then looked too big and L_DR pushed it 0.3-0.5 mm away from the
+        # camera, into the fingers). A Gaussian blur of the sampled mask equals the blurred
+        # continuous silhouette at pixel centres (sigma >= 0.8 px: lattice error < 1e-5), so
+        # inverting it gives the sub-pixel signed distance of a locally straight edge.
+        sigma = float(self.config["mask_edge_blur_px"])
+        if sigma > 0.0:
+            blurred = np.where(mask, gaussian_filter(solid.astype(np.float64), sigma),
+                               gaussian_filter(mask.astype(np.float64), sigma))
+            near = (blurred > 0.01) & (blurred < 0.99)
+            signed[near] = -sigma * ndtri(blurred[near])
         return self.renderer.coverage(signed), nearest
 
     def _totals(self) -> dict[str, float]:
         """Sum over the whole image of each target's square: the window adds its own part back."""
         totals = {}
         if self.target_alpha is not None:
-            totals = {"rgb": float((self.target_rgb ** 2).sum()),
-                      "silhouette": float((self.target_alpha ** 2).sum())}
+            seen = np.ones(self.target_alpha.shape) if self.seen is None else self.seen
+            totals = {"rgb": float((seen[..., None] * self.target_rgb ** 2).sum()),
+                      "silhouette": float((seen * self.target_alpha ** 2).sum())}
         return totals
 
     # -- per pose -------------------------------------------------------------------------------
@@ -121,16 +161,19 @@ class RenderSource(GradientSource):
         roi = rendering.roi
         crop = lambda image: torch.as_tensor(roi.crop(image), dtype=rendering.rgb.dtype,  # noqa: E731
                                              device=rendering.rgb.device)
+        seen = 1.0 if self.seen is None else crop(self.seen)
         terms = {}
         if self.target_alpha is None:   # no mask: composite over the observed image, compare
             observed = crop(self.observed_rgb)
             residual = rendering.rgb - rendering.silhouette[..., None] * observed
-            terms["rgb"] = (residual ** 2).sum() / 3.0
+            terms["rgb"] = (seen * (residual ** 2).sum(dim=-1)).sum() / 3.0
         else:
             for name, rendered, target in (("rgb", rendering.rgb, crop(self.target_rgb)),
                                            ("silhouette", rendering.silhouette, crop(self.target_alpha))):
-                inside = ((rendered - target) ** 2 - target ** 2).sum()
-                terms[name] = inside + self.outside[name]
+                squares = (rendered - target) ** 2 - target ** 2
+                if squares.dim() == 3:
+                    squares = squares.sum(dim=-1)
+                terms[name] = (seen * squares).sum() + self.outside[name]
             terms["rgb"] = terms["rgb"] / 3.0
         if self.depth_valid is not None:
             valid = crop(self.depth_valid.astype(np.float64))
