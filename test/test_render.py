@@ -11,6 +11,7 @@ from tactile_pose_refiner import cli
 from tactile_pose_refiner.core.geometry import translation
 from tactile_pose_refiner.core.gradients.base import loss_and_gradient, perturbed_pose, random_offset
 from tactile_pose_refiner.core.gradients.render import RenderSource, bench, renderer_for, roi_around
+from tactile_pose_refiner.core.gradients.render.base import mesh_silhouette
 from tactile_pose_refiner.core.gradients.render.factory import BACKENDS
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
@@ -229,7 +230,7 @@ def test_pixels_the_hand_hides_leave_the_loss(camera, catalog):
     model = catalog.load(example.object_id)
     hand = hand_in_camera(example).mesh
     reference = RaycastRenderer(camera).render(model, example.T_cam_obj, [hand])
-    hand_only = camera.silhouette(hand.vertices, hand.faces)
+    hand_only = mesh_silhouette(hand.vertices, hand.faces, camera)
     np.testing.assert_array_equal(hand_only & ~reference.object_mask, reference.hand_mask)
     config = config_with(hand_occlusion={"enabled": True, "dilate_px": 0})
     source = RenderSource(model, camera, reference.rgb, reference.object_mask, None, config, occluders=hand)

@@ -50,11 +50,12 @@ def _touching(reading, layout, link_poses, T_frame_base, threshold):
 
 
 def huber(residual: torch.Tensor, delta: float | None) -> torch.Tensor:
-    """residual^2 up to |residual| = delta, then growing linearly (slope 2 delta); None: squares."""
+    """residual^2 up to |residual| = delta, then growing linearly (slope 2 delta); None: squares.
+    (torch's Huber loss is half of that: 0.5 x^2 inside.)"""
     if delta is None:
         return residual.pow(2)
-    size = residual.abs()
-    return torch.where(size <= delta, residual.pow(2), 2.0 * delta * size - delta ** 2)
+    return 2.0 * torch.nn.functional.huber_loss(residual, torch.zeros_like(residual),
+                                                reduction="none", delta=delta)
 
 
 class SkinGapDistance(PointMeshDistance):
@@ -81,10 +82,11 @@ class SkinGapDistance(PointMeshDistance):
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, int]:
         T = pose_array(rotation, translation)
-        hit, closest, face = self.closest_points((self.points - T[:3, 3]) @ T[:3, :3])
+        points_local = (self.points - T[:3, 3]) @ T[:3, :3]
+        hit, closest, face = self.closest_points(points_local)
         if not hit.any():
             return torch.zeros((), dtype=rotation.dtype, device=rotation.device), 0
-        outward = self._outward(((self.points[hit] - T[:3, 3]) @ T[:3, :3]), closest, face)
+        outward = self._outward(points_local[hit], closest, face)
         tensor = lambda array: torch.as_tensor(array, dtype=rotation.dtype, device=rotation.device)  # noqa: E731
         local = (tensor(self.points[hit]) - translation) @ rotation
         # Signed distance, exact in value; its gradient is the outward normal (Danskin, as Eq. 2).

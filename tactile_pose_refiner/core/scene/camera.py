@@ -44,34 +44,6 @@ class PinholeCamera:
         y = (v - self.cy) / self.fy
         return np.stack([x, y, np.ones_like(x)], axis=-1)
 
-    def silhouette(self, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-        """(H, W) bool: pixels whose centre ray hits the mesh (camera frame: (V, 3), (F, 3)).
-        Exact (Open3D/Embree ray cast), and only rays inside the mesh's projected box are cast."""
-        from tactile_pose_refiner.core.geometry import open3d_mesh
-        import open3d as o3d   # here: the camera model itself stays numpy-only
-
-        hit = np.zeros((self.height, self.width), dtype=bool)
-        vertices = np.asarray(vertices, dtype=np.float64)
-        front = vertices[vertices[:, 2] > 1e-6]
-        if len(faces) == 0 or len(front) == 0:
-            return hit
-        # A mesh crossing the camera plane projects anywhere: cast every ray then.
-        pixels = self.project(front) if len(front) == len(vertices) else None
-        u0, v0, u1, v1 = 0, 0, self.width - 1, self.height - 1
-        if pixels is not None and np.isfinite(pixels).all():
-            u0, v0 = max(int(np.floor(pixels[:, 0].min())), 0), max(int(np.floor(pixels[:, 1].min())), 0)
-            u1 = min(int(np.ceil(pixels[:, 0].max())), self.width - 1)
-            v1 = min(int(np.ceil(pixels[:, 1].max())), self.height - 1)
-            if u1 < u0 or v1 < v0:
-                return hit
-        directions = self.ray_directions()[v0:v1 + 1, u0:u1 + 1].reshape(-1, 3)
-        rays = np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32)
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(open3d_mesh(vertices, faces))
-        t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-        hit[v0:v1 + 1, u0:u1 + 1] = np.isfinite(t_hit).reshape(v1 - v0 + 1, u1 - u0 + 1)
-        return hit
-
     def project(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) camera-frame points -> (N, 2) pixel coordinates (u, v)."""
         points = np.asarray(points, dtype=np.float64)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import trimesh
 
+from tactile_pose_refiner.core.geometry import open3d_mesh
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 
@@ -57,6 +58,31 @@ def roi_around(vertices_obj: np.ndarray, T_cam_obj: np.ndarray, camera: PinholeC
     if u1 < u0 or v1 < v0:
         return None
     return Roi(u0, v0, u1 - u0 + 1, v1 - v0 + 1)
+
+
+def mesh_silhouette(vertices_cam: np.ndarray, faces: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """(H, W) bool: pixels whose centre ray hits the mesh ((V, 3) camera-frame vertices, (F, 3)
+    faces). Exact (Open3D/Embree ray cast); only the rays in the mesh's projected window are
+    cast, all of them when the mesh crosses the camera plane (it then projects anywhere)."""
+    import open3d as o3d   # here: only the hand's silhouette needs it
+
+    hit = np.zeros((camera.height, camera.width), dtype=bool)
+    vertices_cam = np.asarray(vertices_cam, dtype=np.float64)
+    in_front = vertices_cam[:, 2] > 1e-6
+    if len(faces) == 0 or not in_front.any():
+        return hit
+    roi = Roi(0, 0, camera.width, camera.height)
+    if in_front.all():
+        roi = roi_around(vertices_cam, np.eye(4), camera, 0, 1e-6)
+        if roi is None:
+            return hit
+    directions = roi.crop(camera.ray_directions()).reshape(-1, 3)
+    rays = np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(open3d_mesh(vertices_cam, faces))
+    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    roi.crop(hit)[...] = np.isfinite(t_hit).reshape(roi.height, roi.width)
+    return hit
 
 
 @dataclass

@@ -32,7 +32,8 @@ from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filt
 from scipy.special import ndtri
 
 from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded, pose_array
-from tactile_pose_refiner.core.gradients.render.base import Renderer, RenderInputError, roi_around
+from tactile_pose_refiner.core.gradients.render.base import (Renderer, RenderInputError, mesh_silhouette,
+                                                              roi_around)
 from tactile_pose_refiner.core.gradients.render.factory import renderer_for
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
@@ -98,7 +99,7 @@ class RenderSource(GradientSource):
             return None
         if not np.isfinite(occluders.vertices).all():
             raise RenderInputError("non-finite hand mesh")
-        hand = self.camera.silhouette(occluders.vertices, occluders.faces)
+        hand = mesh_silhouette(occluders.vertices, occluders.faces, self.camera)
         if int(settings["dilate_px"]) > 0 and hand.any():
             hand = binary_dilation(hand, iterations=int(settings["dilate_px"]))
         return hand if mask is None else hand & ~mask
@@ -120,8 +121,9 @@ class RenderSource(GradientSource):
         # then sat 0.53 -> 0.30 mm behind the truth along the viewing ray on a bench frame.
         sigma = float(self.config["mask_edge_blur_px"])
         if sigma > 0.0:
-            blurred = np.where(mask, gaussian_filter(solid.astype(np.float64), sigma),
-                               gaussian_filter(mask.astype(np.float64), sigma))
+            blurred = gaussian_filter(solid.astype(np.float64), sigma)
+            if hidden is not None:   # outside the mask, hidden pixels count as background
+                blurred = np.where(mask, blurred, gaussian_filter(mask.astype(np.float64), sigma))
             near = (blurred > 0.01) & (blurred < 0.99)
             signed[near] = -sigma * ndtri(blurred[near])
         return self.renderer.coverage(signed), nearest
