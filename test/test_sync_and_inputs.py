@@ -83,3 +83,22 @@ def test_xela_stream_becomes_a_stamped_reading_against_the_layout():
     assert reading.link_names[0] == layout.links[layout.patches.index(second_patch)]
     with pytest.raises(TactileInputError, match="sensor_pos 99"):
         converter.convert([SimpleNamespace(sensor_pos=99, time=0.0, taxels=[])], 0)
+
+
+def test_a_frame_waits_for_its_own_touch_rather_than_the_previous_frames():
+    """The previous frame's message (33 ms earlier) is within the 50 ms tolerance too; taking it
+    because it came first paired a replayed frame with a stale hand and touch, and its
+    refinement went 1.5 cm the wrong way. The frame's own message, arriving 0.2 s later, wins;
+    without one, the nearest within tolerance is taken at the deadline."""
+    import threading
+    import time
+
+    from tactile_pose_refiner.nodes.frame_inputs import FrameInputs
+
+    buffer = StampedBuffer(10)
+    buffer.add(0, "frame 0")
+    threading.Timer(0.2, buffer.add, (33 * MS, "frame 1")).start()
+    assert FrameInputs._wait_for(buffer, 33 * MS, 0.05, time.monotonic() + 2.0)[0] == "frame 1"
+    started = time.monotonic()
+    assert FrameInputs._wait_for(buffer, 66 * MS, 0.05, started + 0.3)[0] == "frame 1"
+    assert time.monotonic() - started >= 0.3

@@ -67,6 +67,11 @@ class StampedBuffer:
         offset = abs(stamp - stamp_ns) / 1e9
         return (item, offset) if offset <= tolerance_s else None
 
+    def settled(self, stamp_ns: int) -> bool:
+        """Has a message at or after stamp_ns arrived? A stream arrives in stamp order, so no
+        later message can be nearer to stamp_ns than what the buffer holds then."""
+        return any(stamp >= stamp_ns for stamp, _ in self.items)
+
     def take_near(self, stamp_ns: int, tolerance_s: float) -> list[Any]:
         """Remove and return every item within tolerance of stamp_ns."""
         near = [item for stamp, item in self.items if abs(stamp - stamp_ns) <= tolerance_s * 1e9]

@@ -94,9 +94,11 @@ class FrameInputs:
 
     @staticmethod
     def _wait_for(buffer: StampedBuffer, stamp: int, tolerance: float, deadline: float):
-        """The buffer's message nearest to stamp, waiting until the deadline for one to arrive
-        (the nodes upstream deliver a frame's pieces at slightly different times)."""
-        _wait_until(lambda: buffer.nearest(stamp, tolerance) is not None, deadline)
+        """The buffer's message nearest to stamp, waiting until the deadline for the nearest to
+        be known: until one at or after stamp has arrived (the nodes upstream deliver a frame's
+        pieces at slightly different times, and the previous frame's piece is within tolerance
+        too: taking it whenever it came first paired images with a stale hand and touch)."""
+        _wait_until(lambda: buffer.settled(stamp), deadline)
         return buffer.nearest(stamp, tolerance)
 
     @staticmethod
