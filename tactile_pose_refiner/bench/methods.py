@@ -90,7 +90,7 @@ class ObjectBench:
             return MethodResult(result.T if result.ok else T_initial, result.ms,
                                 result.status if result.ok else f"no estimate: {result.status}")
         if base in ("icp", "icp_cp"):
-            checkpoint = render_score(self.model, frame, posed) if base == "icp_cp" else None
+            checkpoint = render_score(self.model, frame, posed, T_initial) if base == "icp_cp" else None
             result = self.icp.run(frame.object_points(), T_initial, iterations, checkpoint)
             return MethodResult(result.T, (time.perf_counter() - started) * 1000.0, result.status)
         steps: list[tuple[float, float]] = []
@@ -114,11 +114,13 @@ class ObjectBench:
         return {"ca_cm2": plausible.ca_cm2, "iv_cm3": plausible.iv_cm3}
 
 
-def render_score(model: ObjectModel, frame: Frame, posed=None):
+def render_score(model: ObjectModel, frame: Frame, posed=None, T_initial: np.ndarray | None = None):
     """L_DR of the frame as a pose -> float score (ICP with checkpointing keeps its minimum);
-    posed: the frame's PosedHand (occludes, as in the refiner) or why it is unusable."""
+    posed: the frame's PosedHand (occludes, as in the refiner) or why it is unusable;
+    T_initial: where L_DR measures its renderer's edge (as in the refiner)."""
     occluders = None if posed is None or isinstance(posed, str) else posed.mesh
-    source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m, occluders=occluders)
+    source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m, occluders=occluders,
+                          reference_pose=T_initial)
 
     def score(T: np.ndarray) -> float:
         result = loss_at(source, T)

@@ -115,4 +115,4 @@ def _render(frame, obj, hand, posed, T_initial, device, _config) -> GradientSour
     from tactile_pose_refiner.core.gradients.render.source import RenderSource
     occluders = None if isinstance(posed, str) else posed.mesh
     return RenderSource(obj.model, frame.camera, frame.rgb, frame.mask, frame.depth_m,
-                        occluders=occluders)
+                        occluders=occluders, reference_pose=T_initial)
