@@ -31,7 +31,8 @@ class DepthSource(GradientSource):
         self.min_points = int(config["min_points"])
         search = PairSearch(config["mesh_to_points"], config["max_pair_distance_m"],
                             config["visibility_refresh_m"], np.radians(config["visibility_refresh_deg"]),
-                            int(config.get("max_triangles", 0)))
+                            int(config.get("max_triangles", 0)),
+                            np.radians(float(config.get("max_incidence_deg", 90.0))))
         self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense)
 
     def frozen(self):

@@ -42,6 +42,8 @@ class PairSearch:
                                     # triangles (a fixed random subset: a mean over triangles
                                     # estimated from a sample, at a cost that no longer grows
                                     # with the scan's resolution)
+    max_incidence_rad: float = np.pi / 2   # 'visible': triangles seen more obliquely than this
+                                    # leave the triangle term (see Visibility)
 
     def __post_init__(self) -> None:
         if self.mesh_to_points not in ("all", "visible", "none"):
@@ -81,13 +83,19 @@ class Visibility:
             angle = np.arccos(np.clip((np.trace(cached_R.T @ R) - 1.0) / 2.0, -1.0, 1.0))
             if np.linalg.norm(cached_t - t) <= search.refresh_m and angle <= search.refresh_rad:
                 return indices
-        indices = self._ray_cast(R, t)
+        indices = self._ray_cast(R, t, search.max_incidence_rad)
         self._cache = (R.copy(), t.copy(), indices)
         return indices
 
-    def _ray_cast(self, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def _ray_cast(self, R: np.ndarray, t: np.ndarray, max_incidence_rad: float) -> np.ndarray:
+        """Front-facing triangles seen at most max_incidence_rad off their normal, whose centre's
+        ray hits them first. Near the silhouette the camera samples a surface from one side only:
+        a grazing triangle's nearest observed point lies towards the camera-facing side, and the
+        triangle term then pulls the whole object towards the camera."""
         centres = self.centres @ R.T + t
-        front = np.nonzero(np.einsum("nc,nc->n", self.normals @ R.T, centres) < 0.0)[0]
+        facing = -np.einsum("nc,nc->n", self.normals @ R.T, centres)
+        lengths = np.linalg.norm(self.normals, axis=1) * np.linalg.norm(centres, axis=1)
+        front = np.nonzero((facing > 0.0) & (facing >= np.cos(max_incidence_rad) * lengths))[0]
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(open3d_mesh(self.vertices @ R.T + t, self.faces))   # geometry id 0
         if self.occluders is not None and len(self.occluders.faces):
