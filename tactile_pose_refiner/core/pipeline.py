@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.gradients.base import loss_at
 from tactile_pose_refiner.core.gradients.frame_sources import HandAssets, ObjectAssets, build_sources
 from tactile_pose_refiner.core.gradients.render.factory import resolve_device
 from tactile_pose_refiner.core.metrics import ObjectMetrics
@@ -17,6 +18,7 @@ from tactile_pose_refiner.core.refiner import Plausibility, Refinement, Refiner
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.hand import PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
+from tactile_pose_refiner.core.symmetry import best_turn, symmetry_axis
 
 
 class FrameRefiner:
@@ -56,10 +58,32 @@ class FrameRefiner:
                           built[checkpoint] if checkpoint else None,
                           self.object.body.com, self.object.body.radius, variant_config(self.config, chosen))
         refinement = refiner.run(T_initial, iterations, on_iteration)
+        if checkpoint:
+            self._turn_about_symmetry_axis(refinement, built[checkpoint])
         if measure and not isinstance(posed, str):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
         return refinement
+
+    def _turn_about_symmetry_axis(self, refinement: Refinement, checkpoint) -> None:
+        """A body symmetric about an axis: the output turned about it to the lowest checkpoint
+        loss (core/symmetry.py; config `symmetry_turn`)."""
+        settings = self.config.get("symmetry_turn") or {}
+        axis = symmetry_axis(self.object.body.inertia, float(settings.get("moment_tolerance", 0.0)))
+        if not settings.get("enabled", False) or axis is None:
+            return
+
+        def score(T: np.ndarray) -> float:
+            result = loss_at(checkpoint, T)
+            return float(result.value) if result.ok else np.inf
+
+        T, turn = refinement.T, 0.0
+        for range_deg, step_deg in settings["grids_deg"]:   # coarse, then fine about the best
+            T, angle = best_turn(T, axis, self.object.body.com, score, np.radians(range_deg),
+                                 np.radians(step_deg))
+            turn += angle
+        refinement.T = T
+        refinement.diagnostics.turn_deg = float(np.degrees(turn))
 
     def plausibility(self, T: np.ndarray, posed: PosedHand) -> Plausibility:
         return Plausibility(self.metrics.intersection_volume(T, posed).cm3,

@@ -42,6 +42,7 @@ class Diagnostics:
     stop_reason: str = ""
     status: str = "ok"
     wall_ms: float = 0.0
+    turn_deg: float = 0.0   # the output's turn about the object's symmetry axis (pipeline)
 
     def final_losses(self) -> dict[str, float]:
         return {name: values[-1] for name, values in self.losses.items() if values}

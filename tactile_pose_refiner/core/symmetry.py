@@ -1,0 +1,51 @@
+"""Turning a refined pose about the object's symmetry axis, to where the image's texture fits.
+
+About the axis of a can, the geometry is the same whatever the turn: physics, depth and touch
+cannot tell the turns apart, and L_DR only sees texture edges within a few pixels. From a start
+5-8 deg off about that axis the refinement converges on the geometry and leaves the turn (200
+accurate bench frames: 19 of the 24 ending more than 0.4 mm off were a can or the tuna can
+turned about its axis, with L_DR 5-8x its value at the truth). Once the refinement has placed
+the object, the texture lines up again at the right turn, so the output is the pose turned to
+the lowest L_DR on a grid of turns: the checkpoint's rule, over the states geometry cannot tell
+apart.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def symmetry_axis(inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
+    """(3,) unit axis (object frame) of a body whose other two principal moments agree within
+    `tolerance` (a share of the larger), else None."""
+    moments, axes = np.linalg.eigh(np.asarray(inertia, dtype=np.float64))
+    for odd in (0, 2):   # eigh sorts: the pair that agrees is (1, 2) or (0, 1)
+        pair = [k for k in range(3) if k != odd]
+        a, b = moments[pair]
+        if abs(a - b) <= tolerance * max(a, b) and abs(moments[odd] - a) > tolerance * max(a, moments[odd]):
+            return axes[:, odd]
+    return None
+
+
+def turned(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, angle_rad: float) -> np.ndarray:
+    """T (4, 4) turned by angle about the object-frame axis through centre."""
+    turn = np.eye(4)
+    turn[:3, :3] = Rotation.from_rotvec(angle_rad * axis).as_matrix()
+    turn[:3, 3] = centre - turn[:3, :3] @ centre
+    return T @ turn
+
+
+def best_turn(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callable[[np.ndarray], float],
+              range_rad: float, step_rad: float) -> tuple[np.ndarray, float]:
+    """The pose among T turned by -range..range (step) about the axis with the lowest score,
+    and its turn [rad]; T itself (turn 0) wins ties."""
+    angles = np.arange(-range_rad, range_rad + 0.5 * step_rad, step_rad)
+    best, best_angle, best_score = T, 0.0, score(T)
+    for angle in angles:
+        candidate = turned(T, axis, centre, float(angle))
+        value = score(candidate)
+        if value < best_score:
+            best, best_angle, best_score = candidate, float(angle), value
+    return best, best_angle
