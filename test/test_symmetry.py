@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tactile_pose_refiner.core.gradients.base import loss_at
+from tactile_pose_refiner.core.gradients.base import loss_value
 from tactile_pose_refiner.core.gradients.physics import RigidBody
 from tactile_pose_refiner.core.gradients.render import RenderSource, bench
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-from tactile_pose_refiner.core.symmetry import best_turn, symmetry_axis, turned
+from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest, turned
 from tactile_pose_refiner.sim.render import RaycastRenderer
 
 TOLERANCE = load_config("refiner")["symmetry_turn"]["moment_tolerance"]
@@ -46,12 +46,9 @@ def test_the_texture_turns_a_can_back_about_its_axis(catalog):
     source = RenderSource(model, camera, seen.rgb, seen.object_mask)
     axis = symmetry_axis(mass.inertia, TOLERANCE)
     start = turned(T_true, axis, mass.com, np.radians(6.0))
-    score = lambda T: loss_at(source, T).value.item()   # noqa: E731
-    T, turn = start, 0.0
-    for range_deg, step_deg in load_config("refiner")["symmetry_turn"]["grids_deg"]:
-        T, angle = best_turn(T, axis, mass.com, score, np.radians(range_deg), np.radians(step_deg))
-        turn += angle
-    assert np.degrees(turn) == pytest.approx(-6.0, abs=0.3)
+    T, turn_deg = turn_to_lowest(start, axis, mass.com, lambda T: loss_value(source, T),
+                                 load_config("refiner")["symmetry_turn"]["grids_deg"])
+    assert turn_deg == pytest.approx(-6.0, abs=0.3)
     assert orientation_error_deg(T, T_true) < 0.3
     assert position_error_cm(T, T_true) < 0.02
     assert position_error_cm(start, T_true) > 0.15   # the scan's origin is off its axis

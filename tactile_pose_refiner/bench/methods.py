@@ -19,7 +19,7 @@ from tactile_pose_refiner.core.estimation import make_estimator
 from tactile_pose_refiner.core.estimation.base import Estimate
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.gradients.base import loss_at
+from tactile_pose_refiner.core.gradients.base import loss_value
 from tactile_pose_refiner.core.gradients.render.source import RenderSource
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.pipeline import FrameRefiner
@@ -121,10 +121,5 @@ def render_score(model: ObjectModel, frame: Frame, posed=None, T_initial: np.nda
     occluders = None if posed is None or isinstance(posed, str) else posed.mesh
     source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m, occluders=occluders,
                           reference_pose=T_initial)
-
-    def score(T: np.ndarray) -> float:
-        result = loss_at(source, T)
-        return float(result.value) if result.ok else float("inf")
-
-    return score
+    return lambda T: loss_value(source, T)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.gradients.base import loss_at
+from tactile_pose_refiner.core.gradients.base import loss_value
 from tactile_pose_refiner.core.gradients.frame_sources import HandAssets, ObjectAssets, build_sources
 from tactile_pose_refiner.core.gradients.render.factory import resolve_device
 from tactile_pose_refiner.core.metrics import ObjectMetrics
@@ -18,7 +18,7 @@ from tactile_pose_refiner.core.refiner import Plausibility, Refinement, Refiner
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.hand import PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
-from tactile_pose_refiner.core.symmetry import best_turn, symmetry_axis
+from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest
 
 
 class FrameRefiner:
@@ -69,21 +69,13 @@ class FrameRefiner:
         """A body symmetric about an axis: the output turned about it to the lowest checkpoint
         loss (core/symmetry.py; config `symmetry_turn`)."""
         settings = self.config.get("symmetry_turn") or {}
-        axis = symmetry_axis(self.object.body.inertia, float(settings.get("moment_tolerance", 0.0)))
-        if not settings.get("enabled", False) or axis is None:
+        if not settings.get("enabled", False):
             return
-
-        def score(T: np.ndarray) -> float:
-            result = loss_at(checkpoint, T)
-            return float(result.value) if result.ok else np.inf
-
-        T, turn = refinement.T, 0.0
-        for range_deg, step_deg in settings["grids_deg"]:   # coarse, then fine about the best
-            T, angle = best_turn(T, axis, self.object.body.com, score, np.radians(range_deg),
-                                 np.radians(step_deg))
-            turn += angle
-        refinement.T = T
-        refinement.diagnostics.turn_deg = float(np.degrees(turn))
+        axis = symmetry_axis(self.object.body.inertia, float(settings["moment_tolerance"]))
+        if axis is None:
+            return
+        refinement.T, refinement.diagnostics.turn_deg = turn_to_lowest(
+            refinement.T, axis, self.object.body.com, lambda T: loss_value(checkpoint, T), settings["grids_deg"])
 
     def plausibility(self, T: np.ndarray, posed: PosedHand) -> Plausibility:
         return Plausibility(self.metrics.intersection_volume(T, posed).cm3,

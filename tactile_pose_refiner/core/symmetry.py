@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from tactile_pose_refiner.core.gradients.base import apply_delta
 
 
 def symmetry_axis(inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
@@ -30,11 +31,8 @@ def symmetry_axis(inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
 
 
 def turned(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, angle_rad: float) -> np.ndarray:
-    """T (4, 4) turned by angle about the object-frame axis through centre."""
-    turn = np.eye(4)
-    turn[:3, :3] = Rotation.from_rotvec(angle_rad * axis).as_matrix()
-    turn[:3, 3] = centre - turn[:3, :3] @ centre
-    return T @ turn
+    """T (4, 4) turned by angle about the object-frame axis through centre (object frame)."""
+    return apply_delta(T, np.r_[np.zeros(3), angle_rad * (T[:3, :3] @ axis)], centre)
 
 
 def best_turn(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callable[[np.ndarray], float],
@@ -49,3 +47,14 @@ def best_turn(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callab
         if value < best_score:
             best, best_angle, best_score = candidate, float(angle), value
     return best, best_angle
+
+
+def turn_to_lowest(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callable[[np.ndarray], float],
+                   grids_deg: list) -> tuple[np.ndarray, float]:
+    """best_turn on each [range, step] grid [deg] in turn, each about the previous best: the
+    pose and its total turn [deg]."""
+    turn = 0.0
+    for range_deg, step_deg in grids_deg:
+        T, angle = best_turn(T, axis, centre, score, np.radians(range_deg), np.radians(step_deg))
+        turn += angle
+    return T, float(np.degrees(turn))

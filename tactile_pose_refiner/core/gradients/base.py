@@ -121,6 +121,12 @@ def loss_at(source: GradientSource, T: np.ndarray) -> SourceLoss:
                            torch.as_tensor(T[:3, 3], dtype=torch.float64))
 
 
+def loss_value(source: GradientSource, T: np.ndarray) -> float:
+    """The source's loss at T as a float, inf where it is unusable: a score to keep the minimum of."""
+    result = loss_at(source, T)
+    return float(result.value) if result.ok else float("inf")
+
+
 def loss_and_gradient(source: GradientSource, T: np.ndarray, pivot: np.ndarray | None = None
                       ) -> tuple[SourceLoss, np.ndarray]:
     """Evaluate a source at T and its gradient (6,) w.r.t. the step (dt, omega) at zero (turning

@@ -145,28 +145,27 @@ class RenderSource(GradientSource):
         # then sat 0.53 -> 0.30 mm behind the truth along the viewing ray on a bench frame.
         sigma = float(self.config["mask_edge_blur_px"])
         if sigma > 0.0:
-            blurred = gaussian_filter(solid.astype(np.float64), sigma)
+            mask_blurred = gaussian_filter(mask.astype(np.float64), sigma)
+            blurred = mask_blurred
             if hidden is not None:   # outside the mask, hidden pixels count as background
-                blurred = np.where(mask, blurred, gaussian_filter(mask.astype(np.float64), sigma))
+                blurred = np.where(mask, gaussian_filter(solid.astype(np.float64), sigma), mask_blurred)
             near = (blurred > 0.01) & (blurred < 0.99)
             signed[near] = -sigma * ndtri(blurred[near])
             if self.config.get("mask_edge_balance", False):
-                signed[near] -= self._edge_offset(mask, hidden, signed, near, sigma)
+                signed[near] -= self._edge_offset(mask, mask_blurred, hidden, signed, near, sigma)
         return self.renderer.coverage(signed)
 
-    def _edge_offset(self, mask: np.ndarray, hidden: np.ndarray | None, signed: np.ndarray,
-                     near: np.ndarray, sigma: float) -> float:
+    def _edge_offset(self, mask: np.ndarray, mask_blurred: np.ndarray, hidden: np.ndarray | None,
+                     signed: np.ndarray, near: np.ndarray, sigma: float) -> float:
         """Outward shift [px] of the blur-read edge that gives the target the total coverage the
         renderer draws for the true outline: the mask's area (pixel centres count it without
-        bias) plus the backend's edge excess x the outline's length (the blurred mask's gradient
-        summed, within 1.5 % on disks and squares). Counted away from hidden pixels, whose
-        border is no edge. The blur-read edge alone comes out 0.03 px short per unit of outline
+        bias) plus the backend's edge excess x the outline's length (`outline_length`). Counted
+        away from hidden pixels, whose border is no edge. The blur-read edge alone comes out 0.03 px short per unit of outline
         on average (disks, squares: quantised, clipped ramps), which moves L_DR's minimum away
         from the camera by ~ bias x z x length / (2 area): 1 mm on a power drill bench frame."""
         region = np.ones(mask.shape, bool) if hidden is None else \
             distance_transform_edt(~hidden) > 3.0 * sigma + 1.0
-        gy, gx = np.gradient(gaussian_filter(mask.astype(np.float64), sigma))
-        length = float((np.hypot(gx, gy) * region).sum())
+        length = outline_length(mask_blurred, region)
         coverage = self.renderer.coverage
         wanted = float(mask[region].sum()) + self._edge_excess_per_length(sigma) * length
         fixed = float(coverage(signed[region & ~near]).sum())
@@ -195,8 +194,7 @@ class RenderSource(GradientSource):
                                              with_depth=False)
         drawn = rendering.silhouette.detach().cpu().numpy().astype(np.float64)
         inside = self.renderer.hard_silhouette(rendering)
-        gy, gx = np.gradient(gaussian_filter(inside.astype(np.float64), sigma))
-        length = float(np.hypot(gx, gy).sum())
+        length = outline_length(gaussian_filter(inside.astype(np.float64), sigma))
         return straight if length < 1.0 else float(drawn.sum() - inside.sum()) / length
 
     def _totals(self) -> dict[str, float]:
@@ -257,3 +255,11 @@ class RenderSource(GradientSource):
             residual = rendering.depth / unit - rendering.silhouette * crop(self.observed_depth)
             terms["depth"] = (valid * residual ** 2).sum()
         return {name: term for name, term in terms.items() if self.weights.get(name, 0.0) > 0.0}
+
+
+def outline_length(blurred: np.ndarray, region: np.ndarray | None = None) -> float:
+    """Length [px] of a binary image's outline from its Gaussian blur: the blur's gradient
+    summed (over `region` only, if given); within 1.5 % on disks and squares."""
+    gy, gx = np.gradient(blurred)
+    magnitude = np.hypot(gx, gy)
+    return float((magnitude if region is None else magnitude * region).sum())
