@@ -71,8 +71,9 @@ def isolated_ros_environment(log_dir: Path | None = None) -> Iterator[dict[str, 
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tpr-ros-log-")))
         domain_id = stack.enter_context(_reserved_domain_id())
         env = dict(os.environ)
+        # PYTHONFAULTHANDLER: a node that crashes in native code leaves a traceback.
         env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
-                   ROS_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1")
+                   ROS_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
         yield env
 
 
@@ -112,6 +113,7 @@ class RunningGraph:
             except subprocess.TimeoutExpired:
                 process.kill()
                 stdout, stderr = process.communicate()
+                stderr += f"\n[RunningGraph] still running {timeout_s:.0f} s after SIGINT: killed\n"
             results[name] = (process.returncode, stdout, stderr)
         return results
 

@@ -40,7 +40,7 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
                                    "estimator_node": {"mode": "ground_truth_noise"}},
                          start_timeout_s=90, frame_timeout_s=90, log=lambda text: None)
     rows = run.rows()
-    failures = {name: err[-1500:] for name, (code, _, err) in run.exits.items() if code not in (0, None)}
+    failures = {name: (code, err[-1500:]) for name, (code, _, err) in run.exits.items() if code not in (0, None)}
     assert len(rows) >= 0.95 * FRAMES, (rows, failures, run.statuses[-20:])
     assert run.frames_replayed == FRAMES
     for entry in run.refined():

@@ -102,3 +102,25 @@ def test_a_frame_waits_for_its_own_touch_rather_than_the_previous_frames():
     started = time.monotonic()
     assert FrameInputs._wait_for(buffer, 66 * MS, 0.05, started + 0.3)[0] == "frame 1"
     assert time.monotonic() - started >= 0.3
+
+
+def test_work_queue_stop_waits_for_its_worker_and_drops_what_is_left():
+    import threading
+
+    from tactile_pose_refiner.nodes.frame_inputs import WorkQueue
+    reports, handled, started, release = [], [], threading.Event(), threading.Event()
+
+    def handle(request):
+        started.set()
+        release.wait(5.0)
+        handled.append(request)
+
+    node = SimpleNamespace(get_name=lambda: "queue_test",
+                           diagnostics=SimpleNamespace(report=lambda *args: reports.append(args)))
+    queue = WorkQueue(node, handle, size=0)
+    queue.put("first")
+    queue.put("second")
+    assert started.wait(5.0)
+    threading.Timer(0.2, release.set).start()
+    queue.stop(timeout_s=5.0)      # the running request finishes; the waiting one is dropped
+    assert not queue.worker.is_alive() and handled == ["first"] and reports == []

@@ -153,10 +153,14 @@ class WorkQueue:
             self.pending.append(request)
             self.wake.notify()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop taking requests and wait (bounded) for the worker: a thread still running while
+        the node and rclpy's context are destroyed can crash the process at exit."""
         with self.wake:
             self.stopping = True
             self.wake.notify()
+        if self.worker is not threading.current_thread():
+            self.worker.join(timeout_s)
 
     def _work(self) -> None:
         while True:
