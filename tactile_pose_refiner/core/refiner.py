@@ -50,6 +50,20 @@ class Diagnostics:
     def mean_weights(self) -> dict[str, float]:
         return {name: float(np.mean(values)) if values else 0.0 for name, values in self.weights.items()}
 
+    def followed_by(self, restart: "Diagnostics") -> "Diagnostics":
+        """These diagnostics and those of a refinement restarted from this one's output, as one
+        (the restart's iteration 0 is this one's output state)."""
+        kept = self.iterations + restart.kept_iteration if restart.kept_iteration else self.kept_iteration
+        return Diagnostics(
+            iterations=self.iterations + restart.iterations, kept_iteration=kept,
+            losses={n: v + restart.losses.get(n, []) for n, v in self.losses.items()},
+            weights={n: v + restart.weights.get(n, []) for n, v in self.weights.items()},
+            step_mm={n: v + restart.step_mm.get(n, []) for n, v in self.step_mm.items()},
+            checkpoint_losses=self.checkpoint_losses + restart.checkpoint_losses[1:],
+            motion_mm=self.motion_mm + restart.motion_mm, source_status=restart.source_status,
+            stop_reason=f"{restart.stop_reason} (restarted after {self.iterations})",
+            status=restart.status, wall_ms=self.wall_ms + restart.wall_ms, turn_deg=self.turn_deg)
+
 
 @dataclass
 class Plausibility:
