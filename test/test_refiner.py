@@ -98,6 +98,31 @@ def test_step_cap_stays_long_while_travelling_and_collapses_when_sources_disagre
     assert error_mm["ours"] < 0.1 and error_mm["fixed_clock"] > 10.0
 
 
+def test_a_converged_refinement_restarts_within_its_budget_and_keeps_its_checkpoint_minimum():
+    """The restart (config restart) runs from the output with fresh steps, only after the first
+    run converged and only within the iterations left; its diagnostics continue the first's."""
+    a, b = Quadratic([0.004, 0, 0.5], name="a"), Quadratic([-0.004, 0, 0.5], name="b")
+    checkpoint = Quadratic([0.0, 0, 0.5], name="checkpoint")
+    refiner = Refiner({"a": a, "b": b}, checkpoint, np.zeros(3), 0.05, refiner_config(restart={"iterations": 20}))
+    first = refiner.run(_at([0.0, 0.003, 0.5]))
+    assert first.diagnostics.stop_reason.startswith("converged") and first.diagnostics.iterations < 380
+    seen = []
+    both = refiner.restarted(first, on_iteration=lambda k, T: seen.append(k))
+    d, done = both.diagnostics, first.diagnostics.iterations
+    assert done < d.iterations <= done + 20 and seen == list(range(done + 1, d.iterations + 1))
+    assert "restarted after" in d.stop_reason and d.turn_deg == first.diagnostics.turn_deg
+    assert len(d.checkpoint_losses) == d.iterations + 1 == len(d.motion_mm) + 1
+    assert d.checkpoint_losses[:done + 1] == first.diagnostics.checkpoint_losses
+    assert d.checkpoint_losses[d.kept_iteration] == min(d.checkpoint_losses)   # never worse
+    assert len(d.losses["a"]) == len(first.diagnostics.losses["a"]) + d.iterations - done + 1
+    # No budget left, or a first run that stopped on its budget: no restart.
+    assert refiner.restarted(first, iterations=done) is first
+    budgeted = refiner.run(_at([0.0, 0.003, 0.5]), iterations=5)
+    assert refiner.restarted(budgeted, iterations=400) is budgeted
+    off = Refiner({"a": a, "b": b}, checkpoint, np.zeros(3), 0.05, refiner_config(restart={"iterations": 0}))
+    assert off.restarted(first) is first
+
+
 def test_unusable_sources_are_labelled_and_a_nan_start_is_refused():
     refiner = Refiner({"broken": Broken()}, None, np.zeros(3), 0.05, refiner_config())
     result = refiner.run(_at([0, 0, 0.5]))

@@ -60,7 +60,7 @@ class FrameRefiner:
         refinement = refiner.run(T_initial, iterations, on_iteration)
         if checkpoint:
             self._turn_about_symmetry_axis(refinement, built[checkpoint])
-        refinement = self._restarted(refiner, refinement, iterations, on_iteration)
+        refinement = refiner.restarted(refinement, iterations, on_iteration)
         if measure and not isinstance(posed, str):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
@@ -77,19 +77,6 @@ class FrameRefiner:
             return
         refinement.T, refinement.diagnostics.turn_deg = turn_to_lowest(
             refinement.T, axis, self.object.body.com, lambda T: loss_value(checkpoint, T), settings["grids_deg"])
-
-    def _restarted(self, refiner: Refiner, first: Refinement, iterations: int | None,
-                   on_iteration) -> Refinement:
-        """A converged refinement run once more from its output with fresh step lengths and cap
-        (config `restart`), within what is left of the iteration budget."""
-        done = first.diagnostics.iterations
-        budget = int(self.config["iterations"] if iterations is None else iterations) - done
-        budget = min(budget, int((self.config.get("restart") or {}).get("iterations", 0)))
-        if budget <= 0 or not first.diagnostics.stop_reason.startswith("converged"):
-            return first
-        shifted = None if on_iteration is None else (lambda k, T: on_iteration(done + k, T))
-        second = refiner.run(first.T, budget, shifted)
-        return Refinement(second.T, second.T_last, first.diagnostics.followed_by(second.diagnostics))
 
     def plausibility(self, T: np.ndarray, posed: PosedHand) -> Plausibility:
         return Plausibility(self.metrics.intersection_volume(T, posed).cm3,

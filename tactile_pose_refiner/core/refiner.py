@@ -144,6 +144,21 @@ class Refiner:
         checkpointed = self.checkpoint is not None and np.isfinite(best_loss)
         return Refinement(best_T if checkpointed else T, T, diagnostics)
 
+    def restarted(self, first: Refinement, iterations: int | None = None,
+                  on_iteration: Callable[[int, np.ndarray], None] | None = None) -> Refinement:
+        """A converged refinement run once more from its output with fresh step lengths and cap,
+        within what is left of the `iterations` budget and at most config `restart.iterations`.
+        The cap collapses once sources disagree, sometimes before the pose has settled; the
+        restart's checkpoint keeps its start among the states, so it loses nothing on L_DR."""
+        done = first.diagnostics.iterations
+        budget = int(self.config["iterations"] if iterations is None else iterations) - done
+        budget = min(budget, int((self.config.get("restart") or {}).get("iterations", 0)))
+        if budget <= 0 or not first.diagnostics.stop_reason.startswith("converged"):
+            return first
+        shifted = None if on_iteration is None else (lambda k, T: on_iteration(done + k, T))
+        second = self.run(first.T, budget, shifted)
+        return Refinement(second.T, second.T_last, first.diagnostics.followed_by(second.diagnostics))
+
     def _stop_reason(self, k: int, iterations: int, proposals: dict, lengths: dict) -> str:
         if k == iterations:
             return f"{iterations} iterations"
