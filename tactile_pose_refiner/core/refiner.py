@@ -256,9 +256,15 @@ class Refiner:
             value = float(result.value) if result.ok else np.nan
             diagnostics.source_status.setdefault("checkpoint", result.status)
         diagnostics.checkpoint_losses.append(value)
-        if np.isfinite(value) and value < best_loss:
+        if not np.isfinite(value):
+            return best_T, best_loss
+        if value < best_loss:
             diagnostics.kept_iteration = k
             return T, value
+        # a tie (within the tolerance) goes to the later state: the other sources moved it on
+        if value <= best_loss * (1.0 + float(self.config.get("checkpoint_tolerance", 0.0))):
+            diagnostics.kept_iteration = k
+            return T, best_loss
         return best_T, best_loss
 
     def _adapt(self, lengths: dict[str, float], gains: dict[str, float], step: dict,
