@@ -5,7 +5,9 @@ gradient; dL_i is the change of that source's own loss after the step. The weigh
 alpha_i ∝ max(0, -dL_i), normalised to sum 1 (0 for a source that did not improve), and the
 pose moves by sum_i alpha_i step_i. Refinement stops after N iterations, or when no source
 improves even at the smallest step length. Checkpointing: the output is the state with the
-lowest checkpoint loss (L_DR) seen, not the last one.
+lowest checkpoint loss (L_DR) seen, not the last one; a state within `checkpoint_tolerance` of
+that lowest loss ties with it, and the later state wins. A converged refinement may be
+restarted from its output (`Refiner.restarted`).
 
 Steps live in the tangent space of the pose (dt, omega), turning about the object's centre of
 mass (see gradients.base.perturbed_pose); their lengths are measured as |dt|^2 + (r |omega|)^2.
