@@ -76,8 +76,8 @@ def test_converges_between_competing_sources_and_checkpoint_keeps_its_minimum():
     assert checkpoint_at(result.T) <= checkpoint_at(result.T_last) * (1 + refiner.config["checkpoint_tolerance"])
     # without the tolerance the kept state is the lowest
     strict = Refiner({"a": a, "b": b}, checkpoint, np.zeros(3), 0.05, refiner_config(checkpoint_tolerance=0.0))
-    strict_losses = strict.run(start).diagnostics.checkpoint_losses
-    assert checkpoint_at(strict.run(start).T) == pytest.approx(min(strict_losses))
+    strict_result = strict.run(start)
+    assert checkpoint_at(strict_result.T) == pytest.approx(min(strict_result.diagnostics.checkpoint_losses))
 
 
 def test_step_cap_stays_long_while_travelling_and_collapses_when_sources_disagree():

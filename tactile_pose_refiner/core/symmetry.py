@@ -4,10 +4,10 @@ About the axis of a can, the geometry is the same whatever the turn: physics, de
 cannot tell the turns apart, and L_DR only sees texture edges within a few pixels. From a start
 a few degrees off about that axis the refinement converges on the geometry and leaves the turn
 (200 accurate bench frames: 21 of the 24 ending more than 0.4 mm off were cans, 17 of them
-turned 2-9 deg about the axis, with L_DR 5-8x its value at the truth on the 4 checked). Once the refinement has placed
-the object, the texture lines up again at the right turn, so the output is the pose turned to
-the lowest L_DR on a grid of turns: the checkpoint's rule, over the states geometry cannot tell
-apart.
+turned 2-9 deg about the axis, with L_DR 5-8x its value at the truth on the 4 checked). Once
+the refinement has placed the object, the texture lines up again at the right turn, so the
+output is the pose turned to the lowest L_DR on a grid of turns: the checkpoint's rule, over
+the states geometry cannot tell apart.
 """
 from __future__ import annotations
 

@@ -160,9 +160,10 @@ class RenderSource(GradientSource):
         """Outward shift [px] of the blur-read edge that gives the target the total coverage the
         renderer draws for the true outline: the mask's area (pixel centres count it without
         bias) plus the backend's edge excess x the outline's length (`outline_length`). Counted
-        away from hidden pixels, whose border is no edge. The blur-read edge alone comes out 0.03 px short per unit of outline
-        on average (disks, squares: quantised, clipped ramps), which moves L_DR's minimum away
-        from the camera by ~ bias x z x length / (2 area): 1 mm on a power drill bench frame."""
+        away from hidden pixels, whose border is no edge. The blur-read edge alone comes out
+        0.03 px short per unit of outline on average (disks, squares: quantised, clipped ramps),
+        which moves L_DR's minimum away from the camera by ~ bias x z x length / (2 area): 1 mm
+        on a power drill bench frame."""
         region = np.ones(mask.shape, bool) if hidden is None else \
             distance_transform_edt(~hidden) > 3.0 * sigma + 1.0
         length = outline_length(mask_blurred, region)
