@@ -94,7 +94,10 @@ def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=f
     cell, fraction, outside = grid_cell(sdf_shape, sdf_origin, sdf_spacing,
                                         wp.transpose(R) * arm + com_local)
     # the soft skin takes up the first `skin` metres of penetration without pushing back
-    depth = leaky_penetration(trilinear(sdf, cell, fraction) + outside + skin, leak, leak_distance)
+    signed_distance = trilinear(sdf, cell, fraction) + outside + skin
+    if signed_distance >= leak_distance:
+        return   # no force and no leaked gradient: most of the band's points, skipped cheaply
+    depth = leaky_penetration(signed_distance, leak, leak_distance)
     normal = R * wp.normalize(trilinear(sdf_gradient, cell, fraction))  # outward normal
     contact_velocity = velocity + wp.cross(angular_velocity, arm)
     rate = wp.dot(contact_velocity, normal)                    # d(depth)/dt
