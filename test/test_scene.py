@@ -127,3 +127,22 @@ def test_bad_object_inputs_get_errors_naming_the_file(tmp_path):
     garbage = ObjectCatalog({"garbage": {"mesh": str(tmp_path / "garbage.obj")}}, tmp_path)
     with pytest.raises(ObjectModelError, match="garbage.obj"):
         garbage.load("garbage")
+
+
+def test_nearest_points_are_the_exact_nearest_within_reach():
+    """The triangle term's neighbour search: the exact nearest point (brute force), inf beyond
+    max_distance, and no points or no queries give empty answers, not errors."""
+    from tactile_pose_refiner.core.scene.distance import NearestPoints
+    rng = np.random.default_rng(3)
+    points = rng.normal(scale=0.05, size=(2000, 3))
+    queries = rng.normal(scale=0.05, size=(300, 3)) + 0.03   # many far from the cloud's middle
+    distance, index = NearestPoints(points).query(queries, max_distance=0.02)
+    brute = np.linalg.norm(queries[:, None] - points[None], axis=2)
+    nearest = brute.min(axis=1)
+    within = nearest <= 0.02
+    assert 0 < within.sum() < len(queries)
+    np.testing.assert_allclose(distance[within], nearest[within], rtol=1e-12)
+    np.testing.assert_array_equal(index[within], brute.argmin(axis=1)[within])
+    assert np.isinf(distance[~within]).all()
+    assert np.isinf(NearestPoints(np.zeros((0, 3))).query(queries, 0.1)[0]).all()
+    assert NearestPoints(points).query(np.zeros((0, 3)), 0.1)[0].shape == (0,)

@@ -16,11 +16,10 @@ import numpy as np
 import open3d as o3d
 import torch
 import trimesh
-from scipy.spatial import cKDTree
 
 from tactile_pose_refiner.core.geometry import open3d_mesh
 from tactile_pose_refiner.core.gradients.base import SourceLoss, degraded, pose_array
-from tactile_pose_refiner.core.scene.distance import MeshDistance
+from tactile_pose_refiner.core.scene.distance import MeshDistance, NearestPoints
 
 MM = 1000.0  # losses are reported in mm^2 so that the sources have comparable scales
 
@@ -130,7 +129,7 @@ class PointMeshDistance:
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
         self.search = search
         self.distance = distance or MeshDistance(self.vertices, self.faces)
-        self.tree = cKDTree(self.dense_points) if len(self.dense_points) else None
+        self.nearest_points = NearestPoints(self.dense_points)
         self.visibility = Visibility(self.vertices, self.faces, occluders)
         self.triangle_centres = self.visibility.centres
         # every triangle's rank in one fixed random order: subsets stay the same between poses
@@ -155,7 +154,7 @@ class PointMeshDistance:
 
     def _triangle_pairs(self, R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         empty = np.zeros((0, 3))
-        if self.search.mesh_to_points == "none" or self.tree is None:
+        if self.search.mesh_to_points == "none" or self.nearest_points.count == 0:
             return empty, empty
         centres = self.triangle_centres @ R.T + t
         selected = np.arange(len(self.faces))
@@ -167,7 +166,7 @@ class PointMeshDistance:
         # ~2 mm across): min over points of a continuous function, so the loss stays continuous
         # (taking the point nearest the centre, then its distance to the whole triangle, jumps
         # whenever that point changes: finite differences saw 20 % errors).
-        gap, nearest = self.tree.query(centres[selected], distance_upper_bound=self.search.max_distance_m)
+        gap, nearest = self.nearest_points.query(centres[selected], self.search.max_distance_m)
         keep = np.isfinite(gap)
         return self.dense_points[nearest[keep]], self.triangle_centres[selected[keep]]
 

@@ -7,6 +7,7 @@ query is used instead of trimesh.proximity, which is ~200x slower here (team not
 from __future__ import annotations
 
 import numpy as np
+import open3d as o3d
 import warp as wp
 
 wp.config.quiet = True
@@ -97,3 +98,27 @@ class MeshDistance:
         nearest = np.einsum("nk,nkc->nc", weights[hit], self.vertices[self.faces[face[hit]]])
         distance[hit] = np.linalg.norm(points[hit] - nearest, axis=1)
         return distance
+
+
+class NearestPoints:
+    """Exact nearest neighbours among fixed points (N, 3), through Open3D's nanoflann index.
+    Not scipy's cKDTree: 1500 queries 2.5 cm from 28k points (a noisy start's triangles) took it
+    50 ms against 2.6 ms here (at the truth 1.9 vs 0.9 ms), with the same neighbours."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        self.count = len(points)
+        self._index = o3d.core.nns.NearestNeighborSearch(
+            o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float64)))
+        if self.count:
+            self._index.knn_index()
+
+    def query(self, queries: np.ndarray, max_distance: float) -> tuple[np.ndarray, np.ndarray]:
+        """(M, 3) -> distance to the nearest point (M,), inf beyond max_distance (or with no
+        points), and its index (M,) int (meaningless where the distance is inf)."""
+        queries = np.ascontiguousarray(np.asarray(queries, dtype=np.float64).reshape(-1, 3))
+        if self.count == 0 or len(queries) == 0:
+            return np.full(len(queries), np.inf), np.zeros(len(queries), dtype=np.int64)
+        index, squared = self._index.knn_search(o3d.core.Tensor(queries), 1)
+        distance = np.sqrt(squared.numpy()[:, 0])
+        distance[distance > max_distance] = np.inf
+        return distance, index.numpy()[:, 0].astype(np.int64)
