@@ -245,10 +245,10 @@ class RenderSource(GradientSource):
         else:
             for name, rendered, target in (("rgb", rendering.rgb, crop(self.target_rgb)),
                                            ("silhouette", rendering.silhouette, crop(self.target_alpha))):
-                squares = (rendered - target) ** 2 - target ** 2
-                if squares.dim() == 3:
-                    squares = squares.sum(dim=-1)
-                terms[name] = (seen * squares).sum() + self.outside[name]
+                # (r - t)^2 - t^2 = r (r - 2 t), one sum over all channels: a per-pixel channel
+                # sum of the strided crop first took 3x as long (4.3 vs 1.4 ms, 250 x 330 px)
+                weight = seen[..., None] if torch.is_tensor(seen) and rendered.dim() == 3 else seen
+                terms[name] = (weight * rendered * (rendered - 2.0 * target)).sum() + self.outside[name]
             terms["rgb"] = terms["rgb"] / 3.0
         if self.depth_valid is not None:
             valid = crop(self.depth_valid.astype(np.float64))
