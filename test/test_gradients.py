@@ -17,7 +17,7 @@ from tactile_pose_refiner.core.gradients.base import (apply_delta, loss_and_grad
 from tactile_pose_refiner.core.gradients.depth import DepthSource
 from tactile_pose_refiner.core.gradients.frame_sources import (HandAssets, ObjectAssets,
                                                                build_sources)
-from tactile_pose_refiner.core.gradients.physics import PhysicsSource
+from tactile_pose_refiner.core.gradients.physics import HandContactModel, PhysicsSource
 from tactile_pose_refiner.core.gradients.tactile import TactileSource
 from tactile_pose_refiner.core.metrics import ObjectMetrics
 from tactile_pose_refiner.core.resources import load_config
@@ -95,6 +95,34 @@ def test_leaky_gradient_reaches_contacts_just_outside():
         source = PhysicsSource.build(obj.sdf, obj.body, hand.surface_points, T, config)
         gradients[leak] = loss_and_gradient(source, T)[1]
     assert np.linalg.norm(gradients[0.5] - gradients[0.0]) > 1e-3 * np.linalg.norm(gradients[0.0])
+
+
+def test_physics_on_the_reachable_hand_points_equals_physics_on_all(monkeypatch):
+    """The rollout simulates only the hand points within reach of a recent pose
+    (ReachableSubset): along a walk of small steps near a grasp, and back after jumps deep into
+    the hand (whose rollouts move far and run with every point), loss and gradient are those of
+    the whole band, bit for bit, and most rollouts simulate under half of the band's points."""
+    obj, scene = assets("008_pudding_box"), frame("008_pudding_box")
+    hand = hand_in_camera(scene)
+    start = scene.T_cam_obj   # the recorded grasp: rollouts barely move
+    walk = [apply_delta(start, np.r_[0.0005 * k, 0.0, 0.0003 * k, 0.0, 0.004 * k, 0.0]) for k in range(8)]
+    pushed = [pushed_into_hand(start, obj.sdf, hand.surface_points, depth) for depth in (0.004, 0.02)]
+    sources = {}
+    for reach in (0.0, 0.01):
+        config = copy.deepcopy(load_config("physics"))
+        config["rollout"]["reach_m"] = reach
+        sources[reach] = PhysicsSource.build(obj.sdf, obj.body, hand.surface_points, start, config)
+    simulated = []   # hand points of each rollout
+    rollout = HandContactModel.rollout
+    monkeypatch.setattr(HandContactModel, "rollout",
+                        lambda self, *args: simulated.append(self.point_count) or rollout(self, *args))
+    for T in walk + pushed + walk[:3]:
+        (whole, whole_gradient), (reached, reached_gradient) = (
+            loss_and_gradient(sources[reach], T) for reach in (0.0, 0.01))
+        assert whole.value.item() == reached.value.item() > 0.0
+        np.testing.assert_array_equal(whole_gradient, reached_gradient)
+    band = sources[0.0].model.point_count
+    assert sum(count < band / 2 for count in simulated) >= 9, (band, simulated)
 
 
 @pytest.mark.parametrize("object_id", ["008_pudding_box", "035_power_drill"])
