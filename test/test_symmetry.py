@@ -12,7 +12,7 @@ from tactile_pose_refiner.core.metrics import orientation_error_deg, position_er
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest, turned
+from tactile_pose_refiner.core.symmetry import best_turn, symmetry_axis, turn_to_lowest, turned
 from tactile_pose_refiner.sim.render import RaycastRenderer
 
 TOLERANCE = load_config("refiner")["symmetry_turn"]["moment_tolerance"]
@@ -52,3 +52,11 @@ def test_the_texture_turns_a_can_back_about_its_axis(catalog):
     assert orientation_error_deg(T, T_true) < 0.3
     assert position_error_cm(T, T_true) < 0.02
     assert position_error_cm(start, T_true) > 0.15   # the scan's origin is off its axis
+
+
+def test_each_turn_is_scored_once():
+    """A grid of turns scores T itself once (not again as a turn of ~0) and every other turn once."""
+    scored = []
+    best_turn(np.eye(4), np.array([0.0, 0.0, 1.0]), np.zeros(3),
+              lambda T: scored.append(np.round(T, 9).tobytes()) or 0.0, np.radians(20), np.radians(2))
+    assert len(scored) == len(set(scored)) == 21

@@ -40,6 +40,7 @@ def best_turn(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callab
     """The pose among T turned by -range..range (step) about the axis with the lowest score,
     and its turn [rad]; T itself (turn 0) wins ties."""
     angles = np.arange(-range_rad, range_rad + 0.5 * step_rad, step_rad)
+    angles = angles[np.abs(angles) > 0.5 * step_rad]   # turn 0 is T itself, scored once
     best, best_angle, best_score = T, 0.0, score(T)
     for angle in angles:
         candidate = turned(T, axis, centre, float(angle))
