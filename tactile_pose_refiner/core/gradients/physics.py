@@ -215,8 +215,8 @@ class HandContactModel:
         return subset
 
     def signed_distances(self, T: np.ndarray) -> np.ndarray:
-        """(N,) distance of each hand point from the object's surface at pose T [m], less the
-        skin's give: the value the kernel compares with the leak distance."""
+        """(N,) signed distance of each hand point from the object's surface at pose T plus the
+        skin's give [m]: the value the kernel compares with the leak distance."""
         local = transform_points(invert(T), self.points.numpy().astype(np.float64))
         return self.sdf_grid.sample(local) + self.parameters[6]
 
@@ -293,10 +293,13 @@ class ReachableSubset:
     A point whose skin distance stays at or beyond the leak distance adds exactly nothing (the
     kernel returns before any force or gradient). The grid's trilinear distance changes by at
     most sqrt(3) per unit a point moves in the object's frame (each partial derivative is a
-    difference quotient of the grid, at most 1), so points farther than leak + reach at the
-    selection pose stay out of the leak zone while sqrt(3) x the object's motion (from that pose
-    to the rollout's start, then along the rollout) is within reach. A rollout that moved more
-    is run again with every point: the result is exact either way."""
+    difference quotient of the grid, at most 1 for a distance field), so points farther than
+    leak + reach at the selection pose stay out of the leak zone while sqrt(3) x the object's
+    motion (from that pose to the rollout's start, then along the rollout) is within reach. A
+    rollout that moved more is run again with every point. The result is exact wherever the
+    grid is a distance field; only across a scan's hole, where the winding number's sign flips,
+    can neighbouring samples differ by more (measured: identical at every physics evaluation of
+    three paper-noise refinements)."""
 
     LIPSCHITZ = 3.0 ** 0.5
 
