@@ -24,6 +24,7 @@ from tactile_pose_refiner.core.gradients.render.source import RenderSource
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.hand import hand_mesh
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 
 BASELINES = ("initial", "icp", "icp_cp", "estimator")
@@ -118,8 +119,7 @@ def render_score(model: ObjectModel, frame: Frame, posed=None, T_initial: np.nda
     """L_DR of the frame as a pose -> float score (ICP with checkpointing keeps its minimum);
     posed: the frame's PosedHand (occludes, as in the refiner) or why it is unusable;
     T_initial: where L_DR measures its renderer's edge (as in the refiner)."""
-    occluders = None if posed is None or isinstance(posed, str) else posed.mesh
-    source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m, occluders=occluders,
-                          reference_pose=T_initial)
+    source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m,
+                          occluders=hand_mesh(posed), reference_pose=T_initial)
     return lambda T: loss_value(source, T)
 

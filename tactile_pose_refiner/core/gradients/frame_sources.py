@@ -14,7 +14,7 @@ from tactile_pose_refiner.core.gradients.physics import PhysicsSource, RigidBody
 from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_gaps, contact_positions
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
-from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, PosedHand
+from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, PosedHand, hand_mesh
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel
@@ -93,9 +93,8 @@ def _physics(frame, obj, hand, posed, T_initial, device, config) -> GradientSour
 def _depth(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     if frame.mask is None:
         return Unavailable("depth", "no segmentation mask")
-    occluders = None if isinstance(posed, str) else posed.mesh
     return DepthSource(obj.model.geometry, frame.object_points(), distance=obj.distance,
-                       occluders=occluders)
+                       occluders=hand_mesh(posed))
 
 
 def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
@@ -113,6 +112,5 @@ def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSou
 
 def _render(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     from tactile_pose_refiner.core.gradients.render.source import RenderSource
-    occluders = None if isinstance(posed, str) else posed.mesh
     return RenderSource(obj.model, frame.camera, frame.rgb, frame.mask, frame.depth_m,
-                        occluders=occluders, reference_pose=T_initial)
+                        occluders=hand_mesh(posed), reference_pose=T_initial)

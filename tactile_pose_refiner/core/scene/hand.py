@@ -56,6 +56,12 @@ class PosedHand:
         return MeshDistance(self.mesh.vertices, self.mesh.faces)
 
 
+def hand_mesh(posed: "PosedHand | str | None") -> trimesh.Trimesh | None:
+    """The hand's mesh of a frame, or None where the hand is unusable (posed is then the reason
+    why, a str) or unknown (None): what occludes the object in a view."""
+    return posed.mesh if isinstance(posed, PosedHand) else None
+
+
 class HandModel:
     """Kinematic chain + collision geometry of the hand.
 
