@@ -43,6 +43,11 @@ def invert(matrix: np.ndarray) -> np.ndarray:
     return inverse
 
 
+def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle [rad] of the rotation between (3, 3) rotations a and b."""
+    return float(np.arccos(np.clip((np.trace(a.T @ b) - 1.0) / 2.0, -1.0, 1.0)))
+
+
 def rotation_about(axis, angle: float) -> np.ndarray:
     """(4, 4) rotation of `angle` radians about `axis`."""
     matrix = np.eye(4)

@@ -9,6 +9,7 @@ import trimesh
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from tactile_pose_refiner.core.geometry import rotation_angle
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 
 
@@ -108,4 +109,4 @@ def _closure(generators: list[np.ndarray], limit: int) -> np.ndarray:
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(a.T @ b) - 1.0) / 2.0, -1.0, 1.0))))
+    return float(np.degrees(rotation_angle(a, b)))

@@ -17,7 +17,7 @@ import open3d as o3d
 import torch
 import trimesh
 
-from tactile_pose_refiner.core.geometry import open3d_mesh
+from tactile_pose_refiner.core.geometry import open3d_mesh, rotation_angle
 from tactile_pose_refiner.core.gradients.base import SourceLoss, degraded, pose_array
 from tactile_pose_refiner.core.scene.distance import MeshDistance, NearestPoints
 
@@ -79,7 +79,7 @@ class Visibility:
             return self._cache[2]
         if self._cache is not None:
             cached_R, cached_t, indices = self._cache
-            angle = np.arccos(np.clip((np.trace(cached_R.T @ R) - 1.0) / 2.0, -1.0, 1.0))
+            angle = rotation_angle(cached_R, R)
             if np.linalg.norm(cached_t - t) <= search.refresh_m and angle <= search.refresh_rad:
                 return indices
         indices = self._ray_cast(R, t, search.max_incidence_rad)

@@ -22,7 +22,7 @@ import trimesh
 
 from tactile_pose_refiner.core.gradients.base import (GradientSource, SourceLoss, degraded,
                                                       pose_array, so3_exp)
-from tactile_pose_refiner.core.geometry import invert, transform_points
+from tactile_pose_refiner.core.geometry import invert, rotation_angle, transform_points
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.sdf import SdfGrid
 
@@ -321,16 +321,18 @@ class ReachableSubset:
             self.pose, self.subset = T.copy(), self.model.restricted(keep)
         return self.subset
 
-    def exact(self, T: np.ndarray, rollout: "Rollout") -> bool:
-        """Could no left-out point have reached the leak zone in this rollout from T?"""
+    def record(self, rollout: "Rollout") -> None:
+        """Note how far a rollout moved the object: the guess for the next one."""
         self.last_motion_m = self._motion(rollout.path_m, rollout.turn_rad)
+
+    def exact(self, T: np.ndarray) -> bool:
+        """Could no left-out point have reached the leak zone in the last recorded rollout, from T?"""
         return self.pose is not None and self._covers(T, self.last_motion_m, self.reach)
 
     def _covers(self, T: np.ndarray, rollout_motion_m: float, limit_m: float) -> bool:
         body = self.model.body
         com = lambda pose: pose[:3, :3] @ body.com + pose[:3, 3]  # noqa: E731
-        relative = T[:3, :3] @ self.pose[:3, :3].T
-        angle = float(np.arccos(np.clip((np.trace(relative) - 1.0) / 2.0, -1.0, 1.0)))
+        angle = rotation_angle(self.pose[:3, :3], T[:3, :3])
         start = self._motion(float(np.linalg.norm(com(T) - com(self.pose))), angle)
         return self.LIPSCHITZ * (start + rollout_motion_m) <= limit_m
 
@@ -387,8 +389,9 @@ class PhysicsSource(GradientSource):
         subset = self.reachable.model_for(T)
         if subset is not None:
             rollout = run(subset)
-            if self.reachable.exact(T, rollout):
+            self.reachable.record(rollout)
+            if self.reachable.exact(T):
                 return rollout
         rollout = run(self.model)
-        self.reachable.exact(T, rollout)   # (records its motion for the next choice)
+        self.reachable.record(rollout)
         return rollout
