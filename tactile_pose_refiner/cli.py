@@ -86,11 +86,12 @@ def generate(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.core.resources import ResourceError
     from tactile_pose_refiner.io.episode_bag import EpisodeWriter
     from tactile_pose_refiner.sim.episode import EpisodeGenerator
+    from tactile_pose_refiner.sim.realism import RealismError
 
-    generator = EpisodeGenerator()
     try:
+        generator = EpisodeGenerator(args.realism)
         object_ids = generator.catalog.resolve_ids(args.objects)
-    except ResourceError as exc:
+    except (ResourceError, RealismError) as exc:
         print(f"tpr generate: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -110,8 +111,25 @@ def generate(args: argparse.Namespace) -> int:
             progress.write(
                 f"{path.name}: fingers in contact {','.join(info.grasp.fingers_in_contact)}; "
                 f"max penetration {info.grasp.max_penetration_m * 1000:.2f} mm; occlusion mean "
-                f"{np.mean(info.occlusion):.1%}, frames occluded {np.mean(np.array(info.occlusion) > 0):.0%}")
+                f"{np.mean(info.occlusion):.1%}, frames occluded {np.mean(np.array(info.occlusion) > 0):.0%}; "
+                f"taxels in contact per frame median {np.median(info.taxels_in_contact):.0f} "
+                f"(min {min(info.taxels_in_contact)}, max {max(info.taxels_in_contact)})"
+                + (f"; realism {_realism_summary(info.realism)}" if info.realism else ""))
     return 0
+
+
+def _realism_summary(record: dict) -> str:
+    """The drawn calibration errors in one line."""
+    parts = [record["preset"]]
+    if "encoder_offset_deg" in record:
+        parts.append(f"encoder offsets rms {np.sqrt(np.mean(np.square(record['encoder_offset_deg']))):.1f} deg")
+    if "base_error_translation_m" in record:
+        parts.append(f"hand base off {1000 * np.linalg.norm(record['base_error_translation_m']):.1f} mm, "
+                     f"{np.linalg.norm(record['base_error_rotation_deg']):.1f} deg")
+    parts.append(f"mask outline {record['mask_bias_px']:+.1f} px, depth bias {1000 * record['depth_bias_m']:+.1f} mm")
+    if "dead_taxels" in record:
+        parts.append(f"{len(record['dead_taxels'])} dead taxels, touch latency {record['touch_latency_frames']} frame(s)")
+    return ", ".join(parts)
 
 
 def import_isaac(args: argparse.Namespace) -> int:
@@ -224,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=100, help="frames per episode")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output directory (one bag per episode)")
+    gen.add_argument("--realism", default="clean", choices=["clean", "realistic", "harsh"],
+                     help="sensor and calibration errors of a real robot (config/realism.yaml); "
+                          "clean: exact hand, small noise")
     gen.set_defaults(handler=generate)
     isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")
     isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")

@@ -68,10 +68,13 @@ def run_job(job: dict) -> list[dict]:
             _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id),
                                                     job["estimator"])
         bench = _benches[frame.object_id]
-        posed = bench.refiner.hand.posed(frame)
-        if isinstance(posed, str):
-            raise ValueError(f"{episode} frame {index}: {posed}")
-        truth = bench.truth(frame, posed)
+        posed = bench.refiner.hand.posed(frame)             # the hand as the robot senses it
+        true_hand = bench.refiner.hand.posed_true(frame)    # ... and as it is: the metrics' hand
+        for hand in (posed, true_hand):
+            if isinstance(hand, str):
+                raise ValueError(f"{episode} frame {index}: {hand}")
+        truth = bench.truth(frame, true_hand)
+        hand_record = _hand_record(bench.refiner.hand, frame, posed, true_hand)
         key = f"{episode.name}/{index}"
         for setting in job["noise"]:
             estimated = None
@@ -89,16 +92,38 @@ def run_job(job: dict) -> list[dict]:
                 if method == "initial" and estimated:   # the initial pose took the estimator's time
                     result.ms = estimated["ms"]
                 record = {"episode": episode.name, "episode_path": str(episode), "frame": index, "object": frame.object_id,
+                          "realism": (frame.realism or {}).get("preset", "clean"),
                           "noise": setting, "method": method, "ms": result.ms, "status": result.status,
-                          **bench.metrics(result.T, frame.T_cam_obj, posed, truth),
+                          **bench.metrics(result.T, frame.T_cam_obj, true_hand, truth),
                           "truth": truth, "T_initial": T0.tolist(), "T": result.T.tolist(),
                           "T_gt": frame.T_cam_obj.tolist()}
+                record.update(hand_record)
                 if result.trace:
                     record["trace"] = result.trace
                 if estimated:
                     record["estimate"] = estimated
                 records.append(record)
     return records
+
+
+def _hand_record(hand, frame, posed, true_hand) -> dict:
+    """What the hand correction did, and the fingertips' mean distance to the true ones [mm] as
+    the encoders place them and as the refinement used them (episodes that record the true hand)."""
+    correction = posed.correction
+    record = {"hand_correction": None if correction is None else correction.summary()}
+    if frame.joint_positions_true is None and frame.T_cam_base_true is None:
+        return record
+    sensed = hand.posed_sensed(frame)
+    tips = [finger["links"][-1] for finger in load_config("generator")["fingers"].values()]
+    record["fingertip_error_mm"] = {"sensed": fingertip_distance_mm(sensed, true_hand, tips),
+                                    "used": fingertip_distance_mm(posed, true_hand, tips)}
+    return record
+
+
+def fingertip_distance_mm(a, b, links: list[str]) -> float:
+    """Mean distance [mm] between the origins of `links` in two PosedHands."""
+    return 1000.0 * float(np.mean([np.linalg.norm((a.T_frame_base @ a.link_poses[link])[:3, 3]
+                                                   - (b.T_frame_base @ b.link_poses[link])[:3, 3]) for link in links]))
 
 
 def _estimate_record(estimate, T_gt) -> dict:

@@ -16,6 +16,9 @@ class Frame:
     rgb (H, W, 3) uint8; depth_mm (H, W) uint16 (0 invalid); mask (H, W) uint8 (255 = object,
     None when no segmentation); joint_names/joint_positions as the driver published them;
     T_cam_base: hand base pose; T_cam_obj: ground-truth object pose (None on real data).
+    Generated episodes with sensor errors (sim/realism.py) also carry the true hand
+    (joint_positions_true with joint_names, T_cam_base_true) and the drawn errors
+    (realism); None elsewhere: the observed hand is then the only one known.
     """
 
     stamp_ns: int
@@ -29,6 +32,9 @@ class Frame:
     tactile: TactileReading
     T_cam_base: np.ndarray
     T_cam_obj: np.ndarray | None = None
+    joint_positions_true: np.ndarray | None = None
+    T_cam_base_true: np.ndarray | None = None
+    realism: dict | None = None
 
     @property
     def depth_m(self) -> np.ndarray:

@@ -2,6 +2,7 @@
 (its CDR and type hashes match rclpy's, so a replay node can publish the raw bytes)."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -23,7 +24,10 @@ TYPES = {
     "object_mask": "sensor_msgs/msg/Image", "joint_states": "sensor_msgs/msg/JointState",
     "tactile": "tactile_pose_refiner/msg/TactileArray", "hand_pose": "geometry_msgs/msg/PoseStamped",
     "ground_truth_pose": "geometry_msgs/msg/PoseStamped", "object_id": "std_msgs/msg/String",
+    "ground_truth_joint_states": "sensor_msgs/msg/JointState",
+    "ground_truth_hand_pose": "geometry_msgs/msg/PoseStamped", "realism": "std_msgs/msg/String",
 }
+OPTIONAL = ("ground_truth_joint_states", "ground_truth_hand_pose", "realism")  # only where recorded
 REQUIRED = ("color_image", "color_camera_info", "depth_image", "joint_states", "tactile",
             "hand_pose", "object_id")
 
@@ -53,9 +57,14 @@ class EpisodeWriter:
 
     def __enter__(self) -> "EpisodeWriter":
         self.writer.open()
-        for key, msgtype in TYPES.items():
-            self.connections[key] = self.writer.add_connection(self.topics[key], msgtype, typestore=self.store)
+        for key in TYPES:
+            if key not in OPTIONAL:
+                self._connect(key)
         return self
+
+    def _connect(self, key: str):
+        self.connections[key] = self.writer.add_connection(self.topics[key], TYPES[key], typestore=self.store)
+        return self.connections[key]
 
     def __exit__(self, *exc_info) -> None:
         self.writer.close()
@@ -68,10 +77,7 @@ class EpisodeWriter:
             "color_camera_info": self._camera_info(header, frame.camera),
             "depth_image": self._image(header, frame.depth_mm, "16UC1"),
             "depth_camera_info": self._camera_info(header, frame.camera),
-            "joint_states": T["sensor_msgs/msg/JointState"](
-                header=self._header(frame.stamp_ns, ""), name=list(frame.joint_names),
-                position=np.asarray(frame.joint_positions, dtype=np.float64),
-                velocity=np.zeros(0), effort=np.zeros(0)),
+            "joint_states": self._joint_state(frame.stamp_ns, frame.joint_names, frame.joint_positions),
             "tactile": self._tactile(frame.tactile),
             "hand_pose": self._pose(header, frame.T_cam_base),
             "object_id": T["std_msgs/msg/String"](data=frame.object_id),
@@ -80,11 +86,24 @@ class EpisodeWriter:
             messages["object_mask"] = self._image(header, frame.mask, "mono8")
         if frame.T_cam_obj is not None:
             messages["ground_truth_pose"] = self._pose(header, frame.T_cam_obj)
+        if frame.joint_positions_true is not None:
+            messages["ground_truth_joint_states"] = self._joint_state(frame.stamp_ns, frame.joint_names,
+                                                                      frame.joint_positions_true)
+        if frame.T_cam_base_true is not None:
+            messages["ground_truth_hand_pose"] = self._pose(header, frame.T_cam_base_true)
+        if frame.realism is not None:
+            messages["realism"] = T["std_msgs/msg/String"](data=json.dumps(frame.realism))
         for key, message in messages.items():
-            self.writer.write(self.connections[key], frame.stamp_ns,
+            connection = self.connections.get(key) or self._connect(key)
+            self.writer.write(connection, frame.stamp_ns,
                               self.store.serialize_cdr(message, TYPES[key]))
 
     # -- message builders --------------------------------------------------------------------
+    def _joint_state(self, stamp_ns: int, names, positions):
+        return self.types["sensor_msgs/msg/JointState"](
+            header=self._header(stamp_ns, ""), name=list(names),
+            position=np.asarray(positions, dtype=np.float64), velocity=np.zeros(0), effort=np.zeros(0))
+
     def _header(self, stamp_ns: int, frame_id: str):
         T = self.types
         stamp = T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
@@ -174,4 +193,15 @@ def _frame(stamp_ns: int, m: dict) -> Frame:
         joint_names=list(m["joint_states"].name), joint_positions=np.asarray(m["joint_states"].position),
         tactile=TactileReading.from_message(m["tactile"]),
         T_cam_base=pose_fields_to_matrix(m["hand_pose"].pose),
-        T_cam_obj=pose_fields_to_matrix(m["ground_truth_pose"].pose) if "ground_truth_pose" in m else None)
+        T_cam_obj=pose_fields_to_matrix(m["ground_truth_pose"].pose) if "ground_truth_pose" in m else None,
+        joint_positions_true=(_true_joints(m["joint_states"], m["ground_truth_joint_states"])
+                              if "ground_truth_joint_states" in m else None),
+        T_cam_base_true=(pose_fields_to_matrix(m["ground_truth_hand_pose"].pose)
+                         if "ground_truth_hand_pose" in m else None),
+        realism=json.loads(m["realism"].data) if "realism" in m else None)
+
+
+def _true_joints(observed, truth) -> np.ndarray:
+    """The true joint positions in the observed message's joint order."""
+    by_name = dict(zip(truth.name, truth.position))
+    return np.array([by_name.get(name, np.nan) for name in observed.name], dtype=np.float64)

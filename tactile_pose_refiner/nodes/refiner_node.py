@@ -157,6 +157,12 @@ class RefinerNode(GraphNode):
             refiner.metrics.penetration_depth_max_mm(T_initial, posed) if measured else nan)
         message.penetration_depth_max_after_mm = (
             refiner.metrics.penetration_depth_max_mm(refinement.T, posed) if measured else nan)
+        correction = None if isinstance(posed, str) else posed.correction
+        corrected = correction is not None and correction.status == "ok"
+        message.hand_correction = "" if correction is None else correction.summary()
+        message.hand_correction_shift_mm = correction.base_shift_mm if corrected else nan
+        message.hand_correction_turn_deg = correction.base_turn_deg if corrected else nan
+        message.hand_correction_joints_rms_deg = correction.joint_change_rms_deg if corrected else nan
         return message
 
     def markers(self, header, refiner, T_initial, T_refined, frame, posed) -> MarkerArray:

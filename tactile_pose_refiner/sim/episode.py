@@ -2,6 +2,7 @@
 camera; every step renders RGB, depth and mask, reads the skin and the joints."""
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -16,6 +17,7 @@ from tactile_pose_refiner.core.scene.hand import HandModel
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading
 from tactile_pose_refiner.sim.grasp import Grasp, GraspSynthesizer
+from tactile_pose_refiner.sim.realism import STREAM, EpisodeDraw, SensorErrors
 from tactile_pose_refiner.sim.render import RaycastRenderer
 
 # Joint names as the vendor ROS 2 driver publishes them (ah_joint00..33).
@@ -27,10 +29,14 @@ class EpisodeInfo:
     object_id: str
     grasp: Grasp
     occlusion: list[float]     # per frame share of the object silhouette hidden by the hand
+    realism: dict | None = None   # the sensor errors drawn for the episode (sim/realism.py)
+    taxels_in_contact: list[int] | None = None   # per frame, taxels over gamma as read
 
 
 class EpisodeGenerator:
-    def __init__(self) -> None:
+    """realism: a preset of config/realism.yaml (clean: exact hand, the generator's own noise)."""
+
+    def __init__(self, realism: str = "clean") -> None:
         self.config = load_config("generator")
         self.camera_config = load_config("camera")
         self.hand = HandModel.from_config()
@@ -41,6 +47,8 @@ class EpisodeGenerator:
         self.renderer = RaycastRenderer(self.camera, self.camera_config["background_rgb"],
                                         self.camera_config["hand_rgb"])
         self.grasps = GraspSynthesizer(self.hand, self.config)
+        self.errors = SensorErrors(realism)
+        self.taxel_neighbours = self.errors.taxel_neighbours(self.skin.positions, self.skin.links)
 
     def episode(self, object_id: str, steps: int, seed: int, index: int = 0
                 ) -> tuple[EpisodeInfo, Iterator[Frame]]:
@@ -59,34 +67,83 @@ class EpisodeGenerator:
         distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
         if grasp is None:   # the search draws from rng first, so episodes stay seed-identical
             grasp = self.grasps.synthesize(model, distance, rng)
-        info = EpisodeInfo(object_id, grasp, [])
-        return info, self._frames(info, model, distance, steps, rng, index)
+        info = EpisodeInfo(object_id, grasp, [], taxels_in_contact=[])
+        # the errors' own stream (per object too): the grasp and trajectory stay those of the clean episode
+        errors_rng = np.random.default_rng([seed, index, STREAM, zlib.crc32(object_id.encode())])
+        draw = self.errors.draw(errors_rng, len(self.hand.joint_names), len(self.skin.ids))
+        if not self.errors.clean:
+            info.realism = {"preset": self.errors.preset, **draw.record()}
+        return info, self._frames(info, model, distance, steps, rng, index, draw, errors_rng)
 
-    def _frames(self, info, model, distance, steps, rng, index) -> Iterator[Frame]:
+    def _frames(self, info, model, distance, steps, rng, index, draw: EpisodeDraw, errors_rng) -> Iterator[Frame]:
         grasp = info.grasp
         link_poses = self.hand.link_poses(grasp.q)
         centre = transform_points(grasp.T_base_obj, model.geometry.centroid[None])[0]
         trajectory = self._trajectory(centre, steps, rng)
+        if view := self.errors.group("view"):
+            trajectory = self._occluding_view(model, grasp, centre, steps, trajectory, view, errors_rng)
         signed, object_normals, taxel_normals = self._taxel_contact(link_poses, grasp.T_base_obj, distance)
         timing = self.config["trajectory"]
         start_ns = int((timing["start_time_s"] + 1000 * index) * 1e9)
         names = [DRIVER_JOINT_PREFIX + name for name in self.hand.joint_names]
+        exact = self.errors.clean
         for step, T_cam_base in enumerate(trajectory):
             T_cam_obj = T_cam_base @ grasp.T_base_obj
             hand_meshes = list(self.hand.meshes(grasp.q, T_cam_base).values())
             render = self.renderer.render(model, T_cam_obj, hand_meshes)
             info.occlusion.append(render.occlusion)
             stamp_ns = start_ns + int(round(step * 1e9 / timing["frame_rate_hz"]))
-            forces = self.tactile.forces(signed, object_normals, taxel_normals, rng)
+            forces = self._forces(signed, object_normals, taxel_normals, rng, draw, errors_rng)
+            info.taxels_in_contact.append(int((np.linalg.norm(forces, axis=1) > self.tactile.contact_threshold_units).sum()))
+            q = grasp.q + rng.normal(0, self.config["joint_noise_std_rad"], grasp.q.shape)
             yield Frame(
                 stamp_ns=stamp_ns, object_id=info.object_id, camera=self.camera,
-                rgb=self._noisy_rgb(render.rgb, rng), depth_mm=self._noisy_depth(render.depth_m, rng),
-                mask=(render.object_mask * 255).astype(np.uint8),
+                rgb=self._rgb(render.rgb, rng, draw, errors_rng),
+                depth_mm=self._depth(render.depth_m, rng, draw, errors_rng),
+                mask=(self.errors.mask(render.object_mask, render.hand_mask, draw, errors_rng) * 255).astype(np.uint8),
                 joint_names=names,
-                joint_positions=grasp.q + rng.normal(0, self.config["joint_noise_std_rad"], grasp.q.shape),
+                joint_positions=self.errors.joints(q, draw, errors_rng),
                 tactile=TactileReading(self.skin.links, self.skin.ids, self.skin.positions, forces,
                                        0.0, stamp_ns),
-                T_cam_base=T_cam_base, T_cam_obj=T_cam_obj)
+                T_cam_base=self.errors.base_pose(T_cam_base, draw), T_cam_obj=T_cam_obj,
+                joint_positions_true=None if exact else grasp.q,
+                T_cam_base_true=None if exact else T_cam_base, realism=info.realism)
+
+    def _forces(self, signed, object_normals, taxel_normals, rng, draw, errors_rng) -> np.ndarray:
+        if self.errors.group("touch") is None:
+            return self.tactile.forces(signed, object_normals, taxel_normals, rng)
+        exact = self.tactile.forces(signed, object_normals, taxel_normals)
+        return self.errors.touch(exact, self.taxel_neighbours, draw, errors_rng, self.tactile.max_units)
+
+    def _rgb(self, rgb, rng, draw, errors_rng) -> np.ndarray:
+        damaged = self.errors.rgb(rgb, draw, errors_rng)
+        return self._noisy_rgb(rgb, rng) if damaged is None else damaged
+
+    def _depth(self, depth_m, rng, draw, errors_rng) -> np.ndarray:
+        if self.errors.group("depth") is None:
+            return self._noisy_depth(depth_m, rng)
+        config = self.camera_config
+        damaged = self.errors.depth(depth_m, self.camera.fx, draw, errors_rng)
+        valid = (damaged > config["depth_min_m"]) & (damaged < config["depth_max_m"])
+        return depth_to_millimetres(np.where(valid, damaged, 0.0))
+
+    def _occluding_view(self, model, grasp, centre, steps, trajectory, view: dict, rng) -> list[np.ndarray]:
+        """A trajectory whose first frame hides view['occlusion_range'] of the object behind the
+        fingers, searched over camera directions in a wider cone (else the most occluded one)."""
+        low, high = view["occlusion_range"]
+        best, best_share = trajectory, -1.0
+        for attempt in range(int(view["attempts"])):
+            if attempt:
+                trajectory = self._trajectory(centre, steps, rng, view["view_cone_deg"])
+            T_cam_base = trajectory[0]
+            render = self.renderer.render(model, T_cam_base @ grasp.T_base_obj,
+                                          list(self.hand.meshes(grasp.q, T_cam_base).values()))
+            share = render.occlusion
+            if low <= share <= high:
+                return trajectory
+            if share <= high and share > best_share:
+                best, best_share = trajectory, share
+        return best
 
     def _taxel_contact(self, link_poses, T_base_obj, distance):
         """Signed distance of each taxel to the object and the object/taxel normals (object frame)."""
@@ -95,10 +152,11 @@ class EpisodeGenerator:
         signed, _, object_normals = distance.query(positions, max_distance=0.5)
         return signed, object_normals, taxel_normals
 
-    def _trajectory(self, centre: np.ndarray, steps: int, rng) -> list[np.ndarray]:
+    def _trajectory(self, centre: np.ndarray, steps: int, rng, view_cone_deg: float | None = None
+                    ) -> list[np.ndarray]:
         """Fixed camera; the hand base moves smoothly around its start pose (sums of sines)."""
         config = self.config["trajectory"]
-        cone = np.radians(config["view_cone_deg"])
+        cone = np.radians(view_cone_deg or config["view_cone_deg"])
         direction = rotation_about(rng.normal(size=3) * [0, 1, 1], rng.uniform(0, cone))[:3, :3] @ [1.0, 0, 0]
         eye = centre + rng.uniform(*config["camera_distance_range"]) * direction
         T_base_cam = look_at(eye, centre, up=(0.0, 0.0, -1.0))

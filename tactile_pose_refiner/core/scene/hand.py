@@ -44,6 +44,7 @@ class PosedHand:
     surface_normals: np.ndarray
     T_frame_base: np.ndarray          # (4, 4) where the hand base is in this frame
     link_poses: dict[str, np.ndarray]  # link -> (4, 4) T_base_link
+    correction: object | None = None   # the HandCorrection that placed it (core/scene/hand_fit.py), if any
 
     @cached_property
     def mesh(self) -> trimesh.Trimesh:

@@ -47,14 +47,16 @@ class RenderSource(GradientSource):
     """Built per frame from (model, camera, rgb (H, W, 3) uint8, mask (H, W) bool/uint8 or None,
     depth_m (H, W) [m] 0 = invalid, or None, occluders: the hand mesh in the camera frame or
     None, reference_pose: a pose near the object's (the initial one) where the backend's edge
-    is measured, or None); loss(R, t) -> SourceLoss, cheap under no_grad."""
+    is measured, or None, uncertain: (H, W) bool pixels the mask cannot settle (core/mask_check.py),
+    which leave the loss, or None); loss(R, t) -> SourceLoss, cheap under no_grad."""
 
     name = "render"
 
     def __init__(self, model: ObjectModel, camera: PinholeCamera, rgb: np.ndarray,
                  mask: np.ndarray | None = None, depth_m: np.ndarray | None = None,
                  config: dict | None = None, renderer: Renderer | None = None,
-                 occluders: trimesh.Trimesh | None = None, reference_pose: np.ndarray | None = None) -> None:
+                 occluders: trimesh.Trimesh | None = None, reference_pose: np.ndarray | None = None,
+                 uncertain: np.ndarray | None = None) -> None:
         self.config = config if config is not None else load_config("render")
         self.reference_pose = reference_pose
         self.camera = camera
@@ -62,13 +64,13 @@ class RenderSource(GradientSource):
         self.weights = {k: float(v) for k, v in self.config["weights"].items()}
         try:
             self.renderer = renderer or renderer_for(model, camera, self.config)
-            self._set_targets(rgb, mask, depth_m, occluders)
+            self._set_targets(rgb, mask, depth_m, occluders, uncertain)
         except RenderInputError as exc:
             self.problem = str(exc)
 
     # -- per frame ------------------------------------------------------------------------------
 
-    def _set_targets(self, rgb, mask, depth_m, occluders) -> None:
+    def _set_targets(self, rgb, mask, depth_m, occluders, uncertain=None) -> None:
         shape = (self.camera.height, self.camera.width)
         if rgb is None or np.shape(rgb) != (*shape, 3):
             raise RenderInputError(f"rgb image of shape {np.shape(rgb)}, expected {(*shape, 3)}")
@@ -91,6 +93,9 @@ class RenderSource(GradientSource):
         # per pixel, the (row, column) of the nearest object pixel (itself inside)
         nearest = None if mask is None else distance_transform_edt(~mask, return_indices=True)[1]
         hidden = self._hidden_by(occluders, mask, depth, nearest)
+        if uncertain is not None and np.shape(uncertain) == shape and np.any(uncertain):
+            # pixels the mask and depth cannot settle say nothing, like those the hand hides
+            hidden = np.asarray(uncertain, bool) if hidden is None else hidden | np.asarray(uncertain, bool)
         self.seen = None if hidden is None else (~hidden).astype(np.float64)
         if mask is not None:
             self.target_alpha = self._soft_mask(mask, hidden)

@@ -1,0 +1,189 @@
+"""The hand corrected from what the camera sees of it: joint encoders are off by degrees and the
+hand-camera calibration by millimetres, and physics and touch would trust both.
+
+The posed hand model is aligned to its own depth pixels (those within `search_px` of its
+predicted silhouette, off the object's mask): point-to-plane residuals from each observed point
+to the nearest camera-facing model surface point, Huber-robust, against Gaussian priors on the
+joint offsets and on the base pose's correction (about the hand base, as the calibration error
+is). The associations are refreshed `rounds` times; each round is an L-BFGS solve over 16 joint
+offsets + 6 base parameters (pytorch-kinematics forward kinematics, differentiable). A fit that
+does not lower the robust cost, or that sees too little of the hand, leaves the encoders' hand
+(labelled in `status`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.ndimage import binary_dilation
+from scipy.spatial import cKDTree
+
+from tactile_pose_refiner.core.scene.camera import PinholeCamera
+from tactile_pose_refiner.core.scene.hand import HandModel
+
+
+@dataclass
+class HandCorrection:
+    """q (J,) corrected joints [rad, URDF order]; T_cam_base (4, 4) corrected base pose; what the
+    correction did (shift [mm], turn [deg], joint change rms [deg]) and the robust point-to-plane
+    rms before/after [mm] over `points` hand depth points."""
+
+    q: np.ndarray
+    T_cam_base: np.ndarray
+    status: str = "ok"
+    points: int = 0
+    rms_before_mm: float = float("nan")
+    rms_after_mm: float = float("nan")
+    base_shift_mm: float = 0.0
+    base_turn_deg: float = 0.0
+    joint_change_rms_deg: float = 0.0
+
+    def summary(self) -> str:
+        if self.status != "ok":
+            return self.status
+        return (f"hand corrected on {self.points} depth points: base {self.base_shift_mm:.1f} mm "
+                f"{self.base_turn_deg:.2f} deg, joints rms {self.joint_change_rms_deg:.2f} deg, "
+                f"fit {self.rms_before_mm:.1f} -> {self.rms_after_mm:.1f} mm")
+
+
+def rotation_matrix(rotvec: torch.Tensor) -> torch.Tensor:
+    """(3,) rotation vector -> (3, 3), differentiable (Rodrigues; well defined at 0)."""
+    angle2 = (rotvec * rotvec).sum()
+    K = torch.zeros(3, 3, dtype=rotvec.dtype)
+    K[0, 1], K[0, 2], K[1, 0] = -rotvec[2], rotvec[1], rotvec[2]
+    K[1, 2], K[2, 0], K[2, 1] = -rotvec[0], -rotvec[1], rotvec[0]
+    angle = torch.sqrt(angle2 + 1e-24)
+    a = torch.where(angle2 > 1e-12, torch.sin(angle) / angle, 1.0 - angle2 / 6.0)
+    b = torch.where(angle2 > 1e-12, (1.0 - torch.cos(angle)) / (angle2 + 1e-24), 0.5 - angle2 / 24.0)
+    return torch.eye(3, dtype=rotvec.dtype) + a * K + b * (K @ K)
+
+
+class HandFitter:
+    """Built once per hand model (config/hand.yaml `correction`); `fit` per frame."""
+
+    def __init__(self, model: HandModel, config: dict) -> None:
+        self.model = model
+        self.config = config
+        samples = model.surface_points(float(config["model_spacing_m"]))
+        self.samples = {link: (torch.as_tensor(p), torch.as_tensor(n)) for link, (p, n) in samples.items()}
+
+    def fit(self, depth_m: np.ndarray, camera: PinholeCamera, object_mask: np.ndarray | None,
+            q: np.ndarray, T_cam_base: np.ndarray) -> HandCorrection:
+        """depth_m (H, W) [m] 0 = missing; object_mask (H, W) or None; q (J,) the encoders' joints
+        [rad]; T_cam_base (4, 4) the calibration's base pose."""
+        kept = HandCorrection(np.asarray(q, float), np.asarray(T_cam_base, float))
+        observed = self._observed_points(depth_m, camera, object_mask, q, T_cam_base)
+        if len(observed) < int(self.config["min_points"]):
+            kept.status = f"hand not corrected: {len(observed)} hand depth points in view"
+            return kept
+        c = self.config
+        observed_t = torch.as_tensor(observed)
+        offsets = torch.zeros(len(q), dtype=torch.float64, requires_grad=True)
+        rotvec = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        shift = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        q_t, T_t = torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(T_cam_base, dtype=torch.float64)
+        priors = (np.radians(c["joint_offset_std_deg"]), np.radians(c["base_rotation_std_deg"]), c["base_translation_std_m"])
+        before = after = None
+        for _ in range(int(c["rounds"])):
+            with torch.no_grad():
+                points, normals = self._posed(q_t + offsets, T_t, rotvec, shift)
+            pairs = self._associate(observed, points.numpy(), normals.numpy(), float(c["max_distance_m"]))
+            if pairs is None:
+                break
+            rows, cols = pairs
+
+            def cost() -> torch.Tensor:
+                points, normals = self._posed(q_t + offsets, T_t, rotvec, shift)
+                residual = ((observed_t[rows] - points[cols]) * normals[cols]).sum(dim=1)
+                data = _huber(residual, float(c["huber_m"])).mean() / float(c["depth_std_m"]) ** 2
+                prior = ((offsets / priors[0]) ** 2).sum() + ((rotvec / priors[1]) ** 2).sum() \
+                    + ((shift / priors[2]) ** 2).sum()
+                return data * min(len(rows), int(c["effective_points"])) + prior
+
+            if before is None:
+                with torch.no_grad():
+                    before = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
+            optimiser = torch.optim.LBFGS([offsets, rotvec, shift], max_iter=int(c["iterations"]),
+                                          line_search_fn="strong_wolfe")
+
+            def closure():
+                optimiser.zero_grad()
+                value = cost()
+                value.backward()
+                return value
+
+            optimiser.step(closure)
+            with torch.no_grad():
+                after = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
+        if before is None or after is None or not np.isfinite(after) or after >= before:
+            kept.status = "hand not corrected: the fit did not improve on the encoders"
+            return kept
+        return self._correction(q, T_cam_base, offsets, rotvec, shift, len(observed), before, after)
+
+    def _correction(self, q, T_cam_base, offsets, rotvec, shift, count, before, after) -> HandCorrection:
+        with torch.no_grad():
+            error = np.eye(4)
+            error[:3, :3] = rotation_matrix(rotvec).numpy()
+            error[:3, 3] = shift.numpy()
+        change = offsets.detach().numpy()
+        return HandCorrection(np.asarray(q, float) + change, np.asarray(T_cam_base, float) @ error, "ok", count,
+                              1000.0 * before, 1000.0 * after, 1000.0 * float(np.linalg.norm(error[:3, 3])),
+                              float(np.degrees(np.linalg.norm(rotvec.detach().numpy()))),
+                              float(np.degrees(np.sqrt(np.mean(change**2)))))
+
+    def _rms(self, observed, rows, cols, q, T, offsets, rotvec, shift) -> float:
+        points, normals = self._posed(q + offsets, T, rotvec, shift)
+        residual = ((observed[rows] - points[cols]) * normals[cols]).sum(dim=1)
+        return float(torch.sqrt(torch.clamp(residual, -3 * self.config["huber_m"], 3 * self.config["huber_m"]).pow(2).mean()))
+
+    def _posed(self, q: torch.Tensor, T_cam_base: torch.Tensor, rotvec: torch.Tensor, shift: torch.Tensor):
+        """Surface points and normals (N, 3) of the hand at q, based at T_cam_base @ (R(rotvec), shift)."""
+        R = T_cam_base[:3, :3] @ rotation_matrix(rotvec)
+        t = T_cam_base[:3, :3] @ shift + T_cam_base[:3, 3]
+        poses = self.model.link_poses_torch(q)
+        points, normals = [], []
+        for link, (local, local_normals) in self.samples.items():
+            T = poses[link][0]
+            rotation = R @ T[:3, :3]
+            points.append(local @ rotation.T + (R @ T[:3, 3] + t))
+            normals.append(local_normals @ rotation.T)
+        return torch.cat(points), torch.cat(normals)
+
+    def _observed_points(self, depth_m, camera, object_mask, q, T_cam_base) -> np.ndarray:
+        """Depth points near the predicted hand silhouette, off the object's mask [m, camera frame]."""
+        from tactile_pose_refiner.core.gradients.render.base import mesh_silhouette
+
+        c = self.config
+        hand = self.model.posed(q, T_cam_base, float(c["model_spacing_m"])).mesh
+        near = mesh_silhouette(hand.vertices, hand.faces, camera)
+        if not near.any():
+            return np.zeros((0, 3))
+        near = binary_dilation(near, iterations=int(c["search_px"]))
+        if object_mask is not None:
+            near &= ~binary_dilation(np.asarray(object_mask) > 0, iterations=int(c["object_margin_px"]))
+        depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0)
+        points = camera.backproject(depth, near)
+        if len(points) > int(c["max_points"]):
+            points = points[np.random.default_rng(0).choice(len(points), int(c["max_points"]), replace=False)]
+        return points
+
+    @staticmethod
+    def _associate(observed, points, normals, max_distance):
+        """(observed rows, model cols): each observed point with its nearest camera-facing model
+        point within max_distance; None when fewer than 10 pair up."""
+        facing = np.einsum("nc,nc->n", normals, points) < 0.0
+        candidates = np.flatnonzero(facing)
+        if len(candidates) == 0:
+            return None
+        distance, nearest = cKDTree(points[candidates]).query(observed, distance_upper_bound=max_distance)
+        rows = np.flatnonzero(np.isfinite(distance))
+        if len(rows) < 10:
+            return None
+        return torch.as_tensor(rows), torch.as_tensor(candidates[nearest[rows]])
+
+
+def _huber(residual: torch.Tensor, delta: float) -> torch.Tensor:
+    """Huber's rho of (N,) residuals, in squared units (quadratic within delta)."""
+    magnitude = residual.abs()
+    return torch.where(magnitude <= delta, residual**2, 2.0 * delta * magnitude - delta**2)

@@ -1,0 +1,181 @@
+"""A real robot's sensor errors (sim/realism.py, config/realism.yaml) against their own parameters,
+seeded and recorded; and what the refiner does about them: the mask checked against depth, the
+hand corrected from its own depth pixels, a contact threshold that noise alone does not pass."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import distance_transform_edt
+
+from tactile_pose_refiner.core.gradients.tactile import contact_threshold
+from tactile_pose_refiner.core.mask_check import check_mask
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.skin import TactileReading
+from tactile_pose_refiner.io.episode_bag import read_episode, write_episode
+from tactile_pose_refiner.sim.episode import EpisodeGenerator
+from tactile_pose_refiner.sim.realism import EpisodeDraw, RealismError, SensorErrors, load_preset
+
+OBJECT = "005_tomato_soup_can"
+
+
+@pytest.fixture(scope="module")
+def realistic() -> EpisodeGenerator:
+    return EpisodeGenerator("realistic")
+
+
+@pytest.fixture(scope="module")
+def episode(realistic, tmp_path_factory):
+    """Two realistic frames, written and read back."""
+    info, frames = realistic.episode(OBJECT, 2, seed=3)
+    path = tmp_path_factory.mktemp("realistic") / OBJECT
+    write_episode(path, frames)
+    return info, list(read_episode(path))
+
+
+def disk(radius: float, shape=(240, 320)) -> np.ndarray:
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2 <= radius**2
+
+
+def test_depth_noise_grows_with_z_squared_as_configured():
+    errors = SensorErrors("realistic")
+    config = errors.group("depth")
+    measured = {}
+    for z in (0.4, 0.8):
+        plane = np.full((240, 320), z)
+        draw = EpisodeDraw(depth_bias_m=0.0)
+        noisy = errors.depth(plane, 615.0, draw, np.random.default_rng(1))
+        valid = noisy > 0
+        measured[z] = float((noisy[valid] - z).std())
+        assert 0.9 < valid.mean() < 1.0          # speckle holes, no edges on a plane
+    for z, sigma in measured.items():
+        print(f"depth sigma at {z} m: {1000 * sigma:.2f} mm (configured {1000 * config['axial_std_at_1m'] * z**2:.2f})")
+        assert sigma == pytest.approx(config["axial_std_at_1m"] * z**2, rel=0.15)
+    assert measured[0.8] / measured[0.4] == pytest.approx(4.0, rel=0.2)
+
+
+def test_depth_edges_lose_pixels_and_get_a_stereo_shadow():
+    depth = np.full((120, 200), 0.8)
+    depth[:, 100:] = 0.5                                 # a near surface right of column 100
+    errors = SensorErrors("realistic")
+    noisy = errors.depth(depth, 615.0, EpisodeDraw(), np.random.default_rng(2))
+    shadow_px = 615.0 * errors.group("depth")["shadow_baseline"] * (1 / 0.5 - 1 / 0.8)   # 23 px
+    left_of_edge = noisy[:, 100 - int(shadow_px) + 1:100]
+    assert (left_of_edge == 0).mean() > 0.95
+    assert (noisy[:, 20:60] > 0).mean() > 0.95
+
+
+def test_mask_outline_moves_by_the_drawn_bias():
+    config = {**load_preset("realistic")["mask"], "outline_std_px": 0.0, "bleed_chance": 0.0,
+              "hole_chance": 0.0, "blob_chance": 0.0}
+    errors = SensorErrors("custom", {"mask": config})
+    truth = disk(40.0)
+    for bias in (-3.0, 3.0):
+        damaged = errors.mask(truth, np.zeros_like(truth), EpisodeDraw(mask_bias_px=bias), np.random.default_rng(0))
+        radius = np.sqrt(damaged.sum() / np.pi)
+        assert radius - 40.0 == pytest.approx(bias, abs=0.5)
+
+
+def test_unknown_preset_is_named():
+    with pytest.raises(RealismError, match="unknown realism preset 'sloppy'"):
+        SensorErrors("sloppy")
+
+
+def test_realistic_episode_keeps_the_clean_scene_and_records_its_errors(realistic, episode):
+    info, frames = episode
+    clean_info, clean_frames = EpisodeGenerator().episode(OBJECT, 1, seed=3)
+    clean = next(clean_frames)
+    np.testing.assert_allclose(frames[0].T_cam_obj, clean.T_cam_obj, atol=1e-9)   # same grasp, trajectory
+    frame = frames[0]
+    np.testing.assert_allclose(frame.T_cam_base_true, clean.T_cam_base, atol=1e-9)
+    record = frame.realism
+    assert record["preset"] == "realistic" and record == info.realism
+    offsets = np.radians(record["encoder_offset_deg"])
+    observed = realistic.hand.joint_vector(frame.joint_names, frame.joint_positions)
+    true = realistic.hand.joint_vector(frame.joint_names, frame.joint_positions_true)
+    assert np.abs(observed - true - offsets).max() < np.radians(4 * 0.3)   # per-frame noise only
+    error = np.linalg.inv(frame.T_cam_base_true) @ frame.T_cam_base
+    np.testing.assert_allclose(error[:3, 3], record["base_error_translation_m"], atol=1e-6)
+    dead = np.array(record["dead_taxels"], dtype=int)
+    assert len(dead) > 0 and np.all(frame.tactile.forces[dead] == 0.0)
+
+
+def test_realistic_episodes_are_seeded(realistic, episode):
+    _, frames = episode
+    _, again = realistic.episode(OBJECT, 2, seed=3)
+    for a, b in zip(frames, again):
+        np.testing.assert_array_equal(a.depth_mm, b.depth_mm)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        np.testing.assert_allclose(a.tactile.forces, b.tactile.forces)
+        np.testing.assert_allclose(a.joint_positions, b.joint_positions)
+
+
+def test_touch_latency_delays_the_reading_by_a_frame():
+    errors = SensorErrors("custom", {"touch": {**load_preset("realistic")["touch"], "latency_frames": [1],
+                                               "noise_std": 0.0, "zero_drift_std": 0.0}})
+    draw = errors.draw(np.random.default_rng(0), 16, 4)
+    draw.dead_taxels[:] = False
+    neighbours = np.zeros((4, 4))
+    first = errors.touch(np.full((4, 3), 100.0), neighbours, draw, np.random.default_rng(1), 1e4)
+    second = errors.touch(np.full((4, 3), 900.0), neighbours, draw, np.random.default_rng(1), 1e4)
+    np.testing.assert_allclose(second, first)
+    assert np.all(np.abs(first - 100.0) < 100.0)
+
+
+# --- what the refiner does about them ------------------------------------------------------------
+
+def test_an_exact_mask_on_exact_depth_is_confirmed_everywhere():
+    truth = disk(40.0)
+    depth = np.where(truth, 0.5, 0.0)
+    checked = check_mask(truth, depth, None, load_config("gradients")["mask_check"])
+    np.testing.assert_array_equal(checked.object, truth)
+    assert not checked.uncertain.any()
+
+
+@pytest.mark.parametrize("grow", (-4, 4))
+def test_a_mask_off_by_pixels_leaves_an_uncertain_band_not_a_wrong_edge(grow):
+    truth = disk(40.0)
+    observed = disk(40.0 + grow)
+    depth = np.where(truth, 0.5, 0.0)
+    checked = check_mask(observed, depth, None, load_config("gradients")["mask_check"])
+    between = truth ^ observed
+    assert checked.uncertain[between].mean() > 0.95          # the disputed ring leaves the losses
+    assert not (checked.object & ~truth).any()               # no background called object
+    assert checked.object[truth & observed & (distance_transform_edt(truth) > 8)].all()
+
+
+def test_noise_alone_makes_no_contacts_and_clean_gamma_stands():
+    rng = np.random.default_rng(0)
+    gamma = 150.0
+    for sigma, expected in ((15.0, gamma), (45.0, None)):
+        forces = rng.normal(0.0, sigma, (368, 3))
+        reading = TactileReading(tuple(["link_14"] * 368), np.arange(368), np.zeros((368, 3)), forces)
+        threshold = contact_threshold(reading, gamma, 5.0)
+        if expected is not None:
+            assert threshold == expected
+        assert reading.in_contact(threshold).sum() == 0
+    pressed = forces.copy()
+    pressed[:6, 2] += 3000.0
+    reading = TactileReading(tuple(["link_14"] * 368), np.arange(368), np.zeros((368, 3)), pressed)
+    assert reading.in_contact(contact_threshold(reading, gamma, 5.0))[:6].all()
+
+
+def test_the_hand_is_corrected_towards_the_truth_from_its_depth_pixels(realistic, episode):
+    from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+
+    _, frames = episode
+    frame = frames[0]
+    hand = HandAssets.from_config()
+    corrected, truth = hand.posed(frame), hand.posed_true(frame)
+    sensed = hand.posed_sensed(frame)
+    assert corrected.correction.status == "ok", corrected.correction.status
+
+    def tip_error(posed) -> float:
+        tips = [f"link_{k}4" for k in (0, 1, 2, 3)]
+        return float(np.mean([np.linalg.norm((posed.T_frame_base @ posed.link_poses[link])[:3, 3]
+                                             - (truth.T_frame_base @ truth.link_poses[link])[:3, 3])
+                              for link in tips]))
+    before, after = tip_error(sensed), tip_error(corrected)
+    print(f"fingertips {1000 * before:.2f} -> {1000 * after:.2f} mm; {corrected.correction.summary()}")
+    assert after < 0.7 * before
