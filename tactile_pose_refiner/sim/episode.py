@@ -95,11 +95,11 @@ class EpisodeGenerator:
             stamp_ns = start_ns + int(round(step * 1e9 / timing["frame_rate_hz"]))
             forces = self._forces(signed, object_normals, taxel_normals, rng, draw, errors_rng)
             info.taxels_in_contact.append(int((np.linalg.norm(forces, axis=1) > self.tactile.contact_threshold_units).sum()))
+            rgb = self._rgb(render.rgb, rng, draw, errors_rng)   # draw order kept: clean episodes stay seed-identical
+            depth_mm = self._depth(render.depth_m, rng, draw, errors_rng)
             q = grasp.q + rng.normal(0, self.config["joint_noise_std_rad"], grasp.q.shape)
             yield Frame(
-                stamp_ns=stamp_ns, object_id=info.object_id, camera=self.camera,
-                rgb=self._rgb(render.rgb, rng, draw, errors_rng),
-                depth_mm=self._depth(render.depth_m, rng, draw, errors_rng),
+                stamp_ns=stamp_ns, object_id=info.object_id, camera=self.camera, rgb=rgb, depth_mm=depth_mm,
                 mask=(self.errors.mask(render.object_mask, render.hand_mask, draw, errors_rng) * 255).astype(np.uint8),
                 joint_names=names,
                 joint_positions=self.errors.joints(q, draw, errors_rng),
