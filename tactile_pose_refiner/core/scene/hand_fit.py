@@ -7,8 +7,8 @@ to the nearest camera-facing model surface point, Huber-robust, against Gaussian
 joint offsets and on the base pose's correction (about the hand base, as the calibration error
 is). The associations are refreshed `rounds` times; each round is an L-BFGS solve over 16 joint
 offsets + 6 base parameters (pytorch-kinematics forward kinematics, differentiable). A fit that
-does not lower the robust cost, or that sees too little of the hand, leaves the encoders' hand
-(labelled in `status`).
+does not lower the robust residual by min_improvement_m, or that sees too little of the hand,
+leaves the encoders' hand (labelled in `status`).
 """
 from __future__ import annotations
 
@@ -116,8 +116,8 @@ class HandFitter:
             optimiser.step(closure)
             with torch.no_grad():
                 after = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
-        if before is None or after is None or not np.isfinite(after) or after >= before:
-            kept.status = "hand not corrected: the fit did not improve on the encoders"
+        if before is None or after is None or not np.isfinite(after) or before - after < float(c["min_improvement_m"]):
+            kept.status = "hand not corrected: the fit did not improve on the encoders"   # an exact hand fits noise only
             return kept
         return self._correction(q, T_cam_base, offsets, rotvec, shift, len(observed), before, after)
 
