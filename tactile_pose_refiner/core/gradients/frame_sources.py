@@ -13,7 +13,7 @@ from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import GradientSource, Unavailable
 from tactile_pose_refiner.core.gradients.depth import DepthSource
 from tactile_pose_refiner.core.gradients.physics import PhysicsSource, RigidBody
-from tactile_pose_refiner.core.gradients.render.base import mesh_silhouette
+from tactile_pose_refiner.core.gradients.render.base import mesh_depth
 from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_gaps, contact_positions
 from tactile_pose_refiner.core.mask_check import CheckedMask, check_mask
 from tactile_pose_refiner.core.resources import load_config
@@ -137,13 +137,14 @@ class FrameView:
         if frame.mask is None:
             return None
         config = load_config("gradients")["mask_check"]
-        hand = None
+        hand = hand_depth = None
         mesh = hand_mesh(self.posed)
         if mesh is not None and config["band_px"] > 0:
-            hand = mesh_silhouette(mesh.vertices, mesh.faces, frame.camera)
+            hand_depth = mesh_depth(mesh.vertices, mesh.faces, frame.camera)
+            hand = hand_depth > 0
             if config["hand_dilate_px"] > 0 and hand.any():
                 hand = binary_dilation(hand, iterations=int(config["hand_dilate_px"]))
-        return check_mask(frame.mask, frame.depth_m, hand, config)
+        return check_mask(frame.mask, frame.depth_m, hand, config, hand_depth)
 
     def object_points(self) -> np.ndarray:
         """(N, 3) depth points of the confirmed object pixels [m, camera frame]."""

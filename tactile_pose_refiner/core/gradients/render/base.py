@@ -62,15 +62,33 @@ def roi_around(vertices_obj: np.ndarray, T_cam_obj: np.ndarray, camera: PinholeC
 
 def mesh_silhouette(vertices_cam: np.ndarray, faces: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     """(H, W) bool: pixels whose centre ray hits the mesh ((V, 3) camera-frame vertices, (F, 3)
-    faces). Exact (Open3D/Embree ray cast); only the rays in the mesh's projected window are
+    faces)."""
+    return mesh_depth(vertices_cam, faces, camera) > 0.0
+
+
+def mesh_depth(vertices_cam: np.ndarray, faces: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """(H, W) depth [m] of the mesh's nearest surface along each pixel's centre ray, 0 where it
+    misses. Exact (Open3D/Embree ray cast); only the rays in the mesh's projected window are
     cast, all of them when the mesh crosses the camera plane (it then projects anywhere)."""
     import open3d as o3d   # here: only the hand's silhouette needs it
 
-    hit = np.zeros((camera.height, camera.width), dtype=bool)
+    depth = np.zeros((camera.height, camera.width))
     vertices_cam = np.asarray(vertices_cam, dtype=np.float64)
     in_front = vertices_cam[:, 2] > 1e-6
     if len(faces) == 0 or not in_front.any():
-        return hit
+        return depth
+    roi = Roi(0, 0, camera.width, camera.height)
+    if in_front.all():
+        roi = roi_around(vertices_cam, np.eye(4), camera, 0, 1e-6)
+        if roi is None:
+            return depth
+    directions = roi.crop(camera.ray_directions()).reshape(-1, 3)   # z = 1: t along them is depth
+    rays = np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(open3d_mesh(vertices_cam, faces))
+    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+    roi.crop(depth)[...] = np.where(np.isfinite(t_hit), t_hit, 0.0).reshape(roi.height, roi.width)
+    return depth
     roi = Roi(0, 0, camera.width, camera.height)
     if in_front.all():
         roi = roi_around(vertices_cam, np.eye(4), camera, 0, 1e-6)
