@@ -34,6 +34,7 @@ class DepthSource(GradientSource):
                             int(config.get("max_triangles", 0)),
                             np.radians(float(config.get("max_incidence_deg", 90.0))))
         self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense)
+        self.distance.huber_mm = config.get("huber_mm")
 
     def frozen(self):
         return self.distance.visibility.held()

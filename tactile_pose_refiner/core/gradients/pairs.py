@@ -107,6 +107,15 @@ class Visibility:
 
 
 
+def robust_square(squared: torch.Tensor, huber: float | None) -> torch.Tensor:
+    """Huber's rho of distances given their squares (N,): the square up to `huber`, then
+    growing linearly (slope 2 huber); None: the squares."""
+    if huber is None:
+        return squared
+    distance = torch.sqrt(squared + 1e-18)   # the offset keeps the gradient finite at 0
+    return torch.where(distance <= huber, squared, 2.0 * huber * distance - huber**2)
+
+
 def finite_points(points: np.ndarray) -> np.ndarray:
     """(N, 3) float64 rows of `points` without non-finite coordinates."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -124,6 +133,7 @@ class PointMeshDistance:
         term looks for each triangle's nearest point. A subsample is enough for the point term,
         but its spacing would become the triangle term's distance."""
         self.points = finite_points(points)
+        self.huber_mm: float | None = None   # robust pairs: distances beyond this grow linearly (None: squares)
         self.dense_points = self.points if dense_points is None else finite_points(dense_points)
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
@@ -192,5 +202,5 @@ class PointMeshDistance:
                 observed = torch.as_tensor(points, dtype=rotation.dtype, device=rotation.device)
                 surface = torch.as_tensor(closest, dtype=rotation.dtype, device=rotation.device)
                 residual = observed - (surface @ rotation.T + translation)
-                value = value + (residual * MM).pow(2).sum(dim=1).mean()
+                value = value + robust_square((residual * MM).pow(2).sum(dim=1), self.huber_mm).mean()
         return value, len(point_term_points) + len(tri_points)
