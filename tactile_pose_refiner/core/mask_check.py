@@ -3,9 +3,10 @@ and varies along it, so near the outline the mask alone is no exact edge.
 
 Within `band_px` of the observed outline a pixel is on the object's surface when depth reaches it
 from well inside the mask in steps of at most `same_surface_m` (a surface continues smoothly, a
-face seen at a grazing angle too; the step to a background breaks it). A mask pixel on that
-surface stays object; one with no depth or off that surface (background the mask grew onto, a
-finger it bled onto, a hole) is uncertain. A pixel outside the mask that looks like the object's surface (a
+face seen at a grazing angle too; the step to a background breaks it). A mask pixel with
+no depth, or farther than `off_surface_m` in depth from that surface (background the mask grew
+onto, something in front), is uncertain; so is one showing the posed hand's own surface (a mask
+that bled onto a finger). A pixel outside the mask that looks like the object's surface (a
 mask that came out too small) is uncertain, unless the hand covers it. Uncertain pixels leave the
 losses that read the mask: the edge lies somewhere among them and only the confirmed pixels on
 either side say where. An exact mask on exact depth is confirmed everywhere: nothing changes.
@@ -37,7 +38,7 @@ def check_mask(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | 
     """mask (H, W) bool/uint8 (>0 object); depth_m (H, W) [m], 0 = missing, or None; hand (H, W)
     bool silhouette of the hand (grown for its error) or None; hand_depth (H, W) [m] the posed
     hand's depth, 0 off it, or None. config: band_px, same_surface_m (the largest depth step
-    between neighbouring pixels of one surface), hand_surface_m (a mask pixel whose depth is this
+    between neighbouring pixels of one surface), off_surface_m, hand_surface_m (a mask pixel whose depth is this
     close to the hand's there shows the hand: a mask that bled onto a finger)."""
     mask = np.asarray(mask) > 0
     if hand_depth is not None and depth_m is not None:
@@ -61,7 +62,11 @@ def check_mask(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | 
     surface = _connected_surface(depth, core, near_outline & (depth > 0), float(config["same_surface_m"]),
                                  2 * int(np.ceil(band)) + 1)
     hand = np.zeros_like(mask) if hand is None else np.asarray(hand, bool)
-    doubtful_inside = mask & ~surface                        # no depth, or off the object's surface
+    # a mask pixel off that surface by more than off_surface_m (background the mask grew onto,
+    # something in front), or without depth; one just off it is a face seen at a grazing angle
+    nearest = distance_transform_edt(~surface, return_indices=True)[1]
+    off_surface = np.abs(depth - depth[nearest[0], nearest[1]]) > float(config["off_surface_m"])
+    doubtful_inside = mask & ((depth <= 0) | (~surface & off_surface))
     doubtful_outside = ~mask & surface & ~hand               # the object's surface beyond the mask
     uncertain = near_outline & (doubtful_inside | doubtful_outside)
     return CheckedMask(mask & ~uncertain, uncertain)
