@@ -231,3 +231,21 @@ def test_flying_pixels_do_not_pull_the_depth_loss_off_the_surface():
         minimum[huber] = along[int(np.argmin(losses))]
     print(f"depth loss minimum along the ray: squares {minimum[None]:+.2f} mm, Huber {minimum[2.0]:+.2f} mm")
     assert minimum[None] > 0.35 and abs(minimum[2.0]) <= 0.15
+
+
+def test_a_frame_without_depth_gives_a_labelled_result_not_a_nan(episode):
+    """Depth lost entirely (a cable pulled): the mask cannot be checked, the hand not corrected, the
+    depth source has no points; the refinement still returns a finite pose and says why."""
+    import dataclasses
+
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    _, frames = episode
+    blind = dataclasses.replace(frames[0], depth_mm=np.zeros_like(frames[0].depth_mm))
+    refiner = FrameRefiner(ObjectCatalog.from_config().load(OBJECT))
+    posed = refiner.hand.posed(blind)
+    assert posed.correction.status.startswith("hand not corrected")
+    refinement = refiner.refine(blind, blind.T_cam_obj, iterations=3, posed=posed, measure=False)
+    assert np.isfinite(refinement.T).all()
+    assert "depth" in refinement.diagnostics.status and "degraded" in refinement.diagnostics.status

@@ -316,6 +316,7 @@ def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str]) -> l
 
 def _write_json(args, methods, noise, summary, truth, records) -> None:
     document = {"config": {"data": args.data, "methods": methods, "noise": noise,
+                           "realism": sorted({r["realism"] for r in records}),
                            "iterations": args.iterations, "frames": args.frames,
                            "refiner": load_config("refiner"), "noise_model": load_config("bench")["noise"]},
                 "ground_truth": truth,
