@@ -44,6 +44,41 @@ def test_stamped_buffer_nearest_within_tolerance():
     assert buffer.take_near(21 * MS, 0.002) == [20] and len(buffer) == 2
 
 
+def test_approximate_sync_resumes_after_time_jumps_back_as_a_looping_bag_does():
+    """A replay that loops publishes its recorded stamps again: without clearing, every set of the
+    second pass is older than the newest seen and none pairs again (the robot-mode stall)."""
+    sets, jumps = [], []
+    sync = ApproximateSync(2, 10, 0.01, lambda a, b: sets.append((a, b)), jumps.append)
+    second = 1_000_000_000
+    for loop in range(3):
+        for k in range(10):
+            stamp = 100 * second + k * second // 30
+            sync.add(0, stamp, f"rgb{loop}.{k}")
+            sync.add(1, stamp, f"depth{loop}.{k}")
+    assert len(sets) == 30 and sets[-1] == ("rgb2.9", "depth2.9")
+    assert len(jumps) == 2 and all(0.25 < j < 0.35 for j in jumps)
+
+
+def test_one_stamp_from_the_far_future_does_not_block_the_stream():
+    sets = []
+    sync = ApproximateSync(2, 10, 0.01, lambda a, b: sets.append(a))
+    far = (2**31 - 1) * 1_000_000_000
+    sync.add(0, far, "future")
+    for k in range(3):
+        stamp = 1_700_000_000_000_000_000 + k * 33_000_000
+        sync.add(0, stamp, k)
+        sync.add(1, stamp, k)
+    assert sets == [0, 1, 2]
+
+
+def test_stamped_buffer_clears_on_a_jump_back_and_says_how_far():
+    buffer = StampedBuffer(10)
+    assert buffer.add(5_000_000_000, "a") is None
+    assert buffer.add(4_950_000_000, "late") is None            # disorder within 0.1 s: kept
+    assert buffer.add(1_000_000_000, "rewound") == pytest.approx(4.0)
+    assert len(buffer) == 1 and buffer.nearest(1_000_000_000, 0.01) == ("rewound", 0.0)
+
+
 def test_depth_in_metres_with_nan_becomes_invalid_millimetres():
     depth = np.array([[0.5, np.nan], [-1.0, np.inf]], dtype=np.float32)
     mm = decode_depth_mm("32FC1", 2, 2, 8, depth.tobytes())

@@ -164,12 +164,15 @@ def synchronise(node: Node, topics: list[tuple[type, str]], qos, queue_size: int
     """Call `callback(*messages)` with one message per topic, stamps within slop_s.
 
     message_filters.ApproximateTimeSynchronizer where it is importable (a full ROS 2
-    install), else the core's ApproximateSync with the same semantics. Returns which.
+    install), else the core's ApproximateSync with the same semantics, which also clears itself
+    (and says so on /diagnostics) when time jumps back. Returns which.
     """
     try:
         import message_filters
     except ImportError:
-        sync = ApproximateSync(len(topics), queue_size, slop_s, callback)
+        on_jump = lambda seconds: node.diagnostics.report(  # noqa: E731
+            "warn", f"time jumped back {seconds:.1f} s (a bag loop, a restarted driver): synchronisation cleared")
+        sync = ApproximateSync(len(topics), queue_size, slop_s, callback, on_jump)
         node._tpr_subscriptions = [
             node.create_subscription(msg_type, topic, _feeder(sync, index), qos)
             for index, (msg_type, topic) in enumerate(topics)]
