@@ -56,7 +56,7 @@ class FrameRefiner:
                               self._warp_device(), posed, self.physics_config)
         refiner = Refiner({name: built[name] for name in names},
                           built[checkpoint] if checkpoint else None,
-                          self.object.body.com, self.object.body.radius, variant_config(self.config, chosen))
+                          self.object.body.com, self.object.body.radius, self._settings(chosen, posed))
         refinement = refiner.run(T_initial, iterations, on_iteration)
         if checkpoint:
             self._turn_about_symmetry_axis(refinement, built[checkpoint])
@@ -65,6 +65,16 @@ class FrameRefiner:
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
         return refinement
+
+    def _settings(self, variant: dict, posed: PosedHand | str) -> dict:
+        """The variant's refiner settings; where the hand had to be corrected from depth (its
+        encoders or calibration were off), config `corrected_hand` overrides them."""
+        settings = variant_config(self.config, variant)
+        correction = None if isinstance(posed, str) else posed.correction
+        override = self.config.get("corrected_hand") or {}
+        if correction is None or correction.status != "ok" or not override:
+            return settings
+        return {**settings, **{key: {**settings[key], **value} for key, value in override.items()}}
 
     def _turn_about_symmetry_axis(self, refinement: Refinement, checkpoint) -> None:
         """A body symmetric about an axis: the output turned about it to the lowest checkpoint
