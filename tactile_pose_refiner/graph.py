@@ -94,11 +94,14 @@ class RunningGraph:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.processes: dict[str, subprocess.Popen] = {}
+        self.outputs: dict[str, tuple] = {}
 
     def start(self, name: str, node: NodeProcess) -> subprocess.Popen:
-        process = subprocess.Popen(node.command(), env=self.env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        self.processes[name] = process
+        # output goes to files, not pipes: a pipe nobody reads until stop fills (64 kB) and
+        # blocks the node's next log line (a looping replay stalled after ~17 s)
+        outputs = (tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+"))
+        process = subprocess.Popen(node.command(), env=self.env, stdout=outputs[0], stderr=outputs[1], text=True)
+        self.processes[name], self.outputs[name] = process, outputs
         return process
 
     def stop(self, timeout_s: float = 10.0) -> dict[str, tuple[int, str, str]]:
@@ -108,13 +111,16 @@ class RunningGraph:
                 process.send_signal(signal.SIGINT)
         results = {}
         for name, process in self.processes.items():
+            note = ""
             try:
-                stdout, stderr = process.communicate(timeout=timeout_s)
+                process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 process.kill()
-                stdout, stderr = process.communicate()
-                stderr += f"\n[RunningGraph] still running {timeout_s:.0f} s after SIGINT: killed\n"
-            results[name] = (process.returncode, stdout, stderr)
+                process.wait()
+                note = f"\n[RunningGraph] still running {timeout_s:.0f} s after SIGINT: killed\n"
+            streams = self.outputs.pop(name, None)   # read once: a second stop() returns no output
+            stdout, stderr = (_read_and_close(stream) for stream in streams) if streams else ("", "")
+            results[name] = (process.returncode, stdout, stderr + note)
         return results
 
     def __enter__(self) -> "RunningGraph":
@@ -122,6 +128,13 @@ class RunningGraph:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def _read_and_close(stream) -> str:
+    stream.seek(0)
+    text = stream.read()
+    stream.close()
+    return text
 
 
 # --- the product's node graph (launch/*.launch.py and `tpr demo` share it) ---------------------
