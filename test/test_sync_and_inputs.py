@@ -159,3 +159,15 @@ def test_work_queue_stop_waits_for_its_worker_and_drops_what_is_left():
     threading.Timer(0.2, release.set).start()
     queue.stop(timeout_s=5.0)      # the running request finishes; the waiting one is dropped
     assert not queue.worker.is_alive() and handled == ["first"] and reports == []
+
+
+@pytest.mark.parametrize("quaternion", [(0.0, 0.0, 0.0, 0.0), (np.nan, 0.0, 0.0, 1.0)])
+def test_an_unusable_quaternion_gives_a_nan_pose_not_an_exception(quaternion):
+    """estimator_node exited on a zero ground-truth quaternion (scipy: 'zero norm quaternions')
+    and, restarted, met the stored message again; a NaN pose is labelled by every caller."""
+    from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
+
+    x, y, z, w = quaternion
+    pose = SimpleNamespace(position=SimpleNamespace(x=0.1, y=0.0, z=0.5),
+                           orientation=SimpleNamespace(x=x, y=y, z=z, w=w))
+    assert np.isnan(pose_fields_to_matrix(pose)).all()

@@ -18,9 +18,13 @@ def pose_matrix(translation, quaternion_xyzw) -> np.ndarray:
 
 
 def pose_fields_to_matrix(pose) -> np.ndarray:
-    """Any object with geometry_msgs/Pose's fields (rclpy or rosbags) -> (4, 4)."""
+    """Any object with geometry_msgs/Pose's fields (rclpy or rosbags) -> (4, 4); all NaN when the
+    quaternion is zero or not finite (callers label a non-finite pose; scipy would raise)."""
     p, q = pose.position, pose.orientation
-    return pose_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+    quaternion = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    if not np.isfinite(quaternion).all() or np.linalg.norm(quaternion) < 1e-9:
+        return np.full((4, 4), np.nan)
+    return pose_matrix([p.x, p.y, p.z], quaternion)
 
 
 def matrix_to_pose(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
