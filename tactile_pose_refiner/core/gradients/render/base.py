@@ -89,18 +89,6 @@ def mesh_depth(vertices_cam: np.ndarray, faces: np.ndarray, camera: PinholeCamer
     t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
     roi.crop(depth)[...] = np.where(np.isfinite(t_hit), t_hit, 0.0).reshape(roi.height, roi.width)
     return depth
-    roi = Roi(0, 0, camera.width, camera.height)
-    if in_front.all():
-        roi = roi_around(vertices_cam, np.eye(4), camera, 0, 1e-6)
-        if roi is None:
-            return hit
-    directions = roi.crop(camera.ray_directions()).reshape(-1, 3)
-    rays = np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(open3d_mesh(vertices_cam, faces))
-    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-    roi.crop(hit)[...] = np.isfinite(t_hit).reshape(roi.height, roi.width)
-    return hit
 
 
 @dataclass
