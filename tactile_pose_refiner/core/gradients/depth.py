@@ -33,8 +33,8 @@ class DepthSource(GradientSource):
                             config["visibility_refresh_m"], np.radians(config["visibility_refresh_deg"]),
                             int(config.get("max_triangles", 0)),
                             np.radians(float(config.get("max_incidence_deg", 90.0))))
-        self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense)
-        self.distance.huber_mm = config.get("huber_mm")
+        self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense,
+                                          config.get("huber_mm"))
 
     def frozen(self):
         return self.distance.visibility.held()

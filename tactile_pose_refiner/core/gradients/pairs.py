@@ -107,13 +107,13 @@ class Visibility:
 
 
 
-def robust_square(squared: torch.Tensor, huber: float | None) -> torch.Tensor:
-    """Huber's rho of distances given their squares (N,): the square up to `huber`, then
-    growing linearly (slope 2 huber); None: the squares."""
-    if huber is None:
-        return squared
-    distance = torch.sqrt(squared + 1e-18)   # the offset keeps the gradient finite at 0
-    return torch.where(distance <= huber, squared, 2.0 * huber * distance - huber**2)
+def huber(residual: torch.Tensor, delta: float | None) -> torch.Tensor:
+    """residual^2 up to |residual| = delta, then growing linearly (slope 2 delta); None: squares.
+    (torch's Huber loss is half of that: 0.5 x^2 inside.)"""
+    if delta is None:
+        return residual.pow(2)
+    return 2.0 * torch.nn.functional.huber_loss(residual, torch.zeros_like(residual),
+                                                reduction="none", delta=delta)
 
 
 def finite_points(points: np.ndarray) -> np.ndarray:
@@ -128,12 +128,13 @@ class PointMeshDistance:
     def __init__(self, mesh: trimesh.Trimesh, points: np.ndarray, search: PairSearch,
                  distance: MeshDistance | None = None,
                  occluders: trimesh.Trimesh | None = None,
-                 dense_points: np.ndarray | None = None) -> None:
+                 dense_points: np.ndarray | None = None, huber_mm: float | None = None) -> None:
         """points: those of the point term; dense_points (default: points): where the triangle
         term looks for each triangle's nearest point. A subsample is enough for the point term,
-        but its spacing would become the triangle term's distance."""
+        but its spacing would become the triangle term's distance. huber_mm: pair distances
+        beyond this grow linearly, not squared (None: squares)."""
         self.points = finite_points(points)
-        self.huber_mm: float | None = None   # robust pairs: distances beyond this grow linearly (None: squares)
+        self.huber_mm = huber_mm
         self.dense_points = self.points if dense_points is None else finite_points(dense_points)
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
@@ -202,5 +203,7 @@ class PointMeshDistance:
                 observed = torch.as_tensor(points, dtype=rotation.dtype, device=rotation.device)
                 surface = torch.as_tensor(closest, dtype=rotation.dtype, device=rotation.device)
                 residual = observed - (surface @ rotation.T + translation)
-                value = value + robust_square((residual * MM).pow(2).sum(dim=1), self.huber_mm).mean()
+                # the offset keeps the distance's gradient finite at 0
+                distance = torch.sqrt((residual * MM).pow(2).sum(dim=1) + 1e-18)
+                value = value + huber(distance, self.huber_mm).mean()
         return value, len(point_term_points) + len(tri_points)

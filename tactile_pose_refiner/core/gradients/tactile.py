@@ -8,7 +8,7 @@ import torch
 import trimesh
 
 from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, pose_array
-from tactile_pose_refiner.core.gradients.pairs import MM, PairSearch, PointMeshDistance
+from tactile_pose_refiner.core.gradients.pairs import MM, PairSearch, PointMeshDistance, huber
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading
@@ -71,15 +71,6 @@ def _touching(reading, layout, link_poses, T_frame_base, threshold):
     return positions[rows], normals[rows], reading.forces[touching]
 
 
-def huber(residual: torch.Tensor, delta: float | None) -> torch.Tensor:
-    """residual^2 up to |residual| = delta, then growing linearly (slope 2 delta); None: squares.
-    (torch's Huber loss is half of that: 0.5 x^2 inside.)"""
-    if delta is None:
-        return residual.pow(2)
-    return 2.0 * torch.nn.functional.huber_loss(residual, torch.zeros_like(residual),
-                                                reduction="none", delta=delta)
-
-
 class SkinGapDistance(PointMeshDistance):
     """Eq. 2 on a soft skin [mm^2]: the mean over the taxels in contact of the (Huber) square of
     their signed distance to the object surface - the gap their force implies. At the true pose
@@ -98,9 +89,8 @@ class SkinGapDistance(PointMeshDistance):
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
         gaps = np.asarray(gaps, dtype=np.float64).reshape(-1)
         usable = np.isfinite(positions).all(axis=1) & np.isfinite(gaps)
-        super().__init__(mesh, positions[usable], search, distance)
+        super().__init__(mesh, positions[usable], search, distance, huber_mm=huber_mm)
         self.gaps, self.saturated = gaps[usable], np.asarray(saturated, dtype=bool).reshape(-1)[usable]
-        self.huber_mm = huber_mm
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, int]:
         T = pose_array(rotation, translation)
