@@ -74,7 +74,7 @@ class HandAssets:
         if self.fitter is None or isinstance(sensed, str) or frame.depth_mm is None:
             return sensed
         q = self.model.joint_vector(frame.joint_names, frame.joint_positions)
-        correction = self.fitter.fit(frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base)
+        correction = self.fitter.fit(frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh)
         if correction.status != "ok":
             return replace(sensed, correction=correction)
         corrected = self.model.posed(correction.q, correction.T_cam_base, self.point_spacing)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import trimesh
 from scipy.ndimage import binary_dilation
 from scipy.spatial import cKDTree
 
@@ -69,11 +70,12 @@ class HandFitter:
         self.samples = {link: (torch.as_tensor(p), torch.as_tensor(n)) for link, (p, n) in samples.items()}
 
     def fit(self, depth_m: np.ndarray, camera: PinholeCamera, object_mask: np.ndarray | None,
-            q: np.ndarray, T_cam_base: np.ndarray) -> HandCorrection:
+            q: np.ndarray, T_cam_base: np.ndarray, sensed_mesh: trimesh.Trimesh) -> HandCorrection:
         """depth_m (H, W) [m] 0 = missing; object_mask (H, W) or None; q (J,) the encoders' joints
-        [rad]; T_cam_base (4, 4) the calibration's base pose."""
+        [rad]; T_cam_base (4, 4) the calibration's base pose; sensed_mesh: the hand posed by both
+        (camera frame), whose silhouette says where to look for its depth pixels."""
         kept = HandCorrection(np.asarray(q, float), np.asarray(T_cam_base, float))
-        observed = self._observed_points(depth_m, camera, object_mask, q, T_cam_base)
+        observed = self._observed_points(depth_m, camera, object_mask, sensed_mesh)
         if len(observed) < int(self.config["min_points"]):
             kept.status = f"hand not corrected: {len(observed)} hand depth points in view"
             return kept
@@ -94,8 +96,7 @@ class HandFitter:
             rows, cols = pairs
 
             def cost() -> torch.Tensor:
-                points, normals = self._posed(q_t + offsets, T_t, rotvec, shift)
-                residual = ((observed_t[rows] - points[cols]) * normals[cols]).sum(dim=1)
+                residual = self._residuals(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
                 data = _huber(residual, float(c["huber_m"])).mean() / float(c["depth_std_m"]) ** 2
                 prior = ((offsets / priors[0]) ** 2).sum() + ((rotvec / priors[1]) ** 2).sum() \
                     + ((shift / priors[2]) ** 2).sum()
@@ -133,9 +134,13 @@ class HandFitter:
                               float(np.degrees(np.sqrt(np.mean(change**2)))))
 
     def _rms(self, observed, rows, cols, q, T, offsets, rotvec, shift) -> float:
-        points, normals = self._posed(q + offsets, T, rotvec, shift)
-        residual = ((observed[rows] - points[cols]) * normals[cols]).sum(dim=1)
+        residual = self._residuals(observed, rows, cols, q, T, offsets, rotvec, shift)
         return float(torch.sqrt(torch.clamp(residual, -3 * self.config["huber_m"], 3 * self.config["huber_m"]).pow(2).mean()))
+
+    def _residuals(self, observed, rows, cols, q, T, offsets, rotvec, shift) -> torch.Tensor:
+        """Point-to-plane distances (K,) [m] of the paired observed points to the hand at q + offsets."""
+        points, normals = self._posed(q + offsets, T, rotvec, shift)
+        return ((observed[rows] - points[cols]) * normals[cols]).sum(dim=1)
 
     def _posed(self, q: torch.Tensor, T_cam_base: torch.Tensor, rotvec: torch.Tensor, shift: torch.Tensor):
         """Surface points and normals (N, 3) of the hand at q, based at T_cam_base @ (R(rotvec), shift)."""
@@ -150,13 +155,12 @@ class HandFitter:
             normals.append(local_normals @ rotation.T)
         return torch.cat(points), torch.cat(normals)
 
-    def _observed_points(self, depth_m, camera, object_mask, q, T_cam_base) -> np.ndarray:
+    def _observed_points(self, depth_m, camera, object_mask, sensed_mesh) -> np.ndarray:
         """Depth points near the predicted hand silhouette, off the object's mask [m, camera frame]."""
         from tactile_pose_refiner.core.gradients.render.base import mesh_silhouette
 
         c = self.config
-        hand = self.model.posed(q, T_cam_base, float(c["model_spacing_m"])).mesh
-        near = mesh_silhouette(hand.vertices, hand.faces, camera)
+        near = mesh_silhouette(sensed_mesh.vertices, sensed_mesh.faces, camera)
         if not near.any():
             return np.zeros((0, 3))
         near = binary_dilation(near, iterations=int(c["search_px"]))
