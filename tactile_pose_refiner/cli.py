@@ -242,9 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=100, help="frames per episode")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output directory (one bag per episode)")
-    gen.add_argument("--realism", default="clean", choices=["clean", "realistic", "harsh"],
-                     help="sensor and calibration errors of a real robot (config/realism.yaml); "
-                          "clean: exact hand, small noise")
+    gen.add_argument("--realism", default="clean",
+                     help="sensor and calibration errors of a real robot: a preset of config/realism.yaml "
+                          "(clean, realistic, harsh); clean: exact hand, small noise")
     gen.set_defaults(handler=generate)
     isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")
     isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")

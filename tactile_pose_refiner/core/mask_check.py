@@ -38,15 +38,19 @@ def check_mask(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | 
     """mask (H, W) bool/uint8 (>0 object); depth_m (H, W) [m], 0 = missing, or None; hand (H, W)
     bool silhouette of the hand (grown for its error) or None; hand_depth (H, W) [m] the posed
     hand's depth, 0 off it, or None. config: band_px, same_surface_m (the largest depth step
-    between neighbouring pixels of one surface), off_surface_m, hand_surface_m (a mask pixel whose depth is this
-    close to the hand's there shows the hand: a mask that bled onto a finger)."""
+    between neighbouring pixels of one surface), off_surface_m, hand_surface_m (a mask pixel whose
+    depth is this close to the hand's there shows the hand: a mask that bled onto a finger)."""
     mask = np.asarray(mask) > 0
+    bled = np.zeros_like(mask)
     if hand_depth is not None and depth_m is not None:
-        on_hand = (hand_depth > 0) & (np.abs(np.nan_to_num(depth_m) - hand_depth) < float(config["hand_surface_m"]))
-        bled = mask & on_hand
-        if bled.any():
-            checked = check_mask(mask & ~bled, depth_m, hand, config)
-            return CheckedMask(checked.object, checked.uncertain | bled)
+        bled = mask & (hand_depth > 0) & (np.abs(np.nan_to_num(depth_m) - hand_depth) < float(config["hand_surface_m"]))
+    checked = _check_outline(mask & ~bled, depth_m, hand, config)
+    return CheckedMask(checked.object, checked.uncertain | bled)
+
+
+def _check_outline(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | None,
+                   config: dict) -> CheckedMask:
+    """The band along the outline of `mask` (bool) checked against depth (check_mask)."""
     band = float(config["band_px"])
     if band <= 0 or not mask.any():
         return CheckedMask(mask, np.zeros_like(mask))

@@ -17,7 +17,6 @@ from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.resources import load_config
 
-PRESETS = ("clean", "realistic", "harsh")
 STREAM = 7   # the realism draws' own stream beside the episode's (seed, index)
 
 
