@@ -158,9 +158,9 @@ def import_isaac(args: argparse.Namespace) -> int:
 
 def bench_render(args: argparse.Namespace) -> int:
     """ms per forward+backward of the rendering gradient per backend and window size."""
-    from tactile_pose_refiner.core.gradients.render import bench
+    from tactile_pose_refiner.bench import render_bench
 
-    return bench.main(args.options)
+    return render_bench.main(args.options)
 
 
 def metrics(args: argparse.Namespace) -> int:
@@ -191,8 +191,10 @@ def train_estimator(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.bench.refine_bench import episodes_under
     from tactile_pose_refiner.core.estimation.learned import checkpoint_path
     from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
-    from tactile_pose_refiner.core.estimation.training import examples, generated_frames, recorded_frames, train
-    from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+    from tactile_pose_refiner.core.estimation.training import examples, train
+    from tactile_pose_refiner.io.episode_bag import object_frames
+    from tactile_pose_refiner.sim.episode import training_frames
+    from tactile_pose_refiner.core.scene.assets import HandAssets
     from tactile_pose_refiner.core.resources import load_config
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 
@@ -211,9 +213,9 @@ def train_estimator(args: argparse.Namespace) -> int:
         cloud = ModelCloud.build(catalog.load(object_id), config["model"], config["symmetry"])
         if args.data:
             bags = episodes_under(Path(args.data))
-            frames, total = recorded_frames(bags, object_id), None
+            frames, total = object_frames(bags, object_id), None
         else:
-            frames = generated_frames(object_id, int(options["episodes"]), int(options["steps"]))
+            frames = training_frames(object_id, int(options["episodes"]), int(options["steps"]))
             total = int(options["episodes"]) * int(options["steps"])
         found = examples(frames, hand, config, total)
         if not found:

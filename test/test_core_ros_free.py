@@ -1,6 +1,7 @@
 """The core library imports and works in an interpreter where rclpy cannot be imported."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
@@ -41,3 +42,34 @@ def test_the_blocker_really_blocks_rclpy():
     probe = BLOCK_ROS_AND_IMPORT_CORE + "\nimport rclpy\n"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "blocked in this test: rclpy" in result.stderr
+
+
+def imported_modules(path) -> list[str]:
+    """Every module a file imports, at the top and inside functions (lazy imports)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import (the layering scan needs absolute ones)"
+            found.append(node.module)
+    return found
+
+
+def test_core_imports_only_core():
+    """core/ is the library under everything: it imports no package module outside core/ and no ROS."""
+    outside = []
+    for path in sorted((REPO / "tactile_pose_refiner" / "core").rglob("*.py")):
+        for module in imported_modules(path):
+            top = module.split(".")
+            if top[0] == "rclpy" or (top[0] == "tactile_pose_refiner" and top[1:2] != ["core"]):
+                outside.append(f"{path.relative_to(REPO)}: {module}")
+    assert not outside, "core/ imports outside core/:\n" + "\n".join(outside)
+
+
+def test_the_layering_scan_sees_lazy_imports(tmp_path):
+    source = "def f():\n    from tactile_pose_refiner.sim.episode import EpisodeGenerator\n"
+    probe = tmp_path / "probe.py"
+    probe.write_text(source)
+    assert imported_modules(probe) == ["tactile_pose_refiner.sim.episode"]

@@ -18,7 +18,7 @@ from tactile_pose_refiner.core.estimation.registration import Registration
 from tactile_pose_refiner.core.estimation.inputs import estimator_inputs
 from tactile_pose_refiner.core.estimation.training import examples, train
 from tactile_pose_refiner.core.gradients.base import random_offset
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog

@@ -15,9 +15,10 @@ from tactile_pose_refiner.core.geometry import translation
 from tactile_pose_refiner.core.gradients.base import (apply_delta, loss_and_gradient, loss_at,
                                                       perturbed_pose)
 from tactile_pose_refiner.core.gradients.depth import DepthSource
-from tactile_pose_refiner.core.gradients.frame_sources import (HandAssets, ObjectAssets,
-                                                               build_sources)
-from tactile_pose_refiner.core.gradients.physics import HandContactModel, PhysicsSource
+from tactile_pose_refiner.core.gradients.frame_sources import build_sources
+from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
+from tactile_pose_refiner.core.gradients.physics import PhysicsSource
+from tactile_pose_refiner.core.physics.contact import HandContactModel
 from tactile_pose_refiner.core.gradients.tactile import TactileSource
 from tactile_pose_refiner.core.metrics import ObjectMetrics
 from tactile_pose_refiner.core.resources import load_config

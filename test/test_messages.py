@@ -33,7 +33,9 @@ def test_tactile_array_has_the_spec_content():
 
 def test_refinement_diagnostics_has_the_spec_content():
     fields = RefinementDiagnostics.get_fields_and_field_types()
-    for source in ("physics", "render", "depth", "tactile"):
+    assert fields["source_names"] == "sequence<string>"
+    assert fields["source_losses"] == fields["source_weights"] == "sequence<float>"
+    for source in ("physics", "render", "depth", "tactile"):   # deprecated, kept one release
         assert fields[f"loss_{source}"] == "float" and fields[f"weight_{source}"] == "float"
     for name in ("header", "object_id", "iterations", "checkpoint_iteration",
                  "intersection_volume_before_cm3", "intersection_volume_after_cm3",

@@ -49,6 +49,10 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
         assert entry["result"].initial_pose_source.startswith("ground_truth_noise:accurate")
         assert entry["result"].iterations >= 1 and entry["result"].device == ("cuda" if cuda else "cpu")
         assert cuda or "degraded: device cuda unusable, ran on cpu" in entry["result"].status
+        result = entry["result"]  # per-source arrays, and the deprecated fields agreeing with them
+        assert list(result.source_names) == ["physics", "render", "depth", "tactile"]
+        assert np.isfinite(result.source_losses).all() and 0 < sum(result.source_weights) <= 1 + 1e-3
+        assert result.source_losses[1] == result.loss_render and result.source_weights[3] == result.weight_tactile
     # Better than the initial pose in intersection volume on average, and closer to the truth.
     assert np.mean([r["iv_after"] for r in rows]) < np.mean([r["iv_before"] for r in rows])
     assert np.mean([r["pe_after"] for r in rows]) < np.mean([r["pe_before"] for r in rows])  # NaN: missed

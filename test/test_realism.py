@@ -162,7 +162,7 @@ def test_noise_alone_makes_no_contacts_and_clean_gamma_stands():
 
 
 def test_the_hand_is_corrected_towards_the_truth_from_its_depth_pixels(realistic, episode):
-    from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+    from tactile_pose_refiner.core.scene.assets import HandAssets
 
     _, frames = episode
     frame = frames[0]

@@ -10,7 +10,8 @@ import trimesh
 from tactile_pose_refiner import cli
 from tactile_pose_refiner.core.geometry import translation
 from tactile_pose_refiner.core.gradients.base import loss_and_gradient, perturbed_pose, random_offset
-from tactile_pose_refiner.core.gradients.render import RenderSource, bench, renderer_for, roi_around
+from tactile_pose_refiner.bench import render_bench as bench
+from tactile_pose_refiner.core.gradients.render import RenderSource, renderer_for, roi_around
 from tactile_pose_refiner.core.gradients.render.base import mesh_silhouette
 from tactile_pose_refiner.core.gradients.render.factory import BACKENDS
 from tactile_pose_refiner.core.resources import load_config

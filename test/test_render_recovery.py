@@ -7,7 +7,8 @@ import pytest
 from test_render import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 from tactile_pose_refiner.core.gradients.base import random_offset
-from tactile_pose_refiner.core.gradients.render import RenderSource, bench
+from tactile_pose_refiner.bench import render_bench as bench
+from tactile_pose_refiner.core.gradients.render import RenderSource
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from tactile_pose_refiner.core.gradients.base import loss_value
-from tactile_pose_refiner.core.gradients.physics import RigidBody
-from tactile_pose_refiner.core.gradients.render import RenderSource, bench
+from tactile_pose_refiner.core.physics.body import RigidBody
+from tactile_pose_refiner.bench import render_bench as bench
+from tactile_pose_refiner.core.gradients.render import RenderSource
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera

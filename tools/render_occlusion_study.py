@@ -3,7 +3,7 @@
 
 Replays the stored test grasps (test/data/grasps.json) into frames from several camera poses
 (noisy RGB-D, the visible-object mask cut by the fingers), starts 1 cm / 5 deg off the ground
-truth and runs the short Adam fit of render/bench.py on L_DR alone; prints the final error per
+truth and runs the short Adam fit of bench/render_bench.py on L_DR alone; prints the final error per
 frame with its occlusion, then a summary by occlusion bin.
 Usage: .venv/bin/python tools/render_occlusion_study.py [--objects a,b] [--seeds 4] [--iterations 80]
 """
@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO / "test"))
 from scenes import frame, generator  # noqa: E402  (test scenes: stored grasps, replayed)
 
 from tactile_pose_refiner.core.gradients.base import random_offset  # noqa: E402
-from tactile_pose_refiner.core.gradients.render import RenderSource, bench  # noqa: E402
+from tactile_pose_refiner.bench import render_bench as bench
+from tactile_pose_refiner.core.gradients.render import RenderSource  # noqa: E402
 from tactile_pose_refiner.core.resources import load_config  # noqa: E402
 
 

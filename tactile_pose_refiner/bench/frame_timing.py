@@ -43,8 +43,8 @@ def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int
     from tactile_pose_refiner.core.baselines import Icp
     from tactile_pose_refiner.core.gradients.base import (loss_and_gradient, perturbed_pose,
                                                           random_offset)
-    from tactile_pose_refiner.core.gradients.frame_sources import (HandAssets, ObjectAssets,
-                                                                   build_sources)
+    from tactile_pose_refiner.core.gradients.frame_sources import build_sources
+    from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
     from tactile_pose_refiner.core.metrics import (ObjectMetrics, orientation_error_deg,
                                                    position_error_cm)
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog

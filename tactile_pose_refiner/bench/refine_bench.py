@@ -54,6 +54,7 @@ def run_job(job: dict) -> list[dict]:
     from tactile_pose_refiner.core.estimation import ESTIMATORS
     from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+    from tactile_pose_refiner.core.scene.hand import HandUnusable
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     episode = Path(job["episode"])
@@ -71,7 +72,7 @@ def run_job(job: dict) -> list[dict]:
         posed = bench.refiner.hand.posed(frame)             # the hand as the robot senses it
         true_hand = bench.refiner.hand.posed_true(frame)    # ... and as it is: the metrics' hand
         for hand in (posed, true_hand):
-            if isinstance(hand, str):
+            if isinstance(hand, HandUnusable):
                 raise ValueError(f"{episode} frame {index}: {hand}")
         truth = bench.truth(frame, true_hand)
         hand_record = _hand_record(bench.refiner.hand, frame, posed, true_hand)

@@ -12,7 +12,8 @@ import torch
 import trimesh
 from manifold3d import Error, Manifold, Mesh, OpType
 
-from tactile_pose_refiner.core.gradients.physics import RigidBody, contact_model
+from tactile_pose_refiner.core.physics.body import RigidBody
+from tactile_pose_refiner.core.physics.contact import contact_model
 from tactile_pose_refiner.core.geometry import invert, matrix_to_pose, transform_points
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance

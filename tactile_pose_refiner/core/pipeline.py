@@ -11,12 +11,13 @@ import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import loss_value
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets, ObjectAssets, build_sources
-from tactile_pose_refiner.core.gradients.render.factory import resolve_device
+from tactile_pose_refiner.core.gradients.frame_sources import build_sources
+from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
+from tactile_pose_refiner.core.device import resolve_device
 from tactile_pose_refiner.core.metrics import ObjectMetrics
 from tactile_pose_refiner.core.refiner import Plausibility, Refinement, Refiner
 from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.core.scene.hand import PosedHand
+from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest
 
@@ -43,7 +44,7 @@ class FrameRefiner:
         return variants[name]
 
     def refine(self, frame: Frame, T_initial: np.ndarray, variant: str | None = None,
-               iterations: int | None = None, posed: PosedHand | str | None = None,
+               iterations: int | None = None, posed: PosedHand | HandUnusable | None = None,
                on_iteration=None, measure: bool = True) -> Refinement:
         """Refine T_initial (4, 4) on `frame` with a variant (default: config's). measure: fill
         IV/CA before and after (a caller that takes its own metrics skips them)."""
@@ -61,16 +62,16 @@ class FrameRefiner:
         if checkpoint:
             self._turn_about_symmetry_axis(refinement, built[checkpoint])
         refinement = refiner.restarted(refinement, iterations, on_iteration)
-        if measure and not isinstance(posed, str):
+        if measure and not isinstance(posed, HandUnusable):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
         return refinement
 
-    def _settings(self, variant: dict, posed: PosedHand | str) -> dict:
+    def _settings(self, variant: dict, posed: PosedHand | HandUnusable) -> dict:
         """The variant's refiner settings; where the hand had to be corrected from depth (its
         encoders or calibration were off), config `corrected_hand` overrides them."""
         settings = variant_config(self.config, variant)
-        correction = None if isinstance(posed, str) else posed.correction
+        correction = None if isinstance(posed, HandUnusable) else posed.correction
         override = self.config.get("corrected_hand") or {}
         if correction is None or correction.status != "ok" or not override:
             return settings

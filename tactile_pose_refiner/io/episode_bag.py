@@ -205,3 +205,11 @@ def _true_joints(observed, truth) -> np.ndarray:
     """The true joint positions in the observed message's joint order."""
     by_name = dict(zip(truth.name, truth.position))
     return np.array([by_name.get(name, np.nan) for name in observed.name], dtype=np.float64)
+
+
+def object_frames(episodes: list[Path], object_id: str) -> Iterator[tuple[int, Frame]]:
+    """(episode index, frame) of one object's frames in recorded episodes."""
+    for index, episode in enumerate(episodes):
+        for frame in read_episode(episode):
+            if frame.object_id == object_id:
+                yield index, frame

@@ -30,7 +30,7 @@ from std_msgs.msg import String
 from tactile_pose_refiner.core.estimation import ESTIMATORS, make_estimator
 from tactile_pose_refiner.core.estimation.learned import CheckpointError
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
 from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog

@@ -25,8 +25,9 @@ from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
-from tactile_pose_refiner.core.gradients.render.factory import resolve_device
+from tactile_pose_refiner.core.scene.assets import HandAssets
+from tactile_pose_refiner.core.scene.hand import HandUnusable
+from tactile_pose_refiner.core.device import resolve_device
 from tactile_pose_refiner.core.gradients.tactile import contact_positions
 from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError, load_config
@@ -35,6 +36,9 @@ from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
+
+# The paper's four sources keep their fixed fields for one release (RefinementDiagnostics.msg).
+DEPRECATED_SOURCE_FIELDS = ("physics", "render", "depth", "tactile")
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -144,7 +148,10 @@ class RefinerNode(GraphNode):
             iterations=int(d.iterations), checkpoint_iteration=int(d.kept_iteration),
             wall_time_ms=float(d.wall_ms), device=refiner.device,
             status="; ".join(statuses) if statuses else RefinementDiagnostics.STATUS_OK)
-        for source in ("physics", "render", "depth", "tactile"):
+        message.source_names = list(losses)
+        message.source_losses = [float(losses[name]) for name in losses]
+        message.source_weights = [float(weights.get(name, np.nan)) for name in losses]
+        for source in DEPRECATED_SOURCE_FIELDS:
             setattr(message, f"loss_{source}", float(losses.get(source, np.nan)))
             setattr(message, f"weight_{source}", float(weights.get(source, np.nan)))
         measured = refinement.before is not None and refinement.after is not None
@@ -157,7 +164,7 @@ class RefinerNode(GraphNode):
             refiner.metrics.penetration_depth_max_mm(T_initial, posed) if measured else nan)
         message.penetration_depth_max_after_mm = (
             refiner.metrics.penetration_depth_max_mm(refinement.T, posed) if measured else nan)
-        correction = None if isinstance(posed, str) else posed.correction
+        correction = None if isinstance(posed, HandUnusable) else posed.correction
         corrected = correction is not None and correction.status == "ok"
         message.hand_correction = "" if correction is None else correction.summary()
         message.hand_correction_shift_mm = correction.base_shift_mm if corrected else nan
@@ -173,7 +180,7 @@ class RefinerNode(GraphNode):
         contacts.scale.x = contacts.scale.y = contacts.scale.z = 0.006
         contacts.color = ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0)
         contacts.pose.orientation.w = 1.0
-        if not isinstance(posed, str):  # the taxels the tactile gradient uses, camera frame
+        if not isinstance(posed, HandUnusable):  # the taxels the tactile gradient uses, camera frame
             points = contact_positions(frame.tactile, self.hand.layout, posed.link_poses,
                                        posed.T_frame_base, self.hand.contact_threshold)
             contacts.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]

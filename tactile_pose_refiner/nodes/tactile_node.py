@@ -15,7 +15,7 @@ import numpy as np
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.gradients.tactile import contact_positions
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.scene.xela import XelaStreamConverter

@@ -10,6 +10,7 @@ import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import invert, look_at, rotation_about, transform_points, translation
+from tactile_pose_refiner.core.estimation.training import TRAINING_SEED_BASE
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_millimetres
 from tactile_pose_refiner.core.scene.distance import MeshDistance
@@ -183,3 +184,12 @@ class EpisodeGenerator:
         noisy = depth_m + rng.normal(0, 1, depth_m.shape) * config["depth_noise_std_at_1m"] * depth_m**2
         valid = (depth_m > config["depth_min_m"]) & (depth_m < config["depth_max_m"])
         return depth_to_millimetres(np.where(valid, noisy, 0.0))
+
+
+def training_frames(object_id: str, episodes: int, steps: int) -> Iterator[tuple[int, Frame]]:
+    """(episode index, frame) of the learned estimator's training episodes (seeds 1000 + k)."""
+    generator = EpisodeGenerator()
+    for index in range(episodes):
+        _, frames = generator.episode(object_id, steps, TRAINING_SEED_BASE + index, index)
+        for frame in frames:
+            yield index, frame

@@ -11,7 +11,7 @@ def make_estimator(name: str, model, hand=None, config: dict | None = None, clou
     """The named estimator for one object model (ObjectModel). Raises ValueError for an unknown
     name and learned.CheckpointError when the learned one has no checkpoint for the object."""
     from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
-    from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+    from tactile_pose_refiner.core.scene.assets import HandAssets
 
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}")

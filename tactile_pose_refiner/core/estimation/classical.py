@@ -11,7 +11,7 @@ from tactile_pose_refiner.core.estimation.base import RegisteringEstimator
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
 from tactile_pose_refiner.core.geometry import invert
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.scene.assets import HandAssets
 
 reg = o3d.pipelines.registration
 o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)   # RANSAC's fallback notes

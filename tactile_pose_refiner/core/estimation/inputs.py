@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.scene.assets import HandAssets
+from tactile_pose_refiner.core.scene.hand import HandUnusable
 from tactile_pose_refiner.core.gradients.tactile import contact_positions
 
 
@@ -39,7 +40,7 @@ def estimator_inputs(frame: Frame, hand: HandAssets, config: dict, seed: int = 0
                                                             replace=False))
         points, colours = points[chosen], colours[chosen]
     posed = hand.posed(frame)
-    if isinstance(posed, str):
+    if isinstance(posed, HandUnusable):
         missing.append(f"no contacts: {posed}")
         contacts = np.zeros((0, 3))
     else:

@@ -23,7 +23,7 @@ from torch import nn
 from tactile_pose_refiner.core.estimation.base import RegisteringEstimator
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.resources import cache_dir
 
 SCALE_M = 0.1            # network coordinates: decimetres about the depth points' centroid

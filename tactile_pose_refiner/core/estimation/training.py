@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from tactile_pose_refiner.core.estimation.learned import (CONFIDENCE_BARRIER, SC
                                                           network_poses, votes)
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.gradients.frame_sources import HandAssets
+from tactile_pose_refiner.core.scene.assets import HandAssets
 
 TRAINING_SEED_BASE = 1000
 LOSS_VOTES = 128          # votes per sample that enter the loss (memory of ADD-S)
@@ -33,25 +33,6 @@ class Example:
     inputs: EstimatorInputs
     T_gt: np.ndarray
     episode: int
-
-
-def generated_frames(object_id: str, episodes: int, steps: int) -> Iterator[tuple[int, Frame]]:
-    from tactile_pose_refiner.sim.episode import EpisodeGenerator
-
-    generator = EpisodeGenerator()
-    for index in range(episodes):
-        _, frames = generator.episode(object_id, steps, TRAINING_SEED_BASE + index, index)
-        for frame in frames:
-            yield index, frame
-
-
-def recorded_frames(episodes: list[Path], object_id: str) -> Iterator[tuple[int, Frame]]:
-    from tactile_pose_refiner.io.episode_bag import read_episode
-
-    for index, episode in enumerate(episodes):
-        for frame in read_episode(episode):
-            if frame.object_id == object_id:
-                yield index, frame
 
 
 def examples(frames: Iterable[tuple[int, Frame]], hand: HandAssets, config: dict, total: int) -> list[Example]:

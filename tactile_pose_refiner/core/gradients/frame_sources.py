@@ -3,8 +3,8 @@ unusable (NaN joint states, no mask, no depth, no touch) is labelled Unavailable
 (zero weight) — never an exception, never a NaN step."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 from scipy.ndimage import binary_dilation
@@ -12,111 +12,28 @@ from scipy.ndimage import binary_dilation
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import GradientSource, Unavailable
 from tactile_pose_refiner.core.gradients.depth import DepthSource
-from tactile_pose_refiner.core.gradients.physics import PhysicsSource, RigidBody
+from tactile_pose_refiner.core.gradients.physics import PhysicsSource
 from tactile_pose_refiner.core.gradients.render.base import mesh_depth
 from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_gaps, contact_positions
 from tactile_pose_refiner.core.mask_check import CheckedMask, check_mask
 from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.core.scene.distance import MeshDistance
-from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, PosedHand, hand_mesh
-from tactile_pose_refiner.core.scene.hand_fit import HandFitter
-from tactile_pose_refiner.core.scene.objects import ObjectModel
-from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
-from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel
-
-
-@dataclass
-class ObjectAssets:
-    """Per object, built once: the model, its baked SDF, mass properties, BVH distances."""
-
-    model: ObjectModel
-    sdf: SdfGrid
-    body: RigidBody
-    distance: MeshDistance
-
-    @classmethod
-    def build(cls, model: ObjectModel, device: str = "cpu") -> "ObjectAssets":
-        mesh = model.geometry
-        return cls(model, object_sdf(mesh), RigidBody.from_mesh(mesh, model.mass_kg),
-                   MeshDistance(mesh.vertices, mesh.faces, device))
-
-
-@dataclass
-class HandAssets:
-    """The hand model, the skin layout and gamma (config/tactile.yaml, config/physics.yaml).
-    skin: the skin's force model when the tactile loss reads the surface from the forces
-    (config/gradients.yaml tactile.surface_from_force), else None: bare taxel positions."""
-
-    model: HandModel
-    layout: SkinLayout
-    contact_threshold: float
-    point_spacing: float
-    skin: TactileModel | None = None
-    fitter: HandFitter | None = None
-
-    @classmethod
-    def from_config(cls) -> "HandAssets":
-        tactile = load_config("tactile")
-        from_force = bool(load_config("gradients")["tactile"]["surface_from_force"])
-        model = HandModel.from_config()
-        correction = load_config("hand").get("correction") or {}
-        return cls(model, SkinLayout.from_config(tactile["layout"]),
-                   float(tactile["contact_threshold_units"]),
-                   float(load_config("physics")["hand_point_spacing_m"]),
-                   TactileModel.from_config() if from_force else None,
-                   HandFitter(model, correction) if correction.get("enabled", False) else None)
-
-    def posed(self, frame: Frame) -> PosedHand | str:
-        """The frame's hand in the camera frame: the encoders' and the calibration's, corrected
-        from the hand's own depth pixels where config/hand.yaml `correction` is enabled (the
-        PosedHand's `correction` says what it did); or why the joint states cannot be used."""
-        sensed = self.posed_sensed(frame)
-        if self.fitter is None or isinstance(sensed, str) or frame.depth_mm is None:
-            return sensed
-        q = self.model.joint_vector(frame.joint_names, frame.joint_positions)
-        correction = self.fitter.fit(frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh)
-        if correction.status != "ok":
-            return replace(sensed, correction=correction)
-        corrected = self.model.posed(correction.q, correction.T_cam_base, self.point_spacing)
-        return replace(corrected, correction=correction)
-
-    def posed_sensed(self, frame: Frame) -> PosedHand | str:
-        """The frame's hand as the encoders and the calibration place it, uncorrected."""
-        return self._posed(frame.joint_names, frame.joint_positions, frame.T_cam_base)
-
-    def posed_true(self, frame: Frame) -> PosedHand | str:
-        """The frame's true hand where the episode records it (generated with sensor errors),
-        else the observed one: what a benchmark's metrics are taken against."""
-        if frame.joint_positions_true is None and frame.T_cam_base_true is None:
-            return self.posed_sensed(frame)
-        q = frame.joint_positions if frame.joint_positions_true is None else frame.joint_positions_true
-        T = frame.T_cam_base if frame.T_cam_base_true is None else frame.T_cam_base_true
-        return self._posed(frame.joint_names, q, T)
-
-    def _posed(self, names, positions, T_cam_base) -> PosedHand | str:
-        try:
-            q = self.model.joint_vector(names, positions)
-        except HandInputError as exc:
-            return f"joint states unusable: {exc}"
-        if not np.isfinite(T_cam_base).all():
-            return "hand base pose is not finite"
-        return self.model.posed(q, T_cam_base, self.point_spacing)
+from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
+from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand, hand_mesh
 
 
 def build_sources(frame: Frame, obj: ObjectAssets, hand: HandAssets, T_initial: np.ndarray,
                   names: tuple[str, ...] = ("physics", "depth", "tactile"),
-                  device: str = "cpu", posed: PosedHand | str | None = None,
+                  device: str = "cpu", posed: PosedHand | HandUnusable | None = None,
                   physics_config: dict | None = None) -> dict[str, GradientSource]:
     """name -> source for one frame; T_initial (4, 4) is the pose refinement starts from.
     posed: the frame's hand when the caller has it already; physics_config: overrides
     config/physics.yaml (e.g. a wider hand point band for a noisy start)."""
     posed = hand.posed(frame) if posed is None else posed
-    builders = {"physics": _physics, "depth": _depth, "tactile": _tactile, "render": _render}
-    unknown = set(names) - set(builders)
+    unknown = set(names) - set(SOURCE_BUILDERS)
     if unknown:
-        raise ValueError(f"unknown gradient sources {sorted(unknown)}; known: {sorted(builders)}")
+        raise ValueError(f"unknown gradient sources {sorted(unknown)}; known: {sorted(SOURCE_BUILDERS)}")
     view = FrameView(frame, posed)
-    return {name: builders[name](view, obj, hand, posed, T_initial, device, physics_config)
+    return {name: SOURCE_BUILDERS[name](view, obj, hand, posed, T_initial, device, physics_config)
             for name in names}
 
 
@@ -124,7 +41,7 @@ class FrameView:
     """A frame as the sources read it: its mask checked against depth (core/mask_check.py,
     config/gradients.yaml mask_check), computed once for the depth and render sources."""
 
-    def __init__(self, frame: Frame, posed: PosedHand | str) -> None:
+    def __init__(self, frame: Frame, posed: PosedHand | HandUnusable) -> None:
         self.frame = frame
         self.posed = posed
 
@@ -153,8 +70,8 @@ class FrameView:
 
 
 def _physics(frame, obj, hand, posed, T_initial, device, config) -> GradientSource:
-    if isinstance(posed, str):
-        return Unavailable("physics", posed)
+    if isinstance(posed, HandUnusable):
+        return Unavailable("physics", posed.reason)
     return PhysicsSource.build(obj.sdf, obj.body, posed.surface_points, T_initial, config, device)
 
 
@@ -166,8 +83,8 @@ def _depth(frame: FrameView, obj, hand, posed, T_initial, device, _config) -> Gr
 
 
 def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
-    if isinstance(posed, str):
-        return Unavailable("tactile", posed)
+    if isinstance(posed, HandUnusable):
+        return Unavailable("tactile", posed.reason)
     if hand.skin is None:
         contacts = contact_positions(frame.tactile, hand.layout, posed.link_poses,
                                      posed.T_frame_base, hand.contact_threshold)
@@ -184,3 +101,11 @@ def _render(frame: FrameView, obj, hand, posed, T_initial, device, _config) -> G
     return RenderSource(obj.model, frame.camera, frame.rgb, None if checked is None else checked.object,
                         frame.depth_m, occluders=hand_mesh(posed), reference_pose=T_initial,
                         uncertain=None if checked is None else checked.uncertain)
+
+
+# name -> builder(frame view, object assets, hand assets, posed hand, T_initial, device, physics
+# config override): a new gradient source adds its module and one entry here (docs/development.md).
+SourceBuilder = Callable[[FrameView, ObjectAssets, HandAssets, "PosedHand | HandUnusable", np.ndarray, str,
+                          "dict | None"], GradientSource]
+SOURCE_BUILDERS: dict[str, SourceBuilder] = {
+    "physics": _physics, "render": _render, "depth": _depth, "tactile": _tactile}

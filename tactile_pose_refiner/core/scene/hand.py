@@ -57,9 +57,19 @@ class PosedHand:
         return MeshDistance(self.mesh.vertices, self.mesh.faces)
 
 
-def hand_mesh(posed: "PosedHand | str | None") -> trimesh.Trimesh | None:
-    """The hand's mesh of a frame, or None where the hand is unusable (posed is then the reason
-    why, a str) or unknown (None): what occludes the object in a view."""
+@dataclass(frozen=True)
+class HandUnusable:
+    """A frame's hand that cannot be posed (bad joint states, no calibration), and why."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def hand_mesh(posed: "PosedHand | HandUnusable | None") -> trimesh.Trimesh | None:
+    """The hand's mesh of a frame, or None where the hand is unusable or unknown (None): what
+    occludes the object in a view."""
     return posed.mesh if isinstance(posed, PosedHand) else None
 
 

@@ -16,7 +16,8 @@ from tactile_pose_refiner.core.geometry import rotation_about, translation
 from tactile_pose_refiner.core.gradients.base import (GradientSource, perturbed_pose, pose_array,
                                                       random_offset)
 from tactile_pose_refiner.core.gradients.render.base import roi_around
-from tactile_pose_refiner.core.gradients.render.factory import BACKENDS, resolve_device
+from tactile_pose_refiner.core.device import resolve_device
+from tactile_pose_refiner.core.gradients.render.factory import BACKENDS
 from tactile_pose_refiner.core.gradients.render.source import RenderSource
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.resources import load_config

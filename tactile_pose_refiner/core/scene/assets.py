@@ -1,0 +1,95 @@
+"""What a frame's refinement needs that is built once: per object (model, SDF, mass properties,
+BVH distances) and for the hand (model, skin layout, gamma, hand correction)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.physics.body import RigidBody
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.distance import MeshDistance
+from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, HandUnusable, PosedHand
+from tactile_pose_refiner.core.scene.hand_fit import HandFitter
+from tactile_pose_refiner.core.scene.objects import ObjectModel
+from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel
+
+
+@dataclass
+class ObjectAssets:
+    """Per object, built once: the model, its baked SDF, mass properties, BVH distances."""
+
+    model: ObjectModel
+    sdf: SdfGrid
+    body: RigidBody
+    distance: MeshDistance
+
+    @classmethod
+    def build(cls, model: ObjectModel, device: str = "cpu") -> "ObjectAssets":
+        mesh = model.geometry
+        return cls(model, object_sdf(mesh), RigidBody.from_mesh(mesh, model.mass_kg),
+                   MeshDistance(mesh.vertices, mesh.faces, device))
+
+
+@dataclass
+class HandAssets:
+    """The hand model, the skin layout and gamma (config/tactile.yaml, config/physics.yaml).
+    skin: the skin's force model when the tactile loss reads the surface from the forces
+    (config/gradients.yaml tactile.surface_from_force), else None: bare taxel positions."""
+
+    model: HandModel
+    layout: SkinLayout
+    contact_threshold: float
+    point_spacing: float
+    skin: TactileModel | None = None
+    fitter: HandFitter | None = None
+
+    @classmethod
+    def from_config(cls) -> "HandAssets":
+        tactile = load_config("tactile")
+        from_force = bool(load_config("gradients")["tactile"]["surface_from_force"])
+        model = HandModel.from_config()
+        correction = load_config("hand").get("correction") or {}
+        return cls(model, SkinLayout.from_config(tactile["layout"]),
+                   float(tactile["contact_threshold_units"]),
+                   float(load_config("physics")["hand_point_spacing_m"]),
+                   TactileModel.from_config() if from_force else None,
+                   HandFitter(model, correction) if correction.get("enabled", False) else None)
+
+    def posed(self, frame: Frame) -> PosedHand | HandUnusable:
+        """The frame's hand in the camera frame: the encoders' and the calibration's, corrected
+        from the hand's own depth pixels where config/hand.yaml `correction` is enabled (the
+        PosedHand's `correction` says what it did); or why the joint states cannot be used."""
+        sensed = self.posed_sensed(frame)
+        if self.fitter is None or isinstance(sensed, HandUnusable) or frame.depth_mm is None:
+            return sensed
+        q = self.model.joint_vector(frame.joint_names, frame.joint_positions)
+        correction = self.fitter.fit(frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh)
+        if correction.status != "ok":
+            return replace(sensed, correction=correction)
+        corrected = self.model.posed(correction.q, correction.T_cam_base, self.point_spacing)
+        return replace(corrected, correction=correction)
+
+    def posed_sensed(self, frame: Frame) -> PosedHand | HandUnusable:
+        """The frame's hand as the encoders and the calibration place it, uncorrected."""
+        return self._posed(frame.joint_names, frame.joint_positions, frame.T_cam_base)
+
+    def posed_true(self, frame: Frame) -> PosedHand | HandUnusable:
+        """The frame's true hand where the episode records it (generated with sensor errors),
+        else the observed one: what a benchmark's metrics are taken against."""
+        if frame.joint_positions_true is None and frame.T_cam_base_true is None:
+            return self.posed_sensed(frame)
+        q = frame.joint_positions if frame.joint_positions_true is None else frame.joint_positions_true
+        T = frame.T_cam_base if frame.T_cam_base_true is None else frame.T_cam_base_true
+        return self._posed(frame.joint_names, q, T)
+
+    def _posed(self, names, positions, T_cam_base) -> PosedHand | HandUnusable:
+        try:
+            q = self.model.joint_vector(names, positions)
+        except HandInputError as exc:
+            return HandUnusable(f"joint states unusable: {exc}")
+        if not np.isfinite(T_cam_base).all():
+            return HandUnusable("hand base pose is not finite")
+        return self.model.posed(q, T_cam_base, self.point_spacing)
