@@ -231,6 +231,13 @@ def train_estimator(args: argparse.Namespace) -> int:
     return 0
 
 
+def config(args: argparse.Namespace) -> int:
+    """Check a config folder (default: the package's) against every definition."""
+    from tactile_pose_refiner import config_check
+
+    return config_check.main(args.folder)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -273,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--epochs", type=int)
     trainer.add_argument("--out", help="checkpoint folder (default: the cache's estimator/)")
     trainer.set_defaults(handler=train_estimator)
+    checker = commands.add_parser("config", help="check a config folder: unknown keys, wrong types")
+    checker.add_argument("--check", dest="folder", nargs="?", const=None, default=None,
+                         help="folder of config/*.yaml files (default: the package's config/)")
+    checker.set_defaults(handler=config)
     # prefix_chars="+": every option after the name goes to the benchmark's own parser.
     render = commands.add_parser("bench-render", add_help=False, prefix_chars="+",
                                  help="ms per fwd+bwd of the rendering gradient per backend and ROI size")

@@ -57,8 +57,17 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_config(name: str) -> dict[str, Any]:
-    """Load config/<name>.yaml as a dict."""
-    return load_yaml(config_path(name))
+    """Load config/<name>.yaml as a dict, checked against its definition (core/config_schema.py):
+    an unknown key or a wrong type is a ResourceError naming the file, the key and the fix."""
+    from tactile_pose_refiner.core.config_schema import ConfigError, validate
+
+    path = config_path(name)
+    content = load_yaml(path)
+    try:
+        validate(Path(path).stem, content, str(path))
+    except ConfigError as exc:
+        raise ResourceError(str(exc)) from None
+    return content
 
 
 def node_parameters(name: str, node_name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 
-from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.sync import ApproximateSync
 from tactile_pose_refiner.nodes.conversions import stamp_ns
 
@@ -57,6 +57,9 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except ResourceError as exc:   # a broken config file: say which and stop before any input
+        print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
         if node is not None:
             node.destroy_node()
@@ -141,6 +144,18 @@ class GraphNode(StoppableNode):
         self.params = declare_parameters(self, parameters)
         self.inputs = input_qos(bool(self.params.get("reliable_inputs", False)))
         self.diagnostics = DiagnosticsReporter(self)
+        self.report_unknown_parameters(parameters)
+
+    def report_unknown_parameters(self, parameters: ParameterSpec) -> None:
+        """A params-file key this node does not declare (a typo) is an error on the log and
+        /diagnostics, not silently ignored."""
+        from tactile_pose_refiner.config_check import BUILTIN_PARAMETERS
+
+        unknown = sorted(set(self._parameter_overrides) - set(parameters) - BUILTIN_PARAMETERS)
+        if unknown:
+            message = (f"unknown parameters {unknown} (ignored); this node accepts: {', '.join(parameters)}")
+            self.get_logger().error(message)
+            self.diagnostics.report("error", f"config: {message}")
 
 
 def stale_by(node: Node, stamp, max_age_s: float) -> float | None:
