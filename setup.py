@@ -4,11 +4,17 @@ On a robot, colcon builds the package with CMakeLists.txt (ament_cmake: messages
 modules, node launchers, share files); CMakeLists.txt reads the console scripts below, so
 keep one per line in the form "name = module:function",.
 """
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# package.xml holds the version (ROS needs it there); pip and __version__ read it from there.
+VERSION = ElementTree.parse(Path(__file__).with_name("package.xml")).findtext("version").strip()
 
 setup(
     name="tactile_pose_refiner",
-    version="0.1.0",
+    version=VERSION,
     description="Multi-modal (physics, rendering, depth, touch) 6D pose refinement for in-hand objects",
     license="Apache-2.0",
     python_requires=">=3.10",

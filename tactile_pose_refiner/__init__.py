@@ -13,4 +13,19 @@ Layout (data flows top to bottom):
 from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """package.xml's version: from the pip metadata, else (a colcon install) from the share dir."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(__name__)
+    except PackageNotFoundError:
+        import xml.etree.ElementTree as ElementTree
+
+        from tactile_pose_refiner.core.resources import share_dir
+        return ElementTree.parse(share_dir() / "package.xml").findtext("version").strip()
+
+
+__version__ = _version()

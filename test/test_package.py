@@ -48,3 +48,13 @@ def test_layout_of_a_ros2_package():
                  "msg/TactileArray.msg", "msg/RefinementDiagnostics.msg", "config", "urdf",
                  "test", "rviz", "README.md", ".ci/run"):
         assert (REPO / path).exists(), path
+
+
+def test_the_version_has_one_source():
+    """package.xml holds it; setup.py and __version__ read it (no second copy to forget)."""
+    import xml.etree.ElementTree as ElementTree
+
+    import tactile_pose_refiner
+    version = ElementTree.parse(REPO / "package.xml").findtext("version").strip()
+    assert tactile_pose_refiner.__version__ == version
+    assert version not in (REPO / "setup.py").read_text() + (REPO / "tactile_pose_refiner" / "__init__.py").read_text()
