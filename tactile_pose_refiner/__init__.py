@@ -6,6 +6,7 @@ Layout (data flows top to bottom):
     nodes/   thin rclpy adapters: parse message -> call core -> publish
     cli.py   the `tpr` command
 """
+
 # The ROS build generates the message classes (`tactile_pose_refiner.msg`) into a package
 # directory of the same name elsewhere on sys.path: the virtualenv's site-packages in
 # development, `install/` in a colcon workspace. extend_path merges that directory into
@@ -25,6 +26,7 @@ def _version() -> str:
         import xml.etree.ElementTree as ElementTree
 
         from tactile_pose_refiner.core.resources import share_dir
+
         return ElementTree.parse(share_dir() / "package.xml").findtext("version").strip()
 
 

@@ -3,6 +3,7 @@
 Subcommands (stable names, see SPEC §8): demo, generate, import-isaac, metrics, bench-render,
 bench.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,15 +24,28 @@ def demo(args: argparse.Namespace) -> int:
     config = load_config("demo")
     bag = _demo_episode(config["episode"])
     estimator = config["estimator"]
-    initial = (f"{config['noise_setting']} noise on the ground truth" if estimator == "ground_truth_noise"
-               else f"{estimator} estimator")
-    print(f"tpr demo: replaying {bag} through rgbd_node, tactile_node, joint_state_node, "
-          f"estimator_node ({initial}), refiner_node", flush=True)
-    parameters = {"estimator_node": {"mode": estimator, "noise_setting": config["noise_setting"]},
-                  "bag_replay_node": {"rate": float(config["replay_rate"])},
-                  "refiner_node": {"iterations": int(args.iterations or config["iterations"])}}
-    run = replay_episode(bag, parameters, config["graph_start_timeout_s"], config["frame_timeout_s"],
-                         log=lambda text: print(f"  {text}", flush=True))
+    initial = (
+        f"{config['noise_setting']} noise on the ground truth"
+        if estimator == "ground_truth_noise"
+        else f"{estimator} estimator"
+    )
+    print(
+        f"tpr demo: replaying {bag} through rgbd_node, tactile_node, joint_state_node, "
+        f"estimator_node ({initial}), refiner_node",
+        flush=True,
+    )
+    parameters = {
+        "estimator_node": {"mode": estimator, "noise_setting": config["noise_setting"]},
+        "bag_replay_node": {"rate": float(config["replay_rate"])},
+        "refiner_node": {"iterations": int(args.iterations or config["iterations"])},
+    }
+    run = replay_episode(
+        bag,
+        parameters,
+        config["graph_start_timeout_s"],
+        config["frame_timeout_s"],
+        log=lambda text: print(f"  {text}", flush=True),
+    )
     rows = run.rows()
     _print_demo_rows(rows, run.frames_replayed)
     for name, (code, _, stderr) in run.exits.items():
@@ -50,31 +64,39 @@ def _demo_episode(episode: dict):
     bag = cache_dir("demo") / name
     if not (bag / "metadata.yaml").is_file():
         shutil.rmtree(bag, ignore_errors=True)
-        print(f"tpr demo: generating the default episode ({episode['frames']} frames of "
-              f"{episode['object']}) into {bag}", flush=True)
+        print(
+            f"tpr demo: generating the default episode ({episode['frames']} frames of {episode['object']}) into {bag}",
+            flush=True,
+        )
         _, frames = EpisodeGenerator().episode(episode["object"], int(episode["frames"]), int(episode["seed"]))
         write_episode(bag, frames)
     return bag
 
 
 def _print_demo_rows(rows: list[dict], replayed: int) -> None:
-    print(f"\n{'frame':>5} {'PE cm':>13} {'OE deg':>13} {'IV cm3':>13} {'CA cm2':>13} "
-          f"{'refine ms':>9} {'latency ms':>10}  status")
+    print(
+        f"\n{'frame':>5} {'PE cm':>13} {'OE deg':>13} {'IV cm3':>13} {'CA cm2':>13} "
+        f"{'refine ms':>9} {'latency ms':>10}  status"
+    )
     for k, r in enumerate(rows):
         arrow = lambda a, b: f"{r.get(a, float('nan')):5.2f}->{r.get(b, float('nan')):5.2f}"  # noqa: E731
-        print(f"{k:>5} {arrow('pe_before', 'pe_after'):>13} {arrow('oe_before', 'oe_after'):>13} "
-              f"{arrow('iv_before', 'iv_after'):>13} {arrow('ca_before', 'ca_after'):>13} "
-              f"{r['refine_ms']:9.0f} {r['latency_ms']:10.0f}  {r['status']}")
+        print(
+            f"{k:>5} {arrow('pe_before', 'pe_after'):>13} {arrow('oe_before', 'oe_after'):>13} "
+            f"{arrow('iv_before', 'iv_after'):>13} {arrow('ca_before', 'ca_after'):>13} "
+            f"{r['refine_ms']:9.0f} {r['latency_ms']:10.0f}  {r['status']}"
+        )
     if not rows:
         print("no frame was refined")
         return
     mean = lambda key: float(np.nanmean([r.get(key, np.nan) for r in rows]))  # noqa: E731
-    print(f"\nrefined {len(rows)}/{replayed} frames; mean initial -> refined: "
-          f"PE {mean('pe_before'):.2f} -> {mean('pe_after'):.2f} cm, "
-          f"OE {mean('oe_before'):.2f} -> {mean('oe_after'):.2f} deg, "
-          f"IV {mean('iv_before'):.2f} -> {mean('iv_after'):.2f} cm3, "
-          f"CA {mean('ca_before'):.2f} -> {mean('ca_after'):.2f} cm2; "
-          f"refinement {mean('refine_ms'):.0f} ms, end-to-end latency {mean('latency_ms'):.0f} ms per frame")
+    print(
+        f"\nrefined {len(rows)}/{replayed} frames; mean initial -> refined: "
+        f"PE {mean('pe_before'):.2f} -> {mean('pe_after'):.2f} cm, "
+        f"OE {mean('oe_before'):.2f} -> {mean('oe_after'):.2f} deg, "
+        f"IV {mean('iv_before'):.2f} -> {mean('iv_after'):.2f} cm3, "
+        f"CA {mean('ca_before'):.2f} -> {mean('ca_after'):.2f} cm2; "
+        f"refinement {mean('refine_ms'):.0f} ms, end-to-end latency {mean('latency_ms'):.0f} ms per frame"
+    )
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -114,7 +136,8 @@ def generate(args: argparse.Namespace) -> int:
                 f"{np.mean(info.occlusion):.1%}, frames occluded {np.mean(np.array(info.occlusion) > 0):.0%}; "
                 f"taxels in contact per frame median {np.median(info.taxels_in_contact):.0f} "
                 f"(min {min(info.taxels_in_contact)}, max {max(info.taxels_in_contact)})"
-                + (f"; realism {_realism_summary(info.realism)}" if info.realism else ""))
+                + (f"; realism {_realism_summary(info.realism)}" if info.realism else "")
+            )
     return 0
 
 
@@ -124,11 +147,15 @@ def _realism_summary(record: dict) -> str:
     if "encoder_offset_deg" in record:
         parts.append(f"encoder offsets rms {np.sqrt(np.mean(np.square(record['encoder_offset_deg']))):.1f} deg")
     if "base_error_translation_m" in record:
-        parts.append(f"hand base off {1000 * np.linalg.norm(record['base_error_translation_m']):.1f} mm, "
-                     f"{np.linalg.norm(record['base_error_rotation_deg']):.1f} deg")
+        parts.append(
+            f"hand base off {1000 * np.linalg.norm(record['base_error_translation_m']):.1f} mm, "
+            f"{np.linalg.norm(record['base_error_rotation_deg']):.1f} deg"
+        )
     parts.append(f"mask outline {record['mask_bias_px']:+.1f} px, depth bias {1000 * record['depth_bias_m']:+.1f} mm")
     if "dead_taxels" in record:
-        parts.append(f"{len(record['dead_taxels'])} dead taxels, touch latency {record['touch_latency_frames']} frame(s)")
+        parts.append(
+            f"{len(record['dead_taxels'])} dead taxels, touch latency {record['touch_latency_frames']} frame(s)"
+        )
     return ", ".join(parts)
 
 
@@ -167,9 +194,17 @@ def metrics(args: argparse.Namespace) -> int:
     """Per-source gradient and per-metric timings on one frame (see bench/frame_timing.py)."""
     from tactile_pose_refiner.bench import frame_timing
 
-    rows = frame_timing.run(args.object, args.episode, args.frame, args.seed, args.repeats,
-                            args.offset_mm, args.offset_deg, tuple(args.sources.split(",")),
-                            args.threads)
+    rows = frame_timing.run(
+        args.object,
+        args.episode,
+        args.frame,
+        args.seed,
+        args.repeats,
+        args.offset_mm,
+        args.offset_deg,
+        tuple(args.sources.split(",")),
+        args.threads,
+    )
     frame_timing.print_rows(rows)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as stream:
@@ -192,11 +227,11 @@ def train_estimator(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.core.estimation.learned import checkpoint_path
     from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
     from tactile_pose_refiner.core.estimation.training import examples, train
+    from tactile_pose_refiner.core.resources import load_config
+    from tactile_pose_refiner.core.scene.assets import HandAssets
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.io.episode_bag import object_frames
     from tactile_pose_refiner.sim.episode import training_frames
-    from tactile_pose_refiner.core.scene.assets import HandAssets
-    from tactile_pose_refiner.core.resources import load_config
-    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 
     config = load_config("estimator")
     options = config["learned"]["train"]
@@ -224,10 +259,13 @@ def train_estimator(args: argparse.Namespace) -> int:
         out = Path(args.out) / f"{object_id}.pt" if args.out else checkpoint_path(object_id, config["learned"])
         summary = train(cloud, found, config, out)
         held = summary["held_out_add_cm"]
-        print(f"tpr train-estimator: {object_id}: {summary['train_frames']} training frames, "
-              f"{summary['held_out_frames']} held out; {summary['seconds']:.0f} s; held-out ADD(-S) of the "
-              f"network pose {'-' if held is None else f'{held:.2f} cm'}; wrote {out} "
-              f"({summary['checkpoint_kb']:.0f} kB)", flush=True)
+        print(
+            f"tpr train-estimator: {object_id}: {summary['train_frames']} training frames, "
+            f"{summary['held_out_frames']} held out; {summary['seconds']:.0f} s; held-out ADD(-S) of the "
+            f"network pose {'-' if held is None else f'{held:.2f} cm'}; wrote {out} "
+            f"({summary['checkpoint_kb']:.0f} kB)",
+            flush=True,
+        )
     return 0
 
 
@@ -242,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="refine the default episode through the node graph")
-    demo_parser.add_argument("--iterations", type=int, default=0,
-                             help="refiner iterations per frame (0: config/demo.yaml's)")
+    demo_parser.add_argument(
+        "--iterations", type=int, default=0, help="refiner iterations per frame (0: config/demo.yaml's)"
+    )
     demo_parser.set_defaults(handler=demo)
     gen = commands.add_parser("generate", help="generate rosbag2 episodes of grasped objects")
     gen.add_argument("--objects", default="all", help="'all' or comma-separated object ids")
@@ -251,9 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=100, help="frames per episode")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output directory (one bag per episode)")
-    gen.add_argument("--realism", default="clean",
-                     help="sensor and calibration errors of a real robot: a preset of config/realism.yaml "
-                          "(clean, realistic, harsh); clean: exact hand, small noise")
+    gen.add_argument(
+        "--realism",
+        default="clean",
+        help="sensor and calibration errors of a real robot: a preset of config/realism.yaml "
+        "(clean, realistic, harsh); clean: exact hand, small noise",
+    )
     gen.set_defaults(handler=generate)
     isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")
     isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")
@@ -268,8 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--offset-mm", type=float, default=4.0, help="pose offset from the truth")
     timing.add_argument("--offset-deg", type=float, default=4.0)
     timing.add_argument("--sources", default="physics,depth,tactile,render")
-    timing.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (the sources' tensors are small: 1 is fastest here)")
+    timing.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (the sources' tensors are small: 1 is fastest here)"
+    )
     timing.add_argument("--json", help="also write the rows to this file")
     timing.set_defaults(handler=metrics)
     trainer = commands.add_parser("train-estimator", help="train the learned initial pose estimator")
@@ -281,16 +324,27 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--out", help="checkpoint folder (default: the cache's estimator/)")
     trainer.set_defaults(handler=train_estimator)
     checker = commands.add_parser("config", help="check a config folder: unknown keys, wrong types")
-    checker.add_argument("--check", dest="folder", nargs="?", const=None, default=None,
-                         help="folder of config/*.yaml files (default: the package's config/)")
+    checker.add_argument(
+        "--check",
+        dest="folder",
+        nargs="?",
+        const=None,
+        default=None,
+        help="folder of config/*.yaml files (default: the package's config/)",
+    )
     checker.set_defaults(handler=config)
     # prefix_chars="+": every option after the name goes to the benchmark's own parser.
-    render = commands.add_parser("bench-render", add_help=False, prefix_chars="+",
-                                 help="ms per fwd+bwd of the rendering gradient per backend and ROI size")
+    render = commands.add_parser(
+        "bench-render",
+        add_help=False,
+        prefix_chars="+",
+        help="ms per fwd+bwd of the rendering gradient per backend and ROI size",
+    )
     render.add_argument("options", nargs="*", help="see tpr bench-render --help")
     render.set_defaults(handler=bench_render)
-    table = commands.add_parser("bench", add_help=False, prefix_chars="+",
-                                help="refinement methods over episodes, the paper's tables")
+    table = commands.add_parser(
+        "bench", add_help=False, prefix_chars="+", help="refinement methods over episodes, the paper's tables"
+    )
     table.add_argument("options", nargs="*", help="see tpr bench --help")
     table.set_defaults(handler=bench)
     return parser

@@ -5,6 +5,7 @@ per node) against the parameters the nodes declare (each node's PARAMETERS: the 
 defaults and descriptions `ros2 param describe` shows), with ROS's own type rule (an int is
 not a double).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -16,8 +17,16 @@ from tactile_pose_refiner.core.resources import ResourceError, load_yaml
 
 # parameters every rclpy node accepts without declaring them
 BUILTIN_PARAMETERS = {"use_sim_time", "start_type_description_service"}
-NODES = ("bag_replay_node", "rgbd_node", "tactile_node", "joint_state_node", "estimator_node", "refiner_node",
-         "tactile_sim_node", "topic_echo")   # each is the module tactile_pose_refiner.nodes.<name>
+NODES = (
+    "bag_replay_node",
+    "rgbd_node",
+    "tactile_node",
+    "joint_state_node",
+    "estimator_node",
+    "refiner_node",
+    "tactile_sim_node",
+    "topic_echo",
+)  # each is the module tactile_pose_refiner.nodes.<name>
 
 
 def node_parameters(node_name: str) -> dict:
@@ -52,18 +61,18 @@ def parameter_problems(node_name: str, values: dict, path: str) -> list[str]:
         if name not in declared:
             near = difflib.get_close_matches(name, list(declared), n=1)
             hint = f"; did you mean '{near[0]}'?" if near else ""
-            problems.append(f"{path}: {node_name} has no parameter '{name}'{hint} "
-                            f"(accepted: {', '.join(declared)})")
+            problems.append(f"{path}: {node_name} has no parameter '{name}'{hint} (accepted: {', '.join(declared)})")
         elif not same_ros_type(value, declared[name][0]):
-            problems.append(f"{path}: {node_name}.{name} must be {type(declared[name][0]).__name__} "
-                            f"like its default {declared[name][0]!r}, got {value!r}")
+            problems.append(
+                f"{path}: {node_name}.{name} must be {type(declared[name][0]).__name__} "
+                f"like its default {declared[name][0]!r}, got {value!r}"
+            )
     return problems
 
 
 def same_ros_type(value, default) -> bool:
     if isinstance(default, list):
-        return isinstance(value, list) and (not value or not default
-                                            or all(type(v) is type(default[0]) for v in value))
+        return isinstance(value, list) and (not value or not default or all(type(v) is type(default[0]) for v in value))
     return type(value) is type(default)
 
 

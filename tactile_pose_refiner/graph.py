@@ -4,6 +4,7 @@ What `ros2 launch` does on a robot, for the places where launch is not installab
 development machine, `tpr demo`, the integration tests). Imports no rclpy: it only builds
 command lines (`--ros-args --params-file ... -p ... -r ...`) and environments.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,9 +14,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -42,8 +44,7 @@ class NodeProcess:
 
 def format_parameter(value: Any) -> str:
     """A parameter value as ROS command-line YAML (`[1, 2]`, `true`, `'text'`)."""
-    return yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip().removesuffix(
-        "\n...").strip()
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip().removesuffix("\n...").strip()
 
 
 def executable_path(name: str) -> str:
@@ -53,8 +54,10 @@ def executable_path(name: str) -> str:
         return str(beside_python)
     found = shutil.which(name)
     if found is None:
-        raise FileNotFoundError(f"node executable '{name}' not found beside {sys.executable} "
-                                "nor on PATH; is the package installed (tools/setup.sh)?")
+        raise FileNotFoundError(
+            f"node executable '{name}' not found beside {sys.executable} "
+            "nor on PATH; is the package installed (tools/setup.sh)?"
+        )
     return found
 
 
@@ -72,8 +75,13 @@ def isolated_ros_environment(log_dir: Path | None = None) -> Iterator[dict[str, 
         domain_id = stack.enter_context(_reserved_domain_id())
         env = dict(os.environ)
         # PYTHONFAULTHANDLER: a node that crashes in native code leaves a traceback.
-        env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id),
-                   ROS_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+        env.update(
+            ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+            ROS_DOMAIN_ID=str(domain_id),
+            ROS_LOG_DIR=str(log_dir),
+            PYTHONUNBUFFERED="1",
+            PYTHONFAULTHANDLER="1",
+        )
         yield env
 
 
@@ -118,12 +126,12 @@ class RunningGraph:
                 process.kill()
                 process.wait()
                 note = f"\n[RunningGraph] still running {timeout_s:.0f} s after SIGINT: killed\n"
-            streams = self.outputs.pop(name, None)   # read once: a second stop() returns no output
+            streams = self.outputs.pop(name, None)  # read once: a second stop() returns no output
             stdout, stderr = (_read_and_close(stream) for stream in streams) if streams else ("", "")
             results[name] = (process.returncode, stdout, stderr + note)
         return results
 
-    def __enter__(self) -> "RunningGraph":
+    def __enter__(self) -> RunningGraph:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -141,30 +149,33 @@ def _read_and_close(stream) -> str:
 REFINER_NODES = ("joint_state_node", "tactile_node", "rgbd_node", "estimator_node", "refiner_node")
 
 
-def refiner_graph(parameters: dict[str, dict[str, Any]] | None = None,
-                  params_file: Path | None = None) -> dict[str, NodeProcess]:
+def refiner_graph(
+    parameters: dict[str, dict[str, Any]] | None = None, params_file: Path | None = None
+) -> dict[str, NodeProcess]:
     """Node name -> NodeProcess of the refinement graph (sensor topics in, refinement out).
 
     Every node reads its section of config/nodes.yaml; `parameters` overrides per node.
     """
     from tactile_pose_refiner.core.resources import config_path
+
     params_file = params_file or config_path("nodes")
     parameters = parameters or {}
-    return {name: NodeProcess(name, [params_file], dict(parameters.get(name, {})))
-            for name in REFINER_NODES}
+    return {name: NodeProcess(name, [params_file], dict(parameters.get(name, {}))) for name in REFINER_NODES}
 
 
-def replay_graph(bag: str | Path, parameters: dict[str, dict[str, Any]] | None = None,
-                 params_file: Path | None = None) -> dict[str, NodeProcess]:
+def replay_graph(
+    bag: str | Path, parameters: dict[str, dict[str, Any]] | None = None, params_file: Path | None = None
+) -> dict[str, NodeProcess]:
     """The refinement graph plus bag_replay_node playing `bag`, set up to refine every
     recorded frame: reliable inputs, and the estimator and the refiner queue every frame."""
     from tactile_pose_refiner.core.resources import config_path
+
     given = parameters or {}
     parameters = {name: {"reliable_inputs": True, **given.get(name, {})} for name in REFINER_NODES}
     for name in ("estimator_node", "refiner_node"):
         parameters[name] = {"queue_size": 0, **parameters[name]}
     nodes = refiner_graph(parameters, params_file)
     nodes["bag_replay_node"] = NodeProcess(
-        "bag_replay_node", [params_file or config_path("nodes")],
-        {"bag": str(bag), **given.get("bag_replay_node", {})})
+        "bag_replay_node", [params_file or config_path("nodes")], {"bag": str(bag), **given.get("bag_replay_node", {})}
+    )
     return nodes

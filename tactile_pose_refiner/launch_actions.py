@@ -1,6 +1,7 @@
 """launch_ros actions of the node graph, for launch/*.launch.py (imported only by ros2 launch,
 so only where launch and launch_ros exist). The graph itself is tactile_pose_refiner.graph's,
 the one `tpr demo` runs without launch."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,11 @@ def arguments() -> list:
     return [
         DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or auto"),
         DeclareLaunchArgument("variant", default_value="ours", description="refiner variant (config/refiner.yaml)"),
-        DeclareLaunchArgument("estimator", default_value="classical",
-                              description="estimator_node mode: classical, learned, ground_truth_noise (replay only), none"),
+        DeclareLaunchArgument(
+            "estimator",
+            default_value="classical",
+            description="estimator_node mode: classical, learned, ground_truth_noise (replay only), none",
+        ),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with rviz/refiner.rviz"),
     ]
 
@@ -33,9 +37,16 @@ def graph_actions(nodes: dict) -> list:
             overrides.update(device=LaunchConfiguration("device"), variant=LaunchConfiguration("variant"))
         if name == "estimator_node":
             overrides.update(mode=LaunchConfiguration("estimator"))
-        actions.append(Node(package=PACKAGE, executable=node.executable, name=name, output="screen",
-                            parameters=[str(p) for p in node.params_files] + [overrides],
-                            remappings=list(node.remaps.items())))
+        actions.append(
+            Node(
+                package=PACKAGE,
+                executable=node.executable,
+                name=name,
+                output="screen",
+                parameters=[str(p) for p in node.params_files] + [overrides],
+                remappings=list(node.remaps.items()),
+            )
+        )
     return actions
 
 
@@ -44,9 +55,15 @@ def visualisation_actions(share: Path) -> list:
     urdf = (share / "urdf" / "allegro_hand_right.urdf").read_text()
     show = IfCondition(LaunchConfiguration("rviz"))
     return [
-        Node(package="robot_state_publisher", executable="robot_state_publisher", output="screen",
-             parameters=[{"robot_description": urdf}], remappings=[("joint_states", "hand/joint_states")],
-             condition=show),
-        Node(package="rviz2", executable="rviz2", arguments=["-d", str(share / "rviz" / "refiner.rviz")],
-             condition=show),
+        Node(
+            package="robot_state_publisher",
+            executable="robot_state_publisher",
+            output="screen",
+            parameters=[{"robot_description": urdf}],
+            remappings=[("joint_states", "hand/joint_states")],
+            condition=show,
+        ),
+        Node(
+            package="rviz2", executable="rviz2", arguments=["-d", str(share / "rviz" / "refiner.rviz")], condition=show
+        ),
     ]

@@ -1,5 +1,6 @@
 """Test isolation for ROS: every pytest process gets its own DDS domain on localhost and a
 private log directory, so concurrent runs on one machine never see each other."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,13 +1,15 @@
 """ICP baselines on a real scan: point-to-plane ICP converges from a small offset, ICP with
 checkpointing returns its best-scored iterate, bad input returns the initial pose labelled."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from scenes import frame, generator
 from tactile_pose_refiner.core.baselines import Icp
 from tactile_pose_refiner.core.geometry import rotation_about
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
+
+from scenes import frame, generator
 
 
 def start_pose(T_gt: np.ndarray) -> np.ndarray:
@@ -31,7 +33,7 @@ def test_icp_with_checkpointing_keeps_the_best_scored_iterate():
     # stand-in score with a known minimum; the refiner passes the rendering loss L_DR
     target = start_pose(scene.T_cam_obj)
     target[:3, 3] += [0.0, 0.0, 0.003]
-    score = lambda T: position_error_cm(T, target)   # noqa: E731
+    score = lambda T: position_error_cm(T, target)  # noqa: E731
     result = icp.run(scene.object_points(), start_pose(scene.T_cam_obj), iterations=30, checkpoint=score)
     assert len(result.scores) == 31
     assert result.scores[result.kept] == min(result.scores)

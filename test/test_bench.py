@@ -1,5 +1,6 @@
 """`tpr bench` at CI size: a real rosbag2 episode of two frames, the baselines and the full
 method at a few iterations, the JSON of SPEC §8 and the report's files."""
+
 from __future__ import annotations
 
 import json
@@ -7,41 +8,56 @@ import json
 import numpy as np
 import pytest
 
-import scenes
 from tactile_pose_refiner.bench import refine_bench
 from tactile_pose_refiner.io.episode_bag import write_episode
+
+import scenes
 
 
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("episodes")
-    _, frames = scenes.generator().replay("005_tomato_soup_can", scenes.stored_grasp("005_tomato_soup_can"),
-                                          steps=2, seed=3)
+    _, frames = scenes.generator().replay(
+        "005_tomato_soup_can", scenes.stored_grasp("005_tomato_soup_can"), steps=2, seed=3
+    )
     write_episode(folder / "005_tomato_soup_can_000", frames)
     return folder
 
 
+@pytest.mark.slow
 def test_bench_writes_the_tables_json_and_report(episodes, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = refine_bench.main(["--data", str(episodes), "--methods", "initial,icp,icp_cp,ours@8,physics@8",
-                              "--noise", "paper", "--workers", "1", "--json", str(out),
-                              "--report", str(tmp_path / "report")])
+    code = refine_bench.main(
+        [
+            "--data",
+            str(episodes),
+            "--methods",
+            "initial,icp,icp_cp,ours@8,physics@8",
+            "--noise",
+            "paper",
+            "--workers",
+            "1",
+            "--json",
+            str(out),
+            "--report",
+            str(tmp_path / "report"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "Method" in printed and "ours@8" in printed and "[2.21]" in printed   # the paper beside
+    assert "Method" in printed and "ours@8" in printed and "[2.21]" in printed  # the paper beside
     document = json.loads(out.read_text())
     methods = document["methods"]
     assert set(methods) == {"initial", "icp", "icp_cp", "ours@8", "physics@8"}
     for row in methods.values():
-        assert {"pe_cm", "oe_deg", "ca_cm2", "iv_cm3", "dca_cm2", "div_cm3", "ms_per_frame",
-                "n_frames"} <= set(row)
+        assert {"pe_cm", "oe_deg", "ca_cm2", "iv_cm3", "dca_cm2", "div_cm3", "ms_per_frame", "n_frames"} <= set(row)
         assert row["n_frames"] == 2 and all(np.isfinite(row[k]) for k in ("pe_cm", "oe_deg", "iv_cm3"))
     initial, ours = methods["initial"], methods["ours@8"]
     assert initial["ms_per_frame"] == 0.0 and ours["ms_per_frame"] > 0.0
-    assert initial["pe_cm"] == pytest.approx(2.21, rel=0.9)   # two draws of the paper's noise
-    assert ours["pe_cm"] < initial["pe_cm"]                   # eight iterations already help
+    assert initial["pe_cm"] == pytest.approx(2.21, rel=0.9)  # two draws of the paper's noise
+    assert ours["pe_cm"] < initial["pe_cm"]  # eight iterations already help
     physics = methods["physics@8"]
-    assert physics["div_cm3"] <= initial["div_cm3"] + 1e-6    # physics never adds intersection
+    assert physics["div_cm3"] <= initial["div_cm3"] + 1e-6  # physics never adds intersection
     records = document["records"]
     assert len(records) == 10 and {r["noise"] for r in records} == {"paper"}
     # every method started from the same initial pose on a frame

@@ -1,5 +1,6 @@
 """Config files are checked against their definitions: a typo or a wrong type is an error that
 names the file, the key and the nearest accepted key; `tpr config --check` checks a folder."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,10 +10,11 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
 from tactile_pose_refiner import config_check
 from tactile_pose_refiner.core.config_schema import ROS_PARAMS_FILES, SCHEMAS
 from tactile_pose_refiner.core.resources import ResourceError, load_config
+
+from conftest import REPO
 
 
 @pytest.fixture
@@ -28,11 +30,12 @@ def user_config(tmp_path, monkeypatch):
         change(content)
         path.write_text(yaml.safe_dump(content))
         return path
+
     return folder, edit
 
 
 def misspelt(key: str) -> str:
-    return key[0] + key   # a doubled first letter: still nearest to the original
+    return key[0] + key  # a doubled first letter: still nearest to the original
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
@@ -53,6 +56,7 @@ def test_nested_typos_and_wrong_types_are_located(user_config):
     def damage(content):
         content["variants"]["ours"]["sourcs"] = content["variants"]["ours"].pop("sources")
         content["step"]["decay"] = "fast"
+
     edit("refiner", damage)
     with pytest.raises(ResourceError) as error:
         load_config("refiner")
@@ -76,8 +80,9 @@ def test_ros_params_files_are_checked_against_the_declared_parameters(user_confi
     def damage(content):
         section = content["refiner_node"]["ros__parameters"]
         section["queue_sise"] = section.pop("queue_size")
-        section["input_wait_s"] = 2                      # ROS: an int is not a double
+        section["input_wait_s"] = 2  # ROS: an int is not a double
         content["rgbd_nod"] = content.pop("rgbd_node")
+
     edit("nodes", damage)
     assert config_check.main(str(folder)) == 1
     out = capsys.readouterr().out
@@ -89,11 +94,13 @@ def test_ros_params_files_are_checked_against_the_declared_parameters(user_confi
 
 def test_a_node_reports_a_parameter_it_does_not_declare():
     """A typo in a params file reaches the node as an undeclared override: an error, not silence."""
-    probe = ("import rclpy\n"
-             "from tactile_pose_refiner.nodes.rgbd_node import RgbdNode\n"
-             "rclpy.init(args=['rgbd_node', '--ros-args', '-p', 'slop_z:=0.02'])\n"
-             "node = RgbdNode()\n"
-             "node.destroy_node(); rclpy.shutdown()\n")
+    probe = (
+        "import rclpy\n"
+        "from tactile_pose_refiner.nodes.rgbd_node import RgbdNode\n"
+        "rclpy.init(args=['rgbd_node', '--ros-args', '-p', 'slop_z:=0.02'])\n"
+        "node = RgbdNode()\n"
+        "node.destroy_node(); rclpy.shutdown()\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "unknown parameters ['slop_z'] (ignored)" in result.stderr + result.stdout

@@ -1,4 +1,5 @@
 """The core library imports and works in an interpreter where rclpy cannot be imported."""
+
 from __future__ import annotations
 
 import ast
@@ -31,8 +32,7 @@ BLOCK_ROS_AND_IMPORT_CORE = textwrap.dedent("""
 
 
 def test_core_imports_without_rclpy():
-    result = subprocess.run([sys.executable, "-c", BLOCK_ROS_AND_IMPORT_CORE], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", BLOCK_ROS_AND_IMPORT_CORE], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.strip()) >= 2  # every core module was imported
 

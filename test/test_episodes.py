@@ -1,5 +1,6 @@
 """Generated episodes on real scans: consistent grasps, touch where fingers touch, depth on the
 mesh, occlusion by the hand, and a byte-exact rosbag2 round trip."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,9 @@ def episodes(generator, tmp_path_factory):
 
 
 def manifold(mesh) -> Manifold:
-    return Manifold(Mesh(vert_properties=np.asarray(mesh.vertices, np.float32),
-                         tri_verts=np.asarray(mesh.faces, np.uint32)))
+    return Manifold(
+        Mesh(vert_properties=np.asarray(mesh.vertices, np.float32), tri_verts=np.asarray(mesh.faces, np.uint32))
+    )
 
 
 def test_ground_truth_grasp_does_not_interpenetrate(generator, episodes):
@@ -107,8 +109,9 @@ def test_episode_round_trips_through_rosbag2_exactly(episodes, tmp_path):
 
 def raw_messages(path) -> list[tuple[str, int, bytes]]:
     with Reader(path) as reader:
-        return sorted((c.topic, t, bytes(raw)) for c, t, raw in reader.messages()
-                      if c.msgtype != "geometry_msgs/msg/PoseStamped")
+        return sorted(
+            (c.topic, t, bytes(raw)) for c, t, raw in reader.messages() if c.msgtype != "geometry_msgs/msg/PoseStamped"
+        )
 
 
 def test_generation_is_deterministic_for_a_seed(generator):

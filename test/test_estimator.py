@@ -1,6 +1,7 @@
 """Initial pose estimators on real scans in generated frames: the classical one within the paper's
 estimator accuracy without training, symmetry found on the geometry, bad input labelled; the
 learned one trains, saves, loads and estimates; both through `tpr bench`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,22 +10,23 @@ import json
 import numpy as np
 import pytest
 
-import scenes
 from tactile_pose_refiner.bench import refine_bench
 from tactile_pose_refiner.core.estimation import make_estimator
+from tactile_pose_refiner.core.estimation.inputs import estimator_inputs
 from tactile_pose_refiner.core.estimation.learned import CheckpointError, LearnedEstimator
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
 from tactile_pose_refiner.core.estimation.registration import Registration
-from tactile_pose_refiner.core.estimation.inputs import estimator_inputs
 from tactile_pose_refiner.core.estimation.training import examples, train
 from tactile_pose_refiner.core.gradients.base import random_offset
-from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.io.episode_bag import write_episode
 
-PAPER_PE_CM, PAPER_OE_DEG = 0.65, 6.98   # the paper's visuo-tactile estimator
+import scenes
+
+PAPER_PE_CM, PAPER_OE_DEG = 0.65, 6.98  # the paper's visuo-tactile estimator
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,10 @@ def hand():
 @pytest.fixture(scope="module")
 def clouds(config):
     catalog = ObjectCatalog.from_config()
-    return {object_id: ModelCloud.build(catalog.load(object_id), config["model"], config["symmetry"])
-            for object_id in ("005_tomato_soup_can", "008_pudding_box", "035_power_drill")}
+    return {
+        object_id: ModelCloud.build(catalog.load(object_id), config["model"], config["symmetry"])
+        for object_id in ("005_tomato_soup_can", "008_pudding_box", "035_power_drill")
+    }
 
 
 def symmetric_oe_deg(T, T_gt, cloud) -> float:
@@ -49,10 +53,10 @@ def symmetric_oe_deg(T, T_gt, cloud) -> float:
 
 
 def test_symmetries_are_found_on_the_geometry(clouds):
-    assert len(clouds["005_tomato_soup_can"].symmetries) >= 36     # a cylinder: continuous axis
-    assert len(clouds["008_pudding_box"].symmetries) == 4          # a box: three half turns
-    assert len(clouds["035_power_drill"].symmetries) == 1          # no symmetry
-    for cloud in clouds.values():   # every element maps the surface onto itself
+    assert len(clouds["005_tomato_soup_can"].symmetries) >= 36  # a cylinder: continuous axis
+    assert len(clouds["008_pudding_box"].symmetries) == 4  # a box: three half turns
+    assert len(clouds["035_power_drill"].symmetries) == 1  # no symmetry
+    for cloud in clouds.values():  # every element maps the surface onto itself
         for symmetry in cloud.symmetries:
             moved = cloud.points @ symmetry[:3, :3].T + symmetry[:3, 3]
             assert cloud.tree.query(moved)[0].mean() < 0.004
@@ -107,33 +111,46 @@ def test_learned_estimator_trains_saves_loads_and_estimates(clouds, hand, config
     with pytest.raises(CheckpointError, match="tpr train-estimator --object 008_pudding_box"):
         LearnedEstimator(cloud, hand, config, tmp_path / "missing.pt")
     frames = [(episode, scenes.frame(object_id, seed)) for episode, seed in ((0, 11), (0, 12), (1, 13), (1, 14))]
-    small = {**config, "learned": {**config["learned"], "train": {**config["learned"]["train"], "epochs": 12,
-                                                                     "batch": 4}}}
+    small = {
+        **config,
+        "learned": {**config["learned"], "train": {**config["learned"]["train"], "epochs": 12, "batch": 4}},
+    }
     summary = train(cloud, examples(frames, hand, config, len(frames)), small, tmp_path / "pudding.pt")
-    assert summary["losses"][-1] < summary["losses"][0]          # it learns
+    assert summary["losses"][-1] < summary["losses"][0]  # it learns
     assert summary["checkpoint_kb"] < 2048 and summary["held_out_frames"] == 2
     estimator = LearnedEstimator(cloud, hand, config, tmp_path / "pudding.pt")
     frame = scenes.frame(object_id, seed=5)
     estimate = estimator.estimate(frame)
     assert estimate.ok and estimate.source == "learned" and np.isfinite(estimate.T).all()
-    votes = 1 + config["learned"]["top_votes"]   # the mean pose and the best votes, each also half-turned 3 ways
+    votes = 1 + config["learned"]["top_votes"]  # the mean pose and the best votes, each also half-turned 3 ways
     assert 0.0 <= estimate.confidence <= 1.0 and estimate.details["hypotheses"] == 4 * votes
     with pytest.raises(CheckpointError, match="trained for '008_pudding_box'"):
         LearnedEstimator(clouds["035_power_drill"], hand, config, tmp_path / "pudding.pt")
 
 
 def test_bench_starts_refinement_from_the_estimator(tmp_path, capsys):
-    _, frames = scenes.generator().replay("008_pudding_box", scenes.stored_grasp("008_pudding_box"),
-                                          steps=1, seed=6)
+    _, frames = scenes.generator().replay("008_pudding_box", scenes.stored_grasp("008_pudding_box"), steps=1, seed=6)
     write_episode(tmp_path / "008_pudding_box_000", frames)
     out = tmp_path / "bench.json"
-    code = refine_bench.main(["--data", str(tmp_path), "--methods", "initial,estimator,ours@5",
-                              "--noise", "classical", "--workers", "1", "--json", str(out)])
+    code = refine_bench.main(
+        [
+            "--data",
+            str(tmp_path),
+            "--methods",
+            "initial,estimator,ours@5",
+            "--noise",
+            "classical",
+            "--workers",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     assert "noise: classical" in capsys.readouterr().out
     methods = json.loads(out.read_text())["by_noise"]["classical"]
-    assert methods["initial"]["pe_cm"] < PAPER_PE_CM                     # the estimate is the initial pose
+    assert methods["initial"]["pe_cm"] < PAPER_PE_CM  # the estimate is the initial pose
     assert methods["estimator"]["pe_cm"] == methods["initial"]["pe_cm"]  # one estimate per frame, shared
-    assert methods["initial"]["ms_per_frame"] == methods["estimator"]["ms_per_frame"] > 0   # its time
+    assert methods["initial"]["ms_per_frame"] == methods["estimator"]["ms_per_frame"] > 0  # its time
     assert methods["ours@5"]["n_frames"] == 1
     assert refine_bench.main(["--data", str(tmp_path), "--noise", "clairvoyant"]) == 2

@@ -1,5 +1,6 @@
 """Physics, depth and tactile gradient sources on real scans and stored grasps: gradients against
 central finite differences, single-source optimisation, and bad input."""
+
 from __future__ import annotations
 
 import copy
@@ -10,18 +11,18 @@ import pytest
 import torch
 import trimesh
 
-from scenes import frame, generator, hand_in_camera, pushed_into_hand
 from tactile_pose_refiner.core.geometry import translation
-from tactile_pose_refiner.core.gradients.base import (apply_delta, loss_and_gradient, loss_at,
-                                                      perturbed_pose)
+from tactile_pose_refiner.core.gradients.base import apply_delta, loss_and_gradient, loss_at, perturbed_pose
 from tactile_pose_refiner.core.gradients.depth import DepthSource
 from tactile_pose_refiner.core.gradients.frame_sources import build_sources
-from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.gradients.physics import PhysicsSource
-from tactile_pose_refiner.core.physics.contact import HandContactModel
 from tactile_pose_refiner.core.gradients.tactile import TactileSource
 from tactile_pose_refiner.core.metrics import ObjectMetrics
+from tactile_pose_refiner.core.physics.contact import HandContactModel
 from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
+
+from scenes import frame, generator, hand_in_camera, pushed_into_hand
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_physics_on_the_reachable_hand_points_equals_physics_on_all(monkeypatch)
     the whole band, bit for bit, and most rollouts simulate under half of the band's points."""
     obj, scene = assets("008_pudding_box"), frame("008_pudding_box")
     hand = hand_in_camera(scene)
-    start = scene.T_cam_obj   # the recorded grasp: rollouts barely move
+    start = scene.T_cam_obj  # the recorded grasp: rollouts barely move
     walk = [apply_delta(start, np.r_[0.0005 * k, 0.0, 0.0003 * k, 0.0, 0.004 * k, 0.0]) for k in range(8)]
     pushed = [pushed_into_hand(start, obj.sdf, hand.surface_points, depth) for depth in (0.004, 0.02)]
     sources = {}
@@ -113,13 +114,15 @@ def test_physics_on_the_reachable_hand_points_equals_physics_on_all(monkeypatch)
         config = copy.deepcopy(load_config("physics"))
         config["rollout"]["reach_m"] = reach
         sources[reach] = PhysicsSource.build(obj.sdf, obj.body, hand.surface_points, start, config)
-    simulated = []   # hand points of each rollout
+    simulated = []  # hand points of each rollout
     rollout = HandContactModel.rollout
-    monkeypatch.setattr(HandContactModel, "rollout",
-                        lambda self, *args: simulated.append(self.point_count) or rollout(self, *args))
+    monkeypatch.setattr(
+        HandContactModel, "rollout", lambda self, *args: simulated.append(self.point_count) or rollout(self, *args)
+    )
     for T in walk + pushed + walk[:3]:
         (whole, whole_gradient), (reached, reached_gradient) = (
-            loss_and_gradient(sources[reach], T) for reach in (0.0, 0.01))
+            loss_and_gradient(sources[reach], T) for reach in (0.0, 0.01)
+        )
         assert whole.value.item() == reached.value.item() > 0.0
         np.testing.assert_array_equal(whole_gradient, reached_gradient)
     band = sources[0.0].model.point_count
@@ -148,7 +151,7 @@ def test_depth_loss_at_the_truth_is_sensor_noise_not_point_spacing():
     source = DepthSource(obj.model.geometry, points, occluders=hand_in_camera(scene).mesh)
     at_truth = loss_at(source, scene.T_cam_obj).value.item()
     print(f"depth loss at the truth: {at_truth:.2f} mm^2 from {len(points)} points")
-    assert at_truth < 2.0   # depth noise ~0.4 mm at 0.45 m and 2 mm scan triangles: ~1 mm^2
+    assert at_truth < 2.0  # depth noise ~0.4 mm at 0.45 m and 2 mm scan triangles: ~1 mm^2
 
 
 @pytest.mark.parametrize("object_id", ["002_master_chef_can", "008_pudding_box"])
@@ -162,9 +165,8 @@ def test_depth_loss_is_lowest_at_the_truth_along_the_viewing_ray(object_id):
     minimum = {}
     for incidence in (90.0, 70.0):
         config = dict(load_config("gradients")["depth"], max_incidence_deg=incidence)
-        source = DepthSource(obj.model.geometry, scene.object_points(), config,
-                             occluders=hand_in_camera(scene).mesh)
-        along = np.linspace(-0.3, 0.3, 7)   # mm
+        source = DepthSource(obj.model.geometry, scene.object_points(), config, occluders=hand_in_camera(scene).mesh)
+        along = np.linspace(-0.3, 0.3, 7)  # mm
         losses = [loss_at(source, translation(mm / 1000.0 * ray) @ T_true).value.item() for mm in along]
         curve = np.polyfit(along, losses, 2)
         minimum[incidence] = -curve[1] / (2.0 * curve[0])
@@ -200,8 +202,7 @@ def test_depth_alone_pulls_a_1cm_offset_back(object_id):
 def contact_normals(source: TactileSource, obj: ObjectAssets, T: np.ndarray) -> np.ndarray:
     """(K, 3) unit outward object normals at the taxels in contact, camera frame."""
     local = (source.distance.points - T[:3, 3]) @ T[:3, :3]
-    normals = np.array([obj.sdf.sample(local + 1e-3 * e) - obj.sdf.sample(local - 1e-3 * e)
-                        for e in np.eye(3)]).T
+    normals = np.array([obj.sdf.sample(local + 1e-3 * e) - obj.sdf.sample(local - 1e-3 * e) for e in np.eye(3)]).T
     return (normals / np.linalg.norm(normals, axis=1, keepdims=True)) @ T[:3, :3].T
 
 
@@ -216,8 +217,10 @@ def test_tactile_and_physics_losses_vanish_at_a_recorded_grasp(object_id, hand_a
     point is off the normal where a finger meets the object at a slant)."""
     obj, scene = assets(object_id), frame(object_id)
     T = scene.T_cam_obj
-    tactile = {name: loss_at(tactile_source(scene, obj, hand), T).value.item()
-               for name, hand in (("force", hand_assets), ("bare", dataclasses.replace(hand_assets, skin=None)))}
+    tactile = {
+        name: loss_at(tactile_source(scene, obj, hand), T).value.item()
+        for name, hand in (("force", hand_assets), ("bare", dataclasses.replace(hand_assets, skin=None)))
+    }
     physics = {}
     for skin in (load_config("physics")["contact"]["skin_compliance_m"], 0.0):
         config = copy.deepcopy(load_config("physics"))
@@ -248,13 +251,13 @@ def test_tactile_alone_recovers_the_pinch_direction_of_a_box(hand_assets):
     source = tactile_source(scene, obj, hand_assets)
     normals = contact_normals(source, obj, scene.T_cam_obj)
     pinch_axis = np.linalg.eigh(normals.T @ normals)[1][:, -1]
-    refined = optimise(source, offset(scene.T_cam_obj, pinch_axis, 0.01), iterations=100,
-                       learning_rate=5e-4)
+    refined = optimise(source, offset(scene.T_cam_obj, pinch_axis, 0.01), iterations=100, learning_rate=5e-4)
     along_mm = abs((refined[:3, 3] - scene.T_cam_obj[:3, 3]) @ pinch_axis) * 1000
     print(f"pudding box: tactile only, pinch-axis error 10 mm -> {along_mm:.2f} mm")
     assert along_mm < 2.0
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_physics_alone_resolves_finger_penetration_on_the_scans():
     """From a pose that pushes each scan 4 mm into a finger, physics alone (Adam, 80 steps)
@@ -295,8 +298,9 @@ def test_empty_depth_and_missing_mask_are_labelled(hand_assets):
 
 def test_no_touch_is_labelled(hand_assets):
     obj, scene = assets("008_pudding_box"), frame("008_pudding_box")
-    untouched = dataclasses.replace(scene, tactile=dataclasses.replace(
-        scene.tactile, forces=np.zeros_like(scene.tactile.forces)))
+    untouched = dataclasses.replace(
+        scene, tactile=dataclasses.replace(scene.tactile, forces=np.zeros_like(scene.tactile.forces))
+    )
     source = build_sources(untouched, obj, hand_assets, scene.T_cam_obj, names=("tactile",))["tactile"]
     assert "taxels in contact" in assert_labelled_zero(source, scene.T_cam_obj).status
 
@@ -309,7 +313,7 @@ def test_nan_joint_states_are_labelled(hand_assets):
     sources = build_sources(broken, obj, hand_assets, scene.T_cam_obj)
     for name in ("physics", "tactile"):
         assert "joint states" in assert_labelled_zero(sources[name], scene.T_cam_obj).status
-    assert loss_and_gradient(sources["depth"], scene.T_cam_obj)[0].ok   # depth is unaffected
+    assert loss_and_gradient(sources["depth"], scene.T_cam_obj)[0].ok  # depth is unaffected
 
 
 def test_degenerate_mesh_gives_finite_results():

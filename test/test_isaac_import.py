@@ -1,4 +1,5 @@
 """`tpr import-isaac`: a Replicator-style folder written by the test becomes an episode."""
+
 from __future__ import annotations
 
 import json
@@ -16,21 +17,36 @@ def write_replicator_folder(root, frames) -> None:
     camera = frames[0].camera
     for sub in ("rgb", "depth", "instance_segmentation", "poses", "joints", "tactile"):
         (root / sub).mkdir(parents=True)
-    (root / "camera.json").write_text(json.dumps(dict(
-        width=camera.width, height=camera.height, fx=camera.fx, fy=camera.fy, cx=camera.cx,
-        cy=camera.cy, frame_rate_hz=30.0, start_time_s=1700000000.0)))
+    (root / "camera.json").write_text(
+        json.dumps(
+            dict(
+                width=camera.width,
+                height=camera.height,
+                fx=camera.fx,
+                fy=camera.fy,
+                cx=camera.cx,
+                cy=camera.cy,
+                frame_rate_hz=30.0,
+                start_time_s=1700000000.0,
+            )
+        )
+    )
     (root / "object.json").write_text(json.dumps({"object_id": frames[0].object_id}))
     for k, frame in enumerate(frames):
         Image.fromarray(np.dstack([frame.rgb, np.full(frame.rgb.shape[:2], 255, np.uint8)])).save(
-            root / "rgb" / f"rgb_{k:04d}.png")  # RGBA, as Replicator writes
+            root / "rgb" / f"rgb_{k:04d}.png"
+        )  # RGBA, as Replicator writes
         depth = np.where(frame.depth_mm > 0, frame.depth_m, np.inf).astype(np.float64)
         np.save(root / "depth" / f"distance_to_image_plane_{k:04d}.npy", depth)
         Image.fromarray((frame.mask > 0).astype(np.uint8) * 3).save(
-            root / "instance_segmentation" / f"instance_segmentation_{k:04d}.png")
-        (root / "poses" / f"pose_{k:04d}.json").write_text(json.dumps(
-            {"object": frame.T_cam_obj.tolist(), "hand_base": frame.T_cam_base.tolist()}))
-        (root / "joints" / f"joints_{k:04d}.json").write_text(json.dumps(
-            {"names": frame.joint_names, "positions": frame.joint_positions.tolist()}))
+            root / "instance_segmentation" / f"instance_segmentation_{k:04d}.png"
+        )
+        (root / "poses" / f"pose_{k:04d}.json").write_text(
+            json.dumps({"object": frame.T_cam_obj.tolist(), "hand_base": frame.T_cam_base.tolist()})
+        )
+        (root / "joints" / f"joints_{k:04d}.json").write_text(
+            json.dumps({"names": frame.joint_names, "positions": frame.joint_positions.tolist()})
+        )
         np.save(root / "tactile" / f"tactile_{k:04d}.npy", frame.tactile.forces)
 
 

@@ -3,6 +3,7 @@ against recording stand-ins of launch / launch_ros, and everything it names must
 executables (console scripts or the robot's packages), parameter files, parameters the nodes
 declare, and the topics of rviz/refiner.rviz. Where launch_testing exists (a full ROS 2
 install) the real launch file is loaded as well."""
+
 from __future__ import annotations
 
 import importlib
@@ -17,7 +18,7 @@ import yaml
 from conftest import REPO
 
 LAUNCH_FILES = ("refiner.launch.py", "replay.launch.py")
-ROBOT_EXECUTABLES = {"robot_state_publisher", "rviz2"}   # exec_depend in package.xml
+ROBOT_EXECUTABLES = {"robot_state_publisher", "rviz2"}  # exec_depend in package.xml
 
 
 class Recorded:
@@ -26,9 +27,14 @@ class Recorded:
 
 
 def _stand_ins(monkeypatch) -> None:
-    kinds = {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument"],
-             "launch.conditions": ["IfCondition"], "launch.substitutions": ["LaunchConfiguration"],
-             "launch_ros": [], "launch_ros.actions": ["Node"]}
+    kinds = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": ["DeclareLaunchArgument"],
+        "launch.conditions": ["IfCondition"],
+        "launch.substitutions": ["LaunchConfiguration"],
+        "launch_ros": [],
+        "launch_ros.actions": ["Node"],
+    }
     for module_name, classes in kinds.items():
         module = types.ModuleType(module_name)
         for name in classes:
@@ -70,7 +76,7 @@ def test_launch_file_names_only_what_exists(monkeypatch, file_name):
         assert set(section) == set(declared) and all(set(o) <= set(declared) for o in overrides)
         for value in (v for o in overrides for v in o.values()):
             if type(value).__name__ == "LaunchConfiguration":
-                assert value.args[0] in arguments      # every substitution is a declared argument
+                assert value.args[0] in arguments  # every substitution is a declared argument
     rviz = next(n for n in nodes if n.kwargs["executable"] == "rviz2")
     assert (REPO / "rviz" / "refiner.rviz").samefile(rviz.kwargs["arguments"][1])
 
@@ -79,8 +85,13 @@ def test_rviz_shows_topics_the_graph_publishes():
     displays = yaml.safe_load((REPO / "rviz" / "refiner.rviz").read_text())["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"] for d in displays if isinstance(d.get("Topic"), dict)}
     topics |= {d["Description Topic"]["Value"] for d in displays if "Description Topic" in d}
-    published = {"/refiner/markers", "/rgbd/object_points", "/tactile/contacts", "/robot_description",
-                 yaml.safe_load((REPO / "config" / "topics.yaml").read_text())["color_image"]}
+    published = {
+        "/refiner/markers",
+        "/rgbd/object_points",
+        "/tactile/contacts",
+        "/robot_description",
+        yaml.safe_load((REPO / "config" / "topics.yaml").read_text())["color_image"],
+    }
     assert topics <= published, topics - published
     assert {"/refiner/markers", "/rgbd/object_points", "/robot_description"} <= topics
 
@@ -88,6 +99,7 @@ def test_rviz_shows_topics_the_graph_publishes():
 def test_launch_file_loads_with_real_launch_where_installed():
     pytest.importorskip("launch_testing", reason="launch_testing needs a full ROS 2 install")
     from launch.launch_description_sources import PythonLaunchDescriptionSource
+
     for file_name in LAUNCH_FILES:
         description = PythonLaunchDescriptionSource(str(REPO / "launch" / file_name)).get_launch_description(None)
         assert description.entities

@@ -1,4 +1,5 @@
 """The custom messages: content of SPEC §3, conversions, and wire compatibility with rosbags."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +7,11 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from conftest import REPO
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.msg import RefinementDiagnostics, TactileArray
-from tactile_pose_refiner.nodes.conversions import (
-    message_class, message_to_dict, tactile_from_msg, tactile_to_msg)
+from tactile_pose_refiner.nodes.conversions import message_class, message_to_dict, tactile_from_msg, tactile_to_msg
+
+from conftest import REPO
 
 
 def make_reading(count: int = 4) -> TactileReading:
@@ -20,27 +21,43 @@ def make_reading(count: int = 4) -> TactileReading:
         taxel_ids=np.arange(100, 100 + count),
         positions=rng.uniform(-0.02, 0.02, (count, 3)),
         forces=rng.uniform(0, 10000, (count, 3)),
-        force_scale=0.002, stamp_ns=1_700_000_000_123_456_789)
+        force_scale=0.002,
+        stamp_ns=1_700_000_000_123_456_789,
+    )
 
 
 def test_tactile_array_has_the_spec_content():
     fields = TactileArray.get_fields_and_field_types()
     assert fields == {
-        "header": "std_msgs/Header", "link_names": "sequence<string>",
-        "taxel_ids": "sequence<uint16>", "positions": "sequence<geometry_msgs/Point>",
-        "forces": "sequence<geometry_msgs/Vector3>", "force_scale": "float"}
+        "header": "std_msgs/Header",
+        "link_names": "sequence<string>",
+        "taxel_ids": "sequence<uint16>",
+        "positions": "sequence<geometry_msgs/Point>",
+        "forces": "sequence<geometry_msgs/Vector3>",
+        "force_scale": "float",
+    }
 
 
 def test_refinement_diagnostics_has_the_spec_content():
     fields = RefinementDiagnostics.get_fields_and_field_types()
     assert fields["source_names"] == "sequence<string>"
     assert fields["source_losses"] == fields["source_weights"] == "sequence<float>"
-    for source in ("physics", "render", "depth", "tactile"):   # deprecated, kept one release
+    for source in ("physics", "render", "depth", "tactile"):  # deprecated, kept one release
         assert fields[f"loss_{source}"] == "float" and fields[f"weight_{source}"] == "float"
-    for name in ("header", "object_id", "iterations", "checkpoint_iteration",
-                 "intersection_volume_before_cm3", "intersection_volume_after_cm3",
-                 "contact_area_before_cm2", "contact_area_after_cm2",
-                 "penetration_depth_max_after_mm", "wall_time_ms", "device", "status"):
+    for name in (
+        "header",
+        "object_id",
+        "iterations",
+        "checkpoint_iteration",
+        "intersection_volume_before_cm3",
+        "intersection_volume_after_cm3",
+        "contact_area_before_cm2",
+        "contact_area_after_cm2",
+        "penetration_depth_max_after_mm",
+        "wall_time_ms",
+        "device",
+        "status",
+    ):
         assert name in fields, name
 
 
@@ -68,24 +85,32 @@ def test_rosbags_reads_what_rclpy_writes():
     np.testing.assert_array_equal(decoded.taxel_ids, msg.taxel_ids)
     assert decoded.forces[2].z == msg.forces[2].z
     assert decoded.header.stamp.nanosec == 123_456_789
-    diagnostics = RefinementDiagnostics(object_id="006_mustard_bottle", status="ok",
-                                        checkpoint_iteration=-1, wall_time_ms=12.5)
-    decoded = store.deserialize_cdr(serialize_message(diagnostics),
-                                    "tactile_pose_refiner/msg/RefinementDiagnostics")
+    diagnostics = RefinementDiagnostics(
+        object_id="006_mustard_bottle", status="ok", checkpoint_iteration=-1, wall_time_ms=12.5
+    )
+    decoded = store.deserialize_cdr(serialize_message(diagnostics), "tactile_pose_refiner/msg/RefinementDiagnostics")
     assert decoded.object_id == "006_mustard_bottle" and decoded.checkpoint_iteration == -1
 
 
-@pytest.mark.parametrize("change, complaint", [
-    (dict(forces=np.zeros((3, 3))), "forces has 3 entries"),
-    (dict(positions=np.full((4, 3), np.nan)), "positions contain NaN"),
-    (dict(forces=np.full((4, 3), np.inf)), "forces contain NaN or inf"),
-    (dict(taxel_ids=np.array([0, 1, 2, 70000])), "uint16"),
-    (dict(force_scale=-1.0), "force_scale"),
-])
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        (dict(forces=np.zeros((3, 3))), "forces has 3 entries"),
+        (dict(positions=np.full((4, 3), np.nan)), "positions contain NaN"),
+        (dict(forces=np.full((4, 3), np.inf)), "forces contain NaN or inf"),
+        (dict(taxel_ids=np.array([0, 1, 2, 70000])), "uint16"),
+        (dict(force_scale=-1.0), "force_scale"),
+    ],
+)
 def test_malformed_tactile_readings_are_rejected_with_the_reason(change, complaint):
     good = make_reading()
-    fields = dict(link_names=good.link_names, taxel_ids=good.taxel_ids,
-                  positions=good.positions, forces=good.forces, force_scale=good.force_scale)
+    fields = dict(
+        link_names=good.link_names,
+        taxel_ids=good.taxel_ids,
+        positions=good.positions,
+        forces=good.forces,
+        force_scale=good.force_scale,
+    )
     with pytest.raises(TactileInputError, match=complaint):
         TactileReading(**{**fields, **change})
 

@@ -1,5 +1,6 @@
 """Metrics against analytic cases and on real scans: PE, OE (Eq. 3), CA, IV (exact and on scans
 with holes), penetration, DeepSimHO stability."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,13 +9,21 @@ import numpy as np
 import pytest
 import trimesh
 
-from scenes import frame, generator, hand_in_camera, pushed_into_hand
 from tactile_pose_refiner.core.geometry import rotation_about, translation
-from tactile_pose_refiner.core.metrics import (EXACT, WINDING_NUMBER, ObjectMetrics, Stability,
-                                               orientation_error_deg, position_error_cm,
-                                               stability_summary, to_manifold)
+from tactile_pose_refiner.core.metrics import (
+    EXACT,
+    WINDING_NUMBER,
+    ObjectMetrics,
+    Stability,
+    orientation_error_deg,
+    position_error_cm,
+    stability_summary,
+    to_manifold,
+)
 from tactile_pose_refiner.core.scene.hand import PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
+
+from scenes import frame, generator, hand_in_camera, pushed_into_hand
 
 
 def object_from_mesh(mesh: trimesh.Trimesh, mass: float = 0.2) -> ObjectModel:
@@ -22,8 +31,7 @@ def object_from_mesh(mesh: trimesh.Trimesh, mass: float = 0.2) -> ObjectModel:
 
 
 def hand_from_meshes(meshes: dict[str, trimesh.Trimesh]) -> PosedHand:
-    points, faces = trimesh.sample.sample_surface_even(trimesh.util.concatenate(list(meshes.values())),
-                                                       4000, seed=0)
+    points, faces = trimesh.sample.sample_surface_even(trimesh.util.concatenate(list(meshes.values())), 4000, seed=0)
     normals = trimesh.util.concatenate(list(meshes.values())).face_normals[faces]
     return PosedHand(meshes, np.asarray(points), normals, np.eye(4), {})
 
@@ -50,7 +58,7 @@ def test_intersection_volume_of_a_box_with_a_hole_is_estimated_not_zero():
     """Same boxes with one object face deleted: manifold3d alone returns 0 silently; the
     winding-number proxy recovers the volume."""
     box = trimesh.creation.box([0.04, 0.04, 0.04])
-    holed = trimesh.Trimesh(box.vertices, box.faces[2:], process=False)   # drop one side
+    holed = trimesh.Trimesh(box.vertices, box.faces[2:], process=False)  # drop one side
     assert to_manifold(holed).volume() == 0.0
     metrics = ObjectMetrics(object_from_mesh(holed))
     link = trimesh.creation.box([0.02, 0.02, 0.10]).apply_translation([0.02, 0, 0])
@@ -71,8 +79,9 @@ def test_contact_area_of_a_sphere_on_a_plane():
 def test_penetration_depth_of_a_box_pushed_into_a_plate():
     metrics = ObjectMetrics(object_from_mesh(trimesh.creation.box([0.04, 0.04, 0.04])))
     plate = trimesh.creation.box([0.3, 0.3, 0.02]).apply_translation([0, 0, -0.02 - 0.01 + 0.003])
-    assert metrics.penetration_depth_max_mm(np.eye(4), hand_from_meshes({"plate": plate})) == \
-        pytest.approx(3.0, abs=0.2)
+    assert metrics.penetration_depth_max_mm(np.eye(4), hand_from_meshes({"plate": plate})) == pytest.approx(
+        3.0, abs=0.2
+    )
 
 
 @pytest.mark.parametrize("object_id", ["006_mustard_bottle", "035_power_drill"])
@@ -86,7 +95,8 @@ def test_intersection_volume_on_scans_with_holes(object_id):
     metrics = ObjectMetrics(model)
     at_truth = metrics.intersection_volume(scene.T_cam_obj, hand)
     pushed = metrics.intersection_volume(
-        pushed_into_hand(scene.T_cam_obj, metrics.sdf, hand.surface_points, 0.004), hand)
+        pushed_into_hand(scene.T_cam_obj, metrics.sdf, hand.surface_points, 0.004), hand
+    )
     assert at_truth.method == pushed.method == WINDING_NUMBER
     assert at_truth.cm3 < 0.1 and pushed.cm3 > 0.1
 
@@ -99,11 +109,13 @@ def test_deviation_from_truth_is_zero_at_the_truth_and_the_difference_elsewhere(
     assert metrics.deviation_from_truth(scene.T_cam_obj, scene.T_cam_obj, hand) == (0.0, 0.0)
     T = pushed_into_hand(scene.T_cam_obj, metrics.sdf, hand.surface_points, 0.004)
     dca, div = metrics.deviation_from_truth(T, scene.T_cam_obj, hand)
-    assert div == pytest.approx(metrics.intersection_volume(T, hand).cm3
-                                - metrics.intersection_volume(scene.T_cam_obj, hand).cm3)
+    assert div == pytest.approx(
+        metrics.intersection_volume(T, hand).cm3 - metrics.intersection_volume(scene.T_cam_obj, hand).cm3
+    )
     assert div > 0.1
-    assert dca == pytest.approx(abs(metrics.contact_area_cm2(T, hand)
-                                    - metrics.contact_area_cm2(scene.T_cam_obj, hand)))
+    assert dca == pytest.approx(
+        abs(metrics.contact_area_cm2(T, hand) - metrics.contact_area_cm2(scene.T_cam_obj, hand))
+    )
 
 
 def test_winding_number_proxy_agrees_with_exact_booleans_on_a_closed_scan():
@@ -113,7 +125,7 @@ def test_winding_number_proxy_agrees_with_exact_booleans_on_a_closed_scan():
     metrics = ObjectMetrics(model)
     T = pushed_into_hand(scene.T_cam_obj, metrics.sdf, hand.surface_points, 0.004)
     exact = metrics.intersection_volume(T, hand)
-    metrics.manifold = None   # force the proxy path
+    metrics.manifold = None  # force the proxy path
     proxy = metrics.intersection_volume(T, hand)
     assert exact.method == EXACT and proxy.method == WINDING_NUMBER
     assert proxy.cm3 == pytest.approx(exact.cm3, rel=0.08)

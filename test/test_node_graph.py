@@ -1,5 +1,6 @@
 """Nodes as separate processes over Fast DDS, started from their console scripts with
 --ros-args, a params file, parameter overrides and remaps (what ros2 launch would pass)."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,11 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO
 from tactile_pose_refiner.graph import NodeProcess, RunningGraph
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow  # node processes over DDS, or a build: see docs/development.md
 
 SIM_CONFIG = REPO / "config" / "tactile_sim.yaml"
 
@@ -19,10 +23,10 @@ def echo_records(stdout: str) -> list[dict]:
 
 def test_tactile_array_travels_between_two_processes(ros_env):
     expected = yaml.safe_load(SIM_CONFIG.read_text())["tactile_sim_node"]["ros__parameters"]
-    echo = NodeProcess("topic_echo", [REPO / "config" / "topic_echo.yaml"],
-                       {"topic": "/hand/tactile", "count": 3, "timeout_s": 20.0})
-    source = NodeProcess("tactile_sim_node", [SIM_CONFIG], {"force_scale": 0.0025},
-                         remaps={"tactile": "/hand/tactile"})
+    echo = NodeProcess(
+        "topic_echo", [REPO / "config" / "topic_echo.yaml"], {"topic": "/hand/tactile", "count": 3, "timeout_s": 20.0}
+    )
+    source = NodeProcess("tactile_sim_node", [SIM_CONFIG], {"force_scale": 0.0025}, remaps={"tactile": "/hand/tactile"})
     with RunningGraph(ros_env) as graph:
         receiver = graph.start("echo", echo)
         graph.start("source", source)
@@ -33,19 +37,22 @@ def test_tactile_array_travels_between_two_processes(ros_env):
     records = echo_records(stdout)
     assert len(records) == 3 and records[0]["topic"] == "/hand/tactile"
     message = records[0]["message"]
-    assert message["link_names"] == expected["link_names"]           # from the params file
+    assert message["link_names"] == expected["link_names"]  # from the params file
     assert [f["z"] for f in message["forces"]] == expected["forces"][2::3]
     assert [p["x"] for p in message["positions"]] == expected["taxel_positions"][0::3]
     assert message["force_scale"] == pytest.approx(0.0025, rel=1e-6)  # -p override (float32)
     assert message["header"]["frame_id"] == expected["frame_id"]
     assert message["header"]["stamp"]["sec"] > 0
     stamps = [r["message"]["header"]["stamp"] for r in records]
-    assert len({(s["sec"], s["nanosec"]) for s in stamps}) == 3       # three distinct readings
+    assert len({(s["sec"], s["nanosec"]) for s in stamps}) == 3  # three distinct readings
 
 
 def test_echo_times_out_cleanly_when_nothing_is_published(ros_env):
-    echo = NodeProcess("topic_echo", [REPO / "config" / "topic_echo.yaml"],
-                       {"topic": "/nobody/publishes/here", "count": 1, "timeout_s": 1.0})
+    echo = NodeProcess(
+        "topic_echo",
+        [REPO / "config" / "topic_echo.yaml"],
+        {"topic": "/nobody/publishes/here", "count": 1, "timeout_s": 1.0},
+    )
     with RunningGraph(ros_env) as graph:
         graph.start("echo", echo).wait(timeout=30)
         code, stdout, stderr = graph.stop()["echo"]
@@ -64,9 +71,11 @@ def test_sim_node_rejects_inconsistent_parameters_with_a_clear_error(ros_env):
 def test_config_files_match_the_declared_node_parameters():
     """config/*.yaml and each node's declared defaults name the same parameters and types."""
     from tactile_pose_refiner.nodes import tactile_sim_node, topic_echo
+
     for module, node_name in ((tactile_sim_node, "tactile_sim_node"), (topic_echo, "topic_echo")):
-        config = yaml.safe_load((REPO / "config" / f"{node_name.removesuffix('_node')}.yaml")
-                                .read_text())[node_name]["ros__parameters"]
+        config = yaml.safe_load((REPO / "config" / f"{node_name.removesuffix('_node')}.yaml").read_text())[node_name][
+            "ros__parameters"
+        ]
         assert set(config) == set(module.PARAMETERS), node_name
         for name, (default, description) in module.PARAMETERS.items():
             assert description and type(config[name]) is type(default), (node_name, name)

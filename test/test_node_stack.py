@@ -1,6 +1,7 @@
 """The product's node graph end to end: separate node processes over Fast DDS, a real rosbag2
 episode replayed by bag_replay_node, refined poses and diagnostics collected by an observer;
 and every node fed bad input keeps running and says so on /diagnostics."""
+
 from __future__ import annotations
 
 import signal
@@ -12,7 +13,6 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
 
-import scenes
 from tactile_pose_refiner.core.resources import config_path, load_config
 from tactile_pose_refiner.graph import NodeProcess, RunningGraph, refiner_graph
 from tactile_pose_refiner.io.episode_bag import write_episode
@@ -21,24 +21,34 @@ from tactile_pose_refiner.nodes.conversions import image_msg, ns_to_stamp
 from tactile_pose_refiner.nodes.monitor import GraphMonitor
 from tactile_pose_refiner.replay import replay_episode
 
+import scenes
+
+pytestmark = pytest.mark.slow  # node processes over DDS, or a build: see docs/development.md
+
 FRAMES = 3
 
 
 @pytest.fixture(scope="module")
 def episode(tmp_path_factory):
     path = tmp_path_factory.mktemp("replay") / "005_tomato_soup_can_000"
-    _, frames = scenes.generator().replay("005_tomato_soup_can", scenes.stored_grasp("005_tomato_soup_can"),
-                                          steps=FRAMES, seed=4)
+    _, frames = scenes.generator().replay(
+        "005_tomato_soup_can", scenes.stored_grasp("005_tomato_soup_can"), steps=FRAMES, seed=4
+    )
     write_episode(path, frames)
     return path
 
 
 def test_replayed_episode_is_refined_through_the_node_graph(episode):
     import torch
+
     cuda = torch.cuda.is_available()  # without CUDA the refiner falls back to cpu, labelled
-    run = replay_episode(episode, {"refiner_node": {"iterations": 15, "device": "cuda"},
-                                   "estimator_node": {"mode": "ground_truth_noise"}},
-                         start_timeout_s=90, frame_timeout_s=90, log=lambda text: None)
+    run = replay_episode(
+        episode,
+        {"refiner_node": {"iterations": 15, "device": "cuda"}, "estimator_node": {"mode": "ground_truth_noise"}},
+        start_timeout_s=90,
+        frame_timeout_s=90,
+        log=lambda text: None,
+    )
     rows = run.rows()
     failures = {name: (code, err[-1500:]) for name, (code, _, err) in run.exits.items() if code not in (0, None)}
     assert len(rows) >= 0.95 * FRAMES, (rows, failures, run.statuses[-20:])
@@ -64,14 +74,19 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
 def test_replay_estimates_from_images_and_touch_then_refines(episode):
     """The estimator on the replayed images and touch (no ground truth): every frame gets an
     initial pose within the paper's estimator accuracy, labelled classical, then refined."""
-    run = replay_episode(episode, {"refiner_node": {"iterations": 10}, "estimator_node": {"mode": "classical"}},
-                         start_timeout_s=90, frame_timeout_s=90, log=lambda text: None)
+    run = replay_episode(
+        episode,
+        {"refiner_node": {"iterations": 10}, "estimator_node": {"mode": "classical"}},
+        start_timeout_s=90,
+        frame_timeout_s=90,
+        log=lambda text: None,
+    )
     rows = run.rows()
     problems = sorted({status for status in run.statuses if status[1] != 0})
     assert len(rows) == FRAMES, ([row["stamp_ns"] for row in rows], problems)
     for row, entry in zip(rows, run.refined()):
         assert entry["result"].initial_pose_source == "classical"
-        assert row["pe_before"] < 0.65 and row["oe_before"] < 6.98, row   # the paper's estimator: 0.65 cm, 6.98 deg
+        assert row["pe_before"] < 0.65 and row["oe_before"] < 6.98, row  # the paper's estimator: 0.65 cm, 6.98 deg
         assert np.isfinite(entry["T_refined"]).all()
     estimates = [m for name, _, m in run.statuses if name.endswith("/estimator_node")]
     assert any(m.startswith("estimated: ok") for m in estimates), estimates
@@ -79,6 +94,7 @@ def test_replay_estimates_from_images_and_touch_then_refines(episode):
 
 def _header(stamp_ns: int, frame_id: str = "camera_color_optical_frame"):
     from std_msgs.msg import Header
+
     return Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
 
 
@@ -104,35 +120,59 @@ def _wait_for_matches(publisher, count: int, timeout_s: float = 30.0) -> None:
     while publisher.get_subscription_count() < count and time.monotonic() < deadline:
         time.sleep(0.1)
     assert publisher.get_subscription_count() >= count, (
-        f"{publisher.topic_name}: {publisher.get_subscription_count()} of {count} readers matched")
+        f"{publisher.topic_name}: {publisher.get_subscription_count()} of {count} readers matched"
+    )
 
 
 def test_nodes_fed_bad_input_keep_running_and_report_it(ros_env, tmp_path):
     topics = load_config("topics")
     # the learned estimator without any checkpoint (an empty cache): it must fall back, labelled
     nodes = refiner_graph({"joint_state_node": {"max_age_s": 5.0}, "estimator_node": {"mode": "learned"}})
-    with RunningGraph({**ros_env, "TPR_CACHE_DIR": str(tmp_path / "cache")}) as graph, GraphMonitor(int(ros_env["ROS_DOMAIN_ID"])) as monitor:
+    with (
+        RunningGraph({**ros_env, "TPR_CACHE_DIR": str(tmp_path / "cache")}) as graph,
+        GraphMonitor(int(ros_env["ROS_DOMAIN_ID"])) as monitor,
+    ):
         for name, node in nodes.items():
             graph.start(name, node)
-        wanted = [topics["color_image"], topics["joint_states"], topics["tactile"], "/estimator/initial_pose",
-                  "/rgbd/bundle", topics["ground_truth_pose"]]
+        wanted = [
+            topics["color_image"],
+            topics["joint_states"],
+            topics["tactile"],
+            "/estimator/initial_pose",
+            "/rgbd/bundle",
+            topics["ground_truth_pose"],
+        ]
         assert not monitor.wait_for_subscribers(wanted, 90)
         time.sleep(1.0)
-        pub = {key: monitor.publisher(kind, topic) for key, (kind, topic) in {
-            "color": (Image, topics["color_image"]), "depth": (Image, topics["depth_image"]),
-            "info": (CameraInfo, topics["color_camera_info"]), "mask": (Image, topics["object_mask"]),
-            "joints": (JointState, topics["joint_states"]), "tactile": (TactileArray, topics["tactile"]),
-            "object": (String, topics["object_id"]), "gt": (PoseStamped, topics["ground_truth_pose"]),
-            "initial": (PoseStamped, "/estimator/initial_pose"), "bundle": (RgbdBundle, "/rgbd/bundle"),
-        }.items()}
+        pub = {
+            key: monitor.publisher(kind, topic)
+            for key, (kind, topic) in {
+                "color": (Image, topics["color_image"]),
+                "depth": (Image, topics["depth_image"]),
+                "info": (CameraInfo, topics["color_camera_info"]),
+                "mask": (Image, topics["object_mask"]),
+                "joints": (JointState, topics["joint_states"]),
+                "tactile": (TactileArray, topics["tactile"]),
+                "object": (String, topics["object_id"]),
+                "gt": (PoseStamped, topics["ground_truth_pose"]),
+                "initial": (PoseStamped, "/estimator/initial_pose"),
+                "bundle": (RgbdBundle, "/rgbd/bundle"),
+            }.items()
+        }
         now = time.time_ns()
 
         # rgbd_node: depth all NaN (32FC1) -> degraded, then a wrong colour encoding -> error.
         header = _header(now)
         rgb, mask = np.zeros((48, 64, 3), np.uint8), np.full((48, 64), 255, np.uint8)
-        for message in (image_msg(rgb, "rgb8", header), image_msg(np.full((48, 64), np.nan, np.float32), "32FC1", header),
-                        _camera_info(header), image_msg(mask, "mono8", header)):
-            pub[{"rgb8": "color", "32FC1": "depth", "mono8": "mask"}.get(getattr(message, "encoding", ""), "info")].publish(message)
+        for message in (
+            image_msg(rgb, "rgb8", header),
+            image_msg(np.full((48, 64), np.nan, np.float32), "32FC1", header),
+            _camera_info(header),
+            image_msg(mask, "mono8", header),
+        ):
+            pub[
+                {"rgb8": "color", "32FC1": "depth", "mono8": "mask"}.get(getattr(message, "encoding", ""), "info")
+            ].publish(message)
         _wait_for(monitor, "rgbd_node", "degraded: 0 valid depth points")
         header = _header(now + 10**8)
         pub["color"].publish(image_msg(np.zeros((48, 64, 2), np.uint16), "rgb16", header))
@@ -161,9 +201,13 @@ def test_nodes_fed_bad_input_keep_running_and_report_it(ros_env, tmp_path):
         _wait_for_matches(pub["object"], 2)
         pub["object"].publish(String(data="999_not_in_the_catalog"))
         time.sleep(0.5)
-        bundle = RgbdBundle(header=_header(now), color=image_msg(rgb, "rgb8", _header(now)),
-                            depth=image_msg(np.full((48, 64), 500, np.uint16), "16UC1", _header(now)),
-                            camera_info=_camera_info(_header(now)), status="ok")
+        bundle = RgbdBundle(
+            header=_header(now),
+            color=image_msg(rgb, "rgb8", _header(now)),
+            depth=image_msg(np.full((48, 64), 500, np.uint16), "16UC1", _header(now)),
+            camera_info=_camera_info(_header(now)),
+            status="ok",
+        )
         pub["bundle"].publish(bundle)
         _wait_for(monitor, "estimator_node", "unknown object")
         initial = PoseStamped(header=_header(now))
@@ -194,10 +238,14 @@ def test_estimator_keeps_what_came_before_the_object_id_and_late_nodes_get_the_l
     """Over DDS a frame's pieces arrive in any order: a ground truth before the object id still
     gets its initial pose; an estimator started after the object id was published still gets it."""
     topics = load_config("topics")
-    estimator = refiner_graph({"estimator_node": {"mode": "ground_truth_noise", "reliable_inputs": True}})["estimator_node"]
+    estimator = refiner_graph({"estimator_node": {"mode": "ground_truth_noise", "reliable_inputs": True}})[
+        "estimator_node"
+    ]
     with RunningGraph(ros_env) as graph, GraphMonitor(int(ros_env["ROS_DOMAIN_ID"])) as monitor:
-        truth, object_id = (monitor.publisher(PoseStamped, topics["ground_truth_pose"]),
-                            monitor.publisher(String, topics["object_id"]))
+        truth, object_id = (
+            monitor.publisher(PoseStamped, topics["ground_truth_pose"]),
+            monitor.publisher(String, topics["object_id"]),
+        )
         graph.start("early", estimator)
         assert not monitor.wait_for_subscribers([topics["ground_truth_pose"], topics["object_id"]], 60)
         time.sleep(1.0)
@@ -209,7 +257,9 @@ def test_estimator_keeps_what_came_before_the_object_id_and_late_nodes_get_the_l
         time.sleep(1.0)
         object_id.publish(String(data="005_tomato_soup_can"))
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not all("T_initial" in monitor.snapshot().get(s, {}) for s in (first, second)):
+        while time.monotonic() < deadline and not all(
+            "T_initial" in monitor.snapshot().get(s, {}) for s in (first, second)
+        ):
             time.sleep(0.1)
         graph.processes["early"].send_signal(signal.SIGINT)
         graph.processes["early"].wait(15)
@@ -222,7 +272,9 @@ def test_estimator_keeps_what_came_before_the_object_id_and_late_nodes_get_the_l
         while time.monotonic() < deadline and "T_initial" not in monitor.snapshot().get(later, {}):
             time.sleep(0.1)
         frames = monitor.snapshot()
-    assert all("T_initial" in frames.get(s, {}) for s in (first, second)), sorted(set(monitor.messages_of("estimator_node")))
+    assert all("T_initial" in frames.get(s, {}) for s in (first, second)), sorted(
+        set(monitor.messages_of("estimator_node"))
+    )
     assert "T_initial" in frames.get(later, {})
 
 
@@ -230,8 +282,10 @@ def test_launch_and_graph_name_only_existing_executables_and_parameter_files():
     """What launch files and `tpr demo` start: console scripts of setup.py with their
     config/nodes.yaml section, whose parameters are the ones the node declares."""
     import importlib
-    import yaml
     from importlib.metadata import distribution
+
+    import yaml
+
     scripts = {e.name for e in distribution("tactile_pose_refiner").entry_points.select(group="console_scripts")}
     sections = yaml.safe_load(config_path("nodes").read_text())
     for name, node in refiner_graph().items():

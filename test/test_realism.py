@@ -1,6 +1,7 @@
 """A real robot's sensor errors (sim/realism.py, config/realism.yaml) against their own parameters,
 seeded and recorded; and what the refiner does about them: the mask checked against depth, the
 hand corrected from its own depth pixels, a contact threshold that noise alone does not pass."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,7 @@ def episode(realistic, tmp_path_factory):
 
 
 def disk(radius: float, shape=(240, 320)) -> np.ndarray:
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (yy - shape[0] / 2) ** 2 + (xx - shape[1] / 2) ** 2 <= radius**2
 
 
@@ -47,7 +48,7 @@ def test_depth_noise_grows_with_z_squared_as_configured():
         noisy = errors.depth(plane, 615.0, draw, np.random.default_rng(1))
         valid = noisy > 0
         measured[z] = float((noisy[valid] - z).std())
-        assert 0.9 < valid.mean() < 1.0          # speckle holes, no edges on a plane
+        assert 0.9 < valid.mean() < 1.0  # speckle holes, no edges on a plane
     for z, sigma in measured.items():
         print(f"depth sigma at {z} m: {1000 * sigma:.2f} mm (configured {1000 * config['axial_std_at_1m'] * z**2:.2f})")
         assert sigma == pytest.approx(config["axial_std_at_1m"] * z**2, rel=0.15)
@@ -56,18 +57,23 @@ def test_depth_noise_grows_with_z_squared_as_configured():
 
 def test_depth_edges_lose_pixels_and_get_a_stereo_shadow():
     depth = np.full((120, 200), 0.8)
-    depth[:, 100:] = 0.5                                 # a near surface right of column 100
+    depth[:, 100:] = 0.5  # a near surface right of column 100
     errors = SensorErrors("realistic")
     noisy = errors.depth(depth, 615.0, EpisodeDraw(), np.random.default_rng(2))
-    shadow_px = 615.0 * errors.group("depth")["shadow_baseline"] * (1 / 0.5 - 1 / 0.8)   # 23 px
-    left_of_edge = noisy[:, 100 - int(shadow_px) + 1:100]
+    shadow_px = 615.0 * errors.group("depth")["shadow_baseline"] * (1 / 0.5 - 1 / 0.8)  # 23 px
+    left_of_edge = noisy[:, 100 - int(shadow_px) + 1 : 100]
     assert (left_of_edge == 0).mean() > 0.95
     assert (noisy[:, 20:60] > 0).mean() > 0.95
 
 
 def test_mask_outline_moves_by_the_drawn_bias():
-    config = {**load_preset("realistic")["mask"], "outline_std_px": 0.0, "bleed_chance": 0.0,
-              "hole_chance": 0.0, "blob_chance": 0.0}
+    config = {
+        **load_preset("realistic")["mask"],
+        "outline_std_px": 0.0,
+        "bleed_chance": 0.0,
+        "hole_chance": 0.0,
+        "blob_chance": 0.0,
+    }
     errors = SensorErrors("custom", {"mask": config})
     truth = disk(40.0)
     for bias in (-3.0, 3.0):
@@ -85,7 +91,7 @@ def test_realistic_episode_keeps_the_clean_scene_and_records_its_errors(realisti
     info, frames = episode
     clean_info, clean_frames = EpisodeGenerator().episode(OBJECT, 1, seed=3)
     clean = next(clean_frames)
-    np.testing.assert_allclose(frames[0].T_cam_obj, clean.T_cam_obj, atol=1e-9)   # same grasp, trajectory
+    np.testing.assert_allclose(frames[0].T_cam_obj, clean.T_cam_obj, atol=1e-9)  # same grasp, trajectory
     frame = frames[0]
     np.testing.assert_allclose(frame.T_cam_base_true, clean.T_cam_base, atol=1e-9)
     record = frame.realism
@@ -93,7 +99,7 @@ def test_realistic_episode_keeps_the_clean_scene_and_records_its_errors(realisti
     offsets = np.radians(record["encoder_offset_deg"])
     observed = realistic.hand.joint_vector(frame.joint_names, frame.joint_positions)
     true = realistic.hand.joint_vector(frame.joint_names, frame.joint_positions_true)
-    assert np.abs(observed - true - offsets).max() < np.radians(4 * 0.3)   # per-frame noise only
+    assert np.abs(observed - true - offsets).max() < np.radians(4 * 0.3)  # per-frame noise only
     error = np.linalg.inv(frame.T_cam_base_true) @ frame.T_cam_base
     np.testing.assert_allclose(error[:3, 3], record["base_error_translation_m"], atol=1e-6)
     dead = np.array(record["dead_taxels"], dtype=int)
@@ -112,8 +118,17 @@ def test_realistic_episodes_are_seeded(realistic, episode):
 
 
 def test_touch_latency_delays_the_reading_by_a_frame():
-    errors = SensorErrors("custom", {"touch": {**load_preset("realistic")["touch"], "latency_frames": [1],
-                                               "noise_std": 0.0, "zero_drift_std": 0.0}})
+    errors = SensorErrors(
+        "custom",
+        {
+            "touch": {
+                **load_preset("realistic")["touch"],
+                "latency_frames": [1],
+                "noise_std": 0.0,
+                "zero_drift_std": 0.0,
+            }
+        },
+    )
     draw = errors.draw(np.random.default_rng(0), 16, 4)
     draw.dead_taxels[:] = False
     neighbours = np.zeros((4, 4))
@@ -124,6 +139,7 @@ def test_touch_latency_delays_the_reading_by_a_frame():
 
 
 # --- what the refiner does about them ------------------------------------------------------------
+
 
 def test_an_exact_mask_on_exact_depth_is_confirmed_everywhere():
     truth = disk(40.0)
@@ -140,8 +156,8 @@ def test_a_mask_off_by_pixels_leaves_an_uncertain_band_not_a_wrong_edge(grow):
     depth = np.where(truth, 0.5, 0.0)
     checked = check_mask(observed, depth, None, load_config("gradients")["mask_check"])
     between = truth ^ observed
-    assert checked.uncertain[between].mean() > 0.95          # the disputed ring leaves the losses
-    assert not (checked.object & ~truth).any()               # no background called object
+    assert checked.uncertain[between].mean() > 0.95  # the disputed ring leaves the losses
+    assert not (checked.object & ~truth).any()  # no background called object
     assert checked.object[truth & observed & (distance_transform_edt(truth) > 8)].all()
 
 
@@ -173,14 +189,24 @@ def test_the_hand_is_corrected_towards_the_truth_from_its_depth_pixels(realistic
 
     def tip_error(posed) -> float:
         tips = [f"link_{k}4" for k in (0, 1, 2, 3)]
-        return float(np.mean([np.linalg.norm((posed.T_frame_base @ posed.link_poses[link])[:3, 3]
-                                             - (truth.T_frame_base @ truth.link_poses[link])[:3, 3])
-                              for link in tips]))
+        return float(
+            np.mean(
+                [
+                    np.linalg.norm(
+                        (posed.T_frame_base @ posed.link_poses[link])[:3, 3]
+                        - (truth.T_frame_base @ truth.link_poses[link])[:3, 3]
+                    )
+                    for link in tips
+                ]
+            )
+        )
+
     before, after = tip_error(sensed), tip_error(corrected)
     print(f"fingertips {1000 * before:.2f} -> {1000 * after:.2f} mm; {corrected.correction.summary()}")
     assert after < 0.7 * before
 
 
+@pytest.mark.slow
 def test_a_realistic_frame_is_refined_against_the_true_hand_where_the_old_refiner_was_not():
     """Gelatin box, realistic episode 0 of seed 0, frame 19, paper noise (a `tpr bench` frame).
     The refiner that trusted the mask's edge, the encoders and the calibration gave PE 0.36 cm
@@ -199,8 +225,10 @@ def test_a_realistic_frame_is_refined_against_the_true_hand_where_the_old_refine
     T0 = InitialPoseNoise("paper").noisy(frame.T_cam_obj, bench.refiner.object.body.com, f"{object_id}_000/{index}")
     result = bench.run("ours", frame, T0, posed, None)
     metrics = bench.metrics(result.T, frame.T_cam_obj, true_hand, truth)
-    print(f"PE {metrics['pe_cm']:.3f} cm, OE {metrics['oe_deg']:.2f} deg, abs(dIV) {metrics['div_cm3']:.3f} cm3; "
-          f"{posed.correction.summary()}")
+    print(
+        f"PE {metrics['pe_cm']:.3f} cm, OE {metrics['oe_deg']:.2f} deg, abs(dIV) {metrics['div_cm3']:.3f} cm3; "
+        f"{posed.correction.summary()}"
+    )
     assert metrics["pe_cm"] < 0.15 and metrics["oe_deg"] < 1.5 and metrics["div_cm3"] < 0.15
 
 
@@ -209,11 +237,12 @@ def test_flying_pixels_do_not_pull_the_depth_loss_off_the_surface():
     between the object and what lies behind it): with squared distances the depth loss's minimum
     along the viewing ray moves back; with Huber pairs (config: depth.huber_mm) it stays at the
     truth."""
-    from scenes import frame
     from tactile_pose_refiner.core.geometry import translation
     from tactile_pose_refiner.core.gradients.base import loss_at
     from tactile_pose_refiner.core.gradients.depth import DepthSource
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    from scenes import frame
 
     scene = frame("008_pudding_box")
     mesh = ObjectCatalog.from_config().load("008_pudding_box").geometry
@@ -226,7 +255,7 @@ def test_flying_pixels_do_not_pull_the_depth_loss_off_the_surface():
     for huber in (None, 2.0):
         config = dict(load_config("gradients")["depth"], huber_mm=huber)
         source = DepthSource(mesh, points, config)
-        along = np.linspace(-2.0, 2.0, 33)   # mm
+        along = np.linspace(-2.0, 2.0, 33)  # mm
         losses = [loss_at(source, translation(mm / 1000.0 * ray) @ scene.T_cam_obj).value.item() for mm in along]
         minimum[huber] = along[int(np.argmin(losses))]
     print(f"depth loss minimum along the ray: squares {minimum[None]:+.2f} mm, Huber {minimum[2.0]:+.2f} mm")

@@ -1,5 +1,6 @@
 """The heuristic refiner (paper §III-C): its weighting rule and checkpointing on analytic losses,
 then refinement of a real scan in a real grasp, and bad input."""
+
 from __future__ import annotations
 
 import copy
@@ -8,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import scenes
 from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded
 from tactile_pose_refiner.core.initial_noise import MAXWELL_MEAN, InitialPoseNoise
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 from tactile_pose_refiner.core.refiner import Proposal, Refiner
 from tactile_pose_refiner.core.resources import load_config
+
+import scenes
 
 
 class Quadratic(GradientSource):
@@ -44,16 +46,21 @@ def test_weights_follow_each_sources_own_improvement():
     assert Proposal(np.zeros(6), 10.0, 12.0).gain("absolute") == 0.0
     assert Proposal(np.zeros(6), 10.0, 4.0).gain("absolute") == pytest.approx(6.0)
     assert Proposal(np.zeros(6), 10.0, 4.0).gain("relative") == pytest.approx(0.6)
-    assert Proposal(np.zeros(6), 10.0, 10.0 - 1e-9).gain("absolute", 1e-4) == 0.0   # noise floor
+    assert Proposal(np.zeros(6), 10.0, 10.0 - 1e-9).gain("absolute", 1e-4) == 0.0  # noise floor
     # Two sources pulling to different points: the first iteration's weights are their drops.
-    refiner = Refiner({"a": Quadratic([0.01, 0, 0.5], name="a"), "b": Quadratic([0, 0.01, 0.5], 3.0, name="b")},
-                      None, np.zeros(3), 0.05, refiner_config(improvement="absolute"))
+    refiner = Refiner(
+        {"a": Quadratic([0.01, 0, 0.5], name="a"), "b": Quadratic([0, 0.01, 0.5], 3.0, name="b")},
+        None,
+        np.zeros(3),
+        0.05,
+        refiner_config(improvement="absolute"),
+    )
     result = refiner.run(np.eye(4) @ _at([0, 0, 0.5]), iterations=1)
     weights = {name: w[0] for name, w in result.diagnostics.weights.items()}
     # a 1 mm step straight at each target drops a by 19 mm^2 and b by 3 x 19 mm^2
     assert weights["a"] == pytest.approx(0.25, abs=1e-6) and weights["b"] == pytest.approx(0.75, abs=1e-6)
     moved = result.T[:3, 3] - [0, 0, 0.5]
-    assert moved * 1000 == pytest.approx([0.25, 0.75, 0.0], abs=1e-6)   # sum alpha_i step_i
+    assert moved * 1000 == pytest.approx([0.25, 0.75, 0.0], abs=1e-6)  # sum alpha_i step_i
 
 
 def test_converges_between_competing_sources_and_checkpoint_keeps_its_minimum():
@@ -66,7 +73,7 @@ def test_converges_between_competing_sources_and_checkpoint_keeps_its_minimum():
     result = refiner.run(start)
     diagnostics = result.diagnostics
     assert diagnostics.stop_reason.startswith("converged")
-    assert abs(result.T_last[0, 3]) < 0.0015 and abs(result.T_last[1, 3]) < 2e-4   # between the two
+    assert abs(result.T_last[0, 3]) < 0.0015 and abs(result.T_last[1, 3]) < 2e-4  # between the two
     # the kept state: the last one within checkpoint_tolerance of the lowest checkpoint loss
     losses, kept = np.array(diagnostics.checkpoint_losses), diagnostics.kept_iteration
     ties = np.flatnonzero(losses <= losses.min() * (1 + refiner.config["checkpoint_tolerance"]))
@@ -86,9 +93,13 @@ def test_step_cap_stays_long_while_travelling_and_collapses_when_sources_disagre
     A fixed clock (a variant's own schedule: decay 0.93 every iteration, no reversal term) runs
     out of travel after sum 4 mm x 0.93^k = 57 mm."""
     from tactile_pose_refiner.core.pipeline import variant_config
+
     config = refiner_config()
-    config["variants"]["fixed_clock"] = {"sources": ["a", "b"], "checkpoint": None,
-                                         "step": {"decay": 0.93, "reversal_decay": 1.0}}
+    config["variants"]["fixed_clock"] = {
+        "sources": ["a", "b"],
+        "checkpoint": None,
+        "step": {"decay": 0.93, "reversal_decay": 1.0},
+    }
     fixed = variant_config(config, config["variants"]["fixed_clock"])
     assert fixed["step"] == {**config["step"], "decay": 0.93, "reversal_decay": 1.0}
     assert variant_config(config, config["variants"]["ours"]) is config
@@ -118,7 +129,7 @@ def test_a_converged_refinement_restarts_within_its_budget_and_keeps_its_checkpo
     assert done < d.iterations <= done + 20 and seen == list(range(done + 1, d.iterations + 1))
     assert "restarted after" in d.stop_reason and d.turn_deg == first.diagnostics.turn_deg
     assert len(d.checkpoint_losses) == d.iterations + 1 == len(d.motion_mm) + 1
-    assert d.checkpoint_losses[:done + 1] == first.diagnostics.checkpoint_losses
+    assert d.checkpoint_losses[: done + 1] == first.diagnostics.checkpoint_losses
     tolerance = refiner.config["checkpoint_tolerance"]
     assert d.checkpoint_losses[d.kept_iteration] <= min(d.checkpoint_losses) * (1 + tolerance)
     assert len(d.losses["a"]) == len(first.diagnostics.losses["a"]) + d.iterations - done + 1
@@ -135,12 +146,14 @@ def test_unusable_sources_are_labelled_and_a_nan_start_is_refused():
     result = refiner.run(_at([0, 0, 0.5]))
     assert np.array_equal(result.T, _at([0, 0, 0.5]))
     assert result.diagnostics.status.startswith("degraded: no usable gradient source")
-    mixed = Refiner({"broken": Broken(), "a": Quadratic([0.002, 0, 0.5])}, None, np.zeros(3), 0.05,
-                    refiner_config()).run(_at([0, 0, 0.5]))
+    mixed = Refiner(
+        {"broken": Broken(), "a": Quadratic([0.002, 0, 0.5])}, None, np.zeros(3), 0.05, refiner_config()
+    ).run(_at([0, 0, 0.5]))
     assert mixed.T[0, 3] == pytest.approx(0.002, abs=1e-4)
     assert mixed.diagnostics.status == "degraded: broken degraded: no input"
-    no_checkpoint = Refiner({"a": Quadratic([0.002, 0, 0.5])}, Broken(), np.zeros(3), 0.05,
-                            refiner_config()).run(_at([0, 0, 0.5]))
+    no_checkpoint = Refiner({"a": Quadratic([0.002, 0, 0.5])}, Broken(), np.zeros(3), 0.05, refiner_config()).run(
+        _at([0, 0, 0.5])
+    )
     assert np.array_equal(no_checkpoint.T, no_checkpoint.T_last) and no_checkpoint.T[0, 3] > 0.0019
     assert no_checkpoint.diagnostics.status == "degraded: checkpoint degraded: no input"
     bad = _at([0, 0, 0.5])
@@ -161,7 +174,7 @@ def test_noise_model_matches_its_calibration():
         assert oe == pytest.approx(oe_deg, rel=0.05)
         pivot = np.mean([np.linalg.norm(T[:3, :3] @ [0.01, 0, 0] + T[:3, 3] - [0.01, 0, 0.5]) * 100 for T in draws])
         assert pivot == pytest.approx(pe_cm, rel=0.05)
-        assert np.array_equal(draws[0], noise.noisy(T_gt, np.array([0.01, 0, 0]), "e/0"))   # seeded
+        assert np.array_equal(draws[0], noise.noisy(T_gt, np.array([0.01, 0, 0]), "e/0"))  # seeded
     assert MAXWELL_MEAN == pytest.approx(1.5958, abs=1e-4)
 
 
@@ -182,14 +195,16 @@ def test_refines_a_real_scan_in_a_real_grasp():
     pe0, pe1 = position_error_cm(T0, frame.T_cam_obj), position_error_cm(result.T, frame.T_cam_obj)
     oe0, oe1 = orientation_error_deg(T0, frame.T_cam_obj), orientation_error_deg(result.T, frame.T_cam_obj)
     div0, div1 = abs(result.before.iv_cm3 - truth_iv), abs(result.after.iv_cm3 - truth_iv)
-    print(f"\nPE {pe0:.2f} -> {pe1:.2f} cm, OE {oe0:.1f} -> {oe1:.1f} deg, |dIV| {div0:.2f} -> {div1:.2f} "
-          f"cm3, {d.iterations} iterations, kept {d.kept_iteration}, {d.wall_ms:.0f} ms, weights "
-          f"{ {k: round(v, 2) for k, v in d.mean_weights().items()} }")
+    print(
+        f"\nPE {pe0:.2f} -> {pe1:.2f} cm, OE {oe0:.1f} -> {oe1:.1f} deg, |dIV| {div0:.2f} -> {div1:.2f} "
+        f"cm3, {d.iterations} iterations, kept {d.kept_iteration}, {d.wall_ms:.0f} ms, weights "
+        f"{ {k: round(v, 2) for k, v in d.mean_weights().items()} }"
+    )
     assert d.status == "ok" and d.iterations == 40
     assert div1 < 0.5 * div0
     assert pe1 < 0.5 * pe0 and oe1 < 0.5 * oe0
     assert set(d.final_losses()) == {"physics", "render", "depth", "tactile"}
-    assert all(w > 0 for w in d.mean_weights().values())     # every source took part
+    assert all(w > 0 for w in d.mean_weights().values())  # every source took part
 
 
 def test_frame_without_hand_or_mask_degrades_to_the_initial_pose():
@@ -205,7 +220,7 @@ def test_frame_without_hand_or_mask_degrades_to_the_initial_pose():
     assert np.array_equal(result.T, T0)
     assert result.diagnostics.status.startswith("degraded: no usable gradient source")
     assert "joint states unusable" in result.diagnostics.status and "mask" in result.diagnostics.status
-    assert result.before is None     # no hand: no plausibility metrics, and none invented
+    assert result.before is None  # no hand: no plausibility metrics, and none invented
 
 
 def _at(translation) -> np.ndarray:

@@ -1,18 +1,20 @@
 """L_DR alone recovers the pose: against a target from another renderer (the ray-caster's hard
 mask, colour and depth), and on a generated frame with finger occlusion and sensor noise."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_render import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 
-from tactile_pose_refiner.core.gradients.base import random_offset
 from tactile_pose_refiner.bench import render_bench as bench
+from tactile_pose_refiner.core.gradients.base import random_offset
 from tactile_pose_refiner.core.gradients.render import RenderSource
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.sim.render import RaycastRenderer
+
+from test_render import one_torch_thread  # noqa: F401  (autouse fixture: one torch thread)
 
 ITERATIONS = 60
 pytestmark = pytest.mark.slow
@@ -44,8 +46,7 @@ def test_recovers_the_pose_against_the_ray_caster(backend, least):
         model = catalog.load(object_id)
         T_true = bench.view_pose(model, 0.5)
         target = reference.render(model, T_true, [])
-        mm, deg = recover(model, camera, (target.rgb, target.object_mask, target.depth_m), T_true,
-                          backend, seed)
+        mm, deg = recover(model, camera, (target.rgb, target.object_mask, target.depth_m), T_true, backend, seed)
         print(f"{backend} {object_id}: {mm:.2f} mm {deg:.2f} deg")
         recovered += mm < 2.0 and deg < 1.0
     assert recovered >= least
@@ -59,8 +60,9 @@ def test_recovers_on_a_generated_frame_with_finger_occlusion():
 
     example = frame("006_mustard_bottle", 1)
     model = ObjectCatalog.from_config().load(example.object_id)
-    mm, deg = recover(model, example.camera, (example.rgb, example.mask, example.depth_m),
-                      example.T_cam_obj, "deodr", seed=1)
+    mm, deg = recover(
+        model, example.camera, (example.rgb, example.mask, example.depth_m), example.T_cam_obj, "deodr", seed=1
+    )
     print(f"occluded frame: {mm:.2f} mm {deg:.2f} deg")
     assert mm < 2.0 and deg < 1.0
 
@@ -77,11 +79,10 @@ def test_fingers_in_front_of_the_object_no_longer_pull_it():
     config["weights"]["depth"] = 0.0
     errors = {}
     for name, occluders in (("hand", hand_in_camera(example).mesh), ("blind", None)):
-        source = RenderSource(model, example.camera, example.rgb, example.mask, None, config,
-                              occluders=occluders)
+        source = RenderSource(model, example.camera, example.rgb, example.mask, None, config, occluders=occluders)
         T = bench.fit_pose(source, example.T_cam_obj, model.geometry.centroid, ITERATIONS)
         error_m, error_deg = bench.pose_error(T, example.T_cam_obj)
         errors[name] = (error_m * 1000, error_deg)
     print(errors)
     assert errors["hand"][0] < 0.5 and errors["hand"][1] < 0.3
-    assert errors["blind"][0] > 1.0   # what the hand's pixels did
+    assert errors["blind"][0] > 1.0  # what the hand's pixels did

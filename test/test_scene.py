@@ -1,4 +1,5 @@
 """Scene model on the real hand description and the real YCB scans."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,13 @@ from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog, ObjectModelError
 from tactile_pose_refiner.core.scene.skin import SkinLayout
 
-NOT_WATERTIGHT = {"005_tomato_soup_can", "006_mustard_bottle", "007_tuna_fish_can",
-                  "009_gelatin_box", "035_power_drill"}
+NOT_WATERTIGHT = {
+    "005_tomato_soup_can",
+    "006_mustard_bottle",
+    "007_tuna_fish_can",
+    "009_gelatin_box",
+    "035_power_drill",
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +32,10 @@ def hand() -> HandModel:
 def test_both_driver_namings_give_the_same_configuration(hand):
     values = np.linspace(0.1, 0.4, 16)
     ah = [f"ah_joint{f}{j}" for f in range(4) for j in range(4)]
-    legacy_of = {**{f"ah_joint{f}{j}": f"joint_{(f - 1) * 4 + j}.0" for f in (1, 2, 3) for j in range(4)},
-                 **{f"ah_joint0{j}": f"joint_{12 + j}.0" for j in range(4)}}
+    legacy_of = {
+        **{f"ah_joint{f}{j}": f"joint_{(f - 1) * 4 + j}.0" for f in (1, 2, 3) for j in range(4)},
+        **{f"ah_joint0{j}": f"joint_{12 + j}.0" for j in range(4)},
+    }
     q_ah = hand.joint_vector(ah, values)
     q_legacy = hand.joint_vector([legacy_of[n] for n in ah], values)
     np.testing.assert_array_equal(q_ah, q_legacy)
@@ -53,16 +61,24 @@ def test_forward_kinematics_gradient_matches_finite_differences(hand):
         plus, minus = q.detach().clone(), q.detach().clone()
         plus[i] += step
         minus[i] -= step
-        numeric.append((hand.link_poses_torch(plus)["link_14"][0, :3, 3].sum()
-                        - hand.link_poses_torch(minus)["link_14"][0, :3, 3].sum()) / (2 * step))
+        numeric.append(
+            (
+                hand.link_poses_torch(plus)["link_14"][0, :3, 3].sum()
+                - hand.link_poses_torch(minus)["link_14"][0, :3, 3].sum()
+            )
+            / (2 * step)
+        )
     np.testing.assert_allclose(q.grad.numpy(), torch.stack(numeric).numpy(), atol=1e-8)
 
 
-@pytest.mark.parametrize("names, positions, complaint", [
-    (["ah_joint00"], [0.1], "lacks hand joints"),
-    ([f"ah_joint{f}{j}" for f in range(4) for j in range(4)], [0.1] * 15 + [float("nan")], "non-finite"),
-    (["ah_joint00", "ah_joint01"], [0.1], "2 names but 1 positions"),
-])
+@pytest.mark.parametrize(
+    "names, positions, complaint",
+    [
+        (["ah_joint00"], [0.1], "lacks hand joints"),
+        ([f"ah_joint{f}{j}" for f in range(4) for j in range(4)], [0.1] * 15 + [float("nan")], "non-finite"),
+        (["ah_joint00", "ah_joint01"], [0.1], "2 names but 1 positions"),
+    ],
+)
 def test_bad_joint_states_are_rejected_with_the_reason(hand, names, positions, complaint):
     with pytest.raises(HandInputError, match=complaint):
         hand.joint_vector(names, positions)
@@ -98,7 +114,7 @@ def test_skin_has_368_taxels_on_the_link_surfaces(hand):
         assert per_link[f"link_{finger}1"] + per_link[f"link_{finger}2"] + per_link[f"link_{finger}4"] == 78
     assert per_link["link_02"] + per_link["link_03"] + per_link["link_04"] == 62
     for link in per_link:
-        rows = np.array([l == link for l in skin.links])
+        rows = np.array([name == link for name in skin.links])
         _, distance, _ = trimesh.proximity.closest_point(hand.links[link].mesh, skin.positions[rows])
         assert distance.max() < 3e-4, link  # on the collision surface (sphere is faceted)
     np.testing.assert_allclose(np.linalg.norm(skin.normals, axis=1), 1.0, atol=1e-5)
@@ -133,9 +149,10 @@ def test_nearest_points_are_the_exact_nearest_within_reach():
     """The triangle term's neighbour search: the exact nearest point (brute force), inf beyond
     max_distance, and no points or no queries give empty answers, not errors."""
     from tactile_pose_refiner.core.scene.distance import NearestPoints
+
     rng = np.random.default_rng(3)
     points = rng.normal(scale=0.05, size=(2000, 3))
-    queries = rng.normal(scale=0.05, size=(300, 3)) + 0.03   # many far from the cloud's middle
+    queries = rng.normal(scale=0.05, size=(300, 3)) + 0.03  # many far from the cloud's middle
     distance, index = NearestPoints(points).query(queries, max_distance=0.02)
     brute = np.linalg.norm(queries[:, None] - points[None], axis=2)
     nearest = brute.min(axis=1)

@@ -1,5 +1,6 @@
 """The ROS-free pieces under the nodes: time synchronisation, image decoding, the Xela
 vendor stream converter."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -18,19 +19,19 @@ MS = 1_000_000
 def test_approximate_sync_pairs_within_slop_and_uses_each_message_once():
     sets = []
     sync = ApproximateSync(2, queue_size=10, slop_s=0.005, callback=lambda a, b: sets.append((a, b)))
-    for stamp in (0, 33, 66, 100):            # camera at 30 Hz
+    for stamp in (0, 33, 66, 100):  # camera at 30 Hz
         sync.add(0, stamp * MS, f"c{stamp}")
-    for stamp in (2, 20, 35, 90, 101):         # depth with jitter; 20 and 90 have no partner
+    for stamp in (2, 20, 35, 90, 101):  # depth with jitter; 20 and 90 have no partner
         sync.add(1, stamp * MS, f"d{stamp}")
     assert sets == [("c0", "d2"), ("c33", "d35"), ("c100", "d101")]
-    sync.add(0, 50 * MS, "late")              # older than the newest colour: dropped
+    sync.add(0, 50 * MS, "late")  # older than the newest colour: dropped
     assert len(sets) == 3 and all(len(queue) == 0 for queue in sync.queues)
 
 
 def test_approximate_sync_bounds_its_queues():
     sync = ApproximateSync(2, queue_size=3, slop_s=0.001, callback=lambda *a: None)
     for k in range(10):
-        sync.add(0, k * 100 * MS, k)          # the other stream never publishes
+        sync.add(0, k * 100 * MS, k)  # the other stream never publishes
     assert len(sync.queues[0]) == 3
 
 
@@ -39,7 +40,7 @@ def test_stamped_buffer_nearest_within_tolerance():
     for stamp in (0, 10, 20, 30):
         buffer.add(stamp * MS, stamp)
     assert buffer.nearest(12 * MS, 0.005) == (10, pytest.approx(0.002))
-    assert buffer.nearest(0, 0.005) is None   # evicted (capacity 3)
+    assert buffer.nearest(0, 0.005) is None  # evicted (capacity 3)
     assert buffer.nearest(45 * MS, 0.005) is None
     assert buffer.take_near(21 * MS, 0.002) == [20] and len(buffer) == 2
 
@@ -74,7 +75,7 @@ def test_one_stamp_from_the_far_future_does_not_block_the_stream():
 def test_stamped_buffer_clears_on_a_jump_back_and_says_how_far():
     buffer = StampedBuffer(10)
     assert buffer.add(5_000_000_000, "a") is None
-    assert buffer.add(4_950_000_000, "late") is None            # disorder within 0.1 s: kept
+    assert buffer.add(4_950_000_000, "late") is None  # disorder within 0.1 s: kept
     assert buffer.add(1_000_000_000, "rewound") == pytest.approx(4.0)
     assert len(buffer) == 1 and buffer.nearest(1_000_000_000, 0.01) == ("rewound", 0.0)
 
@@ -84,7 +85,7 @@ def test_depth_in_metres_with_nan_becomes_invalid_millimetres():
     mm = decode_depth_mm("32FC1", 2, 2, 8, depth.tobytes())
     assert mm.dtype == np.uint16 and mm.tolist() == [[500, 0], [0, 0]]
     raw = np.array([[700, 0], [1, 2]], dtype=np.uint16)
-    padded = np.zeros((2, 6), np.uint8)       # rows padded to 6 bytes
+    padded = np.zeros((2, 6), np.uint8)  # rows padded to 6 bytes
     padded[:, :4] = raw.view(np.uint8).reshape(2, 4)
     assert decode_depth_mm("16UC1", 2, 2, 6, padded.tobytes()).tolist() == raw.tolist()
 
@@ -106,9 +107,10 @@ def test_xela_stream_becomes_a_stamped_reading_against_the_layout():
     converter = XelaStreamConverter(layout)
     taxel = lambda x, y, z: SimpleNamespace(x=x, y=y, z=z)  # noqa: E731
     rest = SimpleNamespace(sensor_pos=2, time=0.0, taxels=[taxel(100, 100, 1000)] * 24)
-    converter.convert([rest], fallback_stamp_ns=5)            # the zero-load baseline
-    pressed = SimpleNamespace(sensor_pos=2, time=1700000000.5,
-                              taxels=[taxel(100, 100, 1000)] * 23 + [taxel(110, 90, 1600)])
+    converter.convert([rest], fallback_stamp_ns=5)  # the zero-load baseline
+    pressed = SimpleNamespace(
+        sensor_pos=2, time=1700000000.5, taxels=[taxel(100, 100, 1000)] * 23 + [taxel(110, 90, 1600)]
+    )
     reading = converter.convert([pressed], fallback_stamp_ns=5)
     second_patch = list(dict.fromkeys(layout.patches))[1]
     first_id = int(layout.ids[layout.patches.index(second_patch)])
@@ -143,6 +145,7 @@ def test_work_queue_stop_waits_for_its_worker_and_drops_what_is_left():
     import threading
 
     from tactile_pose_refiner.nodes.frame_inputs import WorkQueue
+
     reports, handled, started, release = [], [], threading.Event(), threading.Event()
 
     def handle(request):
@@ -150,14 +153,15 @@ def test_work_queue_stop_waits_for_its_worker_and_drops_what_is_left():
         release.wait(5.0)
         handled.append(request)
 
-    node = SimpleNamespace(get_name=lambda: "queue_test",
-                           diagnostics=SimpleNamespace(report=lambda *args: reports.append(args)))
+    node = SimpleNamespace(
+        get_name=lambda: "queue_test", diagnostics=SimpleNamespace(report=lambda *args: reports.append(args))
+    )
     queue = WorkQueue(node, handle, size=0)
     queue.put("first")
     queue.put("second")
     assert started.wait(5.0)
     threading.Timer(0.2, release.set).start()
-    queue.stop(timeout_s=5.0)      # the running request finishes; the waiting one is dropped
+    queue.stop(timeout_s=5.0)  # the running request finishes; the waiting one is dropped
     assert not queue.worker.is_alive() and handled == ["first"] and reports == []
 
 
@@ -168,6 +172,7 @@ def test_an_unusable_quaternion_gives_a_nan_pose_not_an_exception(quaternion):
     from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 
     x, y, z, w = quaternion
-    pose = SimpleNamespace(position=SimpleNamespace(x=0.1, y=0.0, z=0.5),
-                           orientation=SimpleNamespace(x=x, y=y, z=z, w=w))
+    pose = SimpleNamespace(
+        position=SimpleNamespace(x=0.1, y=0.0, z=0.5), orientation=SimpleNamespace(x=x, y=y, z=z, w=w)
+    )
     assert np.isnan(pose_fields_to_matrix(pose)).all()

@@ -5,6 +5,7 @@ Meshes are kept as they are (google_16k scans, 16,384 triangles, metres); textur
 reduced to 1024 x 1024 JPEG so the repository stays small. Provenance and licences go into
 data/ycb/README.md. Usage: python tools/import_ycb.py SRC_DIR   (e.g. the team's assets/ycb)
 """
+
 from __future__ import annotations
 
 import re
@@ -43,7 +44,8 @@ def main(source_dir: str) -> None:
         "Copied by tools/import_ycb.py; meshes unchanged, textures reduced to "
         f"{TEXTURE_SIZE}x{TEXTURE_SIZE} JPEG.\nLicence: the YCB models are CC BY 4.0 "
         "(ycbbenchmarks.com); the OBJ packaging comes from the public YCB_sim repository "
-        "(Apache-2.0).\n\nSource notes as received:\n\n" + readme)
+        "(Apache-2.0).\n\nSource notes as received:\n\n" + readme
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Kinematics, limits and the vendor's collision primitives (boxes + fingertip sphe
 from the team's hardware facts (notes/allegro-xela-facts.md); visuals reuse the collision
 primitives. Run it after changing a number here:  python tools/make_allegro_urdf.py
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,9 @@ FINGER_LIMITS = [(-0.47, 0.47), (-0.196, 1.61), (-0.174, 1.709), (-0.227, 1.618)
 FINGER_LENGTHS = [0.0164, 0.054, 0.0384, 0.0267]  # link_x0..x3; tip link_x4 at the end of x3
 THUMB_LIMITS = [(0.263, 1.396), (-0.105, 1.163), (-0.189, 1.644), (-0.162, 1.719)]
 FINGER_BASES = {  # finger -> palm_link origin xyz, rpy
-    1: ((0.0, 0.0435, 0.0), (-0.0872665, 0.0, 0.0)),   # index
-    2: ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),             # middle
-    3: ((0.0, -0.0435, 0.0), (0.0872665, 0.0, 0.0)),   # ring
+    1: ((0.0, 0.0435, 0.0), (-0.0872665, 0.0, 0.0)),  # index
+    2: ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),  # middle
+    3: ((0.0, -0.0435, 0.0), (0.0872665, 0.0, 0.0)),  # ring
 }
 LINK_BOX_XY = (0.0196, 0.0275)
 TIP_RADIUS = 0.012
@@ -34,23 +35,29 @@ def link(name: str, box=None, box_xyz=(0, 0, 0), sphere=None, mass=0.01) -> str:
     else:
         return f'  <link name="{name}"/>\n'
     geometry = f'<origin xyz="{fmt(xyz)}" rpy="0 0 0"/><geometry>{shape}</geometry>'
-    return (f'  <link name="{name}">\n'
-            f'    <visual>{geometry}<material name="skin"/></visual>\n'
-            f'    <collision>{geometry}</collision>\n'
-            f'    <inertial><origin xyz="{fmt(xyz)}"/><mass value="{mass:g}"/>'
-            f'<inertia ixx="1e-6" iyy="1e-6" izz="1e-6" ixy="0" ixz="0" iyz="0"/></inertial>\n'
-            f'  </link>\n')
+    return (
+        f'  <link name="{name}">\n'
+        f'    <visual>{geometry}<material name="skin"/></visual>\n'
+        f"    <collision>{geometry}</collision>\n"
+        f'    <inertial><origin xyz="{fmt(xyz)}"/><mass value="{mass:g}"/>'
+        f'<inertia ixx="1e-6" iyy="1e-6" izz="1e-6" ixy="0" ixz="0" iyz="0"/></inertial>\n'
+        f"  </link>\n"
+    )
 
 
 def joint(name, parent, child, xyz, rpy=(0, 0, 0), axis=None, limits=None) -> str:
     kind = "fixed" if axis is None else "revolute"
-    text = (f'  <joint name="{name}" type="{kind}">\n'
-            f'    <parent link="{parent}"/><child link="{child}"/>\n'
-            f'    <origin xyz="{fmt(xyz)}" rpy="{fmt(rpy)}"/>\n')
+    text = (
+        f'  <joint name="{name}" type="{kind}">\n'
+        f'    <parent link="{parent}"/><child link="{child}"/>\n'
+        f'    <origin xyz="{fmt(xyz)}" rpy="{fmt(rpy)}"/>\n'
+    )
     if axis is not None:
-        text += (f'    <axis xyz="{fmt(axis)}"/>\n'
-                 f'    <limit lower="{limits[0]:g}" upper="{limits[1]:g}" '
-                 f'effort="{EFFORT:g}" velocity="{VELOCITY:g}"/>\n')
+        text += (
+            f'    <axis xyz="{fmt(axis)}"/>\n'
+            f'    <limit lower="{limits[0]:g}" upper="{limits[1]:g}" '
+            f'effort="{EFFORT:g}" velocity="{VELOCITY:g}"/>\n'
+        )
     return text + "  </joint>\n"
 
 
@@ -60,8 +67,9 @@ def finger(index: int) -> str:
     for k in range(4):
         child = f"link_{index}{k}"
         origin = xyz if k == 0 else (0, 0, FINGER_LENGTHS[k - 1])
-        text += joint(f"joint{index}{k}", parent, child, origin, rpy if k == 0 else (0, 0, 0),
-                      axes[k], FINGER_LIMITS[k])
+        text += joint(
+            f"joint{index}{k}", parent, child, origin, rpy if k == 0 else (0, 0, 0), axes[k], FINGER_LIMITS[k]
+        )
         length = FINGER_LENGTHS[k]
         text += link(child, box=(*LINK_BOX_XY, length), box_xyz=(0, 0, length / 2))
         parent = child
@@ -70,12 +78,21 @@ def finger(index: int) -> str:
 
 
 def thumb() -> str:
-    text = joint("joint00", "palm_link", "link_00", (-0.0182, 0.019333, -0.045987),
-                 (0, -1.65806, -1.5708), (-1, 0, 0), THUMB_LIMITS[0])
+    text = joint(
+        "joint00",
+        "palm_link",
+        "link_00",
+        (-0.0182, 0.019333, -0.045987),
+        (0, -1.65806, -1.5708),
+        (-1, 0, 0),
+        THUMB_LIMITS[0],
+    )
     text += link("link_00", box=(0.0358, 0.034, 0.0455), box_xyz=(-0.0179, 0.017, 0.02275))
-    chain = [("joint01", "link_00", "link_01", (-0.027, 0.005, 0.0399), (0, 0, 1), 0.0177),
-             ("joint02", "link_01", "link_02", (0, 0, 0.0177), (0, 1, 0), 0.0514),
-             ("joint03", "link_02", "link_03", (0, 0, 0.0514), (0, 1, 0), 0.0423)]
+    chain = [
+        ("joint01", "link_00", "link_01", (-0.027, 0.005, 0.0399), (0, 0, 1), 0.0177),
+        ("joint02", "link_01", "link_02", (0, 0, 0.0177), (0, 1, 0), 0.0514),
+        ("joint03", "link_02", "link_03", (0, 0, 0.0514), (0, 1, 0), 0.0423),
+    ]
     for k, (name, parent, child, xyz, axis, length) in enumerate(chain, start=1):
         text += joint(name, parent, child, xyz, axis=axis, limits=THUMB_LIMITS[k])
         text += link(child, box=(*LINK_BOX_XY, length), box_xyz=(0, 0, length / 2))
@@ -86,15 +103,20 @@ def thumb() -> str:
 
 
 def urdf() -> str:
-    return ('<?xml version="1.0"?>\n'
-            '<!-- Allegro Hand V4, right. Generated by tools/make_allegro_urdf.py: edit that. -->\n'
-            '<robot name="allegro_hand_right">\n'
-            '  <material name="skin"><color rgba="0.15 0.15 0.15 1"/></material>\n'
-            + link("base_link")
-            + joint("palm_joint", "base_link", "palm_link", (0, 0, 0.095))
-            + link("palm_link", box=(0.0408, 0.1130, 0.095), box_xyz=(-0.0093, 0, -0.0475), mass=0.4)
-            + finger(1) + finger(2) + finger(3) + thumb()
-            + "</robot>\n")
+    return (
+        '<?xml version="1.0"?>\n'
+        "<!-- Allegro Hand V4, right. Generated by tools/make_allegro_urdf.py: edit that. -->\n"
+        '<robot name="allegro_hand_right">\n'
+        '  <material name="skin"><color rgba="0.15 0.15 0.15 1"/></material>\n'
+        + link("base_link")
+        + joint("palm_joint", "base_link", "palm_link", (0, 0, 0.095))
+        + link("palm_link", box=(0.0408, 0.1130, 0.095), box_xyz=(-0.0093, 0, -0.0475), mass=0.4)
+        + finger(1)
+        + finger(2)
+        + finger(3)
+        + thumb()
+        + "</robot>\n"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Grasp synthesis takes 1.5-30 s per object, so tests read these fixed grasps inst
 synthesising them; re-run after changing the hand, the objects or the grasp generator.
 Usage: .venv/bin/python tools/make_test_grasps.py [--out test/data/grasps.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,12 @@ def main() -> None:
         model = generator.catalog.load(object_id)
         distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
         grasp = generator.grasps.synthesize(model, distance, np.random.default_rng(args.seed))
-        grasps[object_id] = {"q": grasp.q.tolist(), "T_base_obj": grasp.T_base_obj.tolist(),
-                             "fingers_in_contact": grasp.fingers_in_contact,
-                             "max_penetration_m": grasp.max_penetration_m}
+        grasps[object_id] = {
+            "q": grasp.q.tolist(),
+            "T_base_obj": grasp.T_base_obj.tolist(),
+            "fingers_in_contact": grasp.fingers_in_contact,
+            "max_penetration_m": grasp.max_penetration_m,
+        }
     Path(args.out).write_text(json.dumps({"seed": args.seed, "grasps": grasps}, indent=1) + "\n")
     print(f"wrote {len(grasps)} grasps to {args.out}")
 

@@ -3,10 +3,11 @@
 The frame comes from a rosbag2 episode (--episode) or is generated (a grasp of --object). The
 pose evaluated is the ground truth moved by --offset-mm / --offset-deg, like an initial estimate.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,11 +17,13 @@ from tactile_pose_refiner.core.frame import Frame
 def load_frame(object_id: str, episode: str | None, index: int, seed: int) -> Frame:
     if episode:
         from tactile_pose_refiner.io.episode_bag import read_episode
+
         for k, frame in enumerate(read_episode(episode)):
             if k == index:
                 return frame
         raise SystemExit(f"tpr metrics: {episode} has no frame {index}")
     from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
     _, frames = EpisodeGenerator().episode(object_id, steps=1, seed=seed)
     return next(iter(frames))
 
@@ -36,19 +39,26 @@ def median_ms(function: Callable[[], object], repeats: int) -> tuple[float, obje
     return float(np.median(times)), result
 
 
-def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int,
-        offset_mm: float, offset_deg: float, sources: tuple[str, ...], threads: int = 1
-        ) -> list[dict]:
+def run(
+    object_id: str,
+    episode: str | None,
+    index: int,
+    seed: int,
+    repeats: int,
+    offset_mm: float,
+    offset_deg: float,
+    sources: tuple[str, ...],
+    threads: int = 1,
+) -> list[dict]:
     """Rows {name, ms, value, note} for each gradient source (fwd+bwd, fwd) and each metric."""
-    from tactile_pose_refiner.core.baselines import Icp
-    from tactile_pose_refiner.core.gradients.base import (loss_and_gradient, perturbed_pose,
-                                                          random_offset)
-    from tactile_pose_refiner.core.gradients.frame_sources import build_sources
-    from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
-    from tactile_pose_refiner.core.metrics import (ObjectMetrics, orientation_error_deg,
-                                                   position_error_cm)
-    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     import torch
+
+    from tactile_pose_refiner.core.baselines import Icp
+    from tactile_pose_refiner.core.gradients.base import loss_and_gradient, perturbed_pose, random_offset
+    from tactile_pose_refiner.core.gradients.frame_sources import build_sources
+    from tactile_pose_refiner.core.metrics import ObjectMetrics, orientation_error_deg, position_error_cm
+    from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 
     torch.set_num_threads(threads)
     frame = load_frame(object_id, episode, index, seed)
@@ -57,15 +67,21 @@ def run(object_id: str, episode: str | None, index: int, seed: int, repeats: int
     model = ObjectCatalog.from_config().load(frame.object_id)
     obj, hand = ObjectAssets.build(model), HandAssets.from_config()
     T = random_offset(frame.T_cam_obj, offset_mm / 1000.0, np.radians(offset_deg), seed)
-    rows = [{"name": "frame", "ms": 0.0, "value": float(len(model.geometry.faces)),
-             "note": f"{frame.object_id}: object faces; pose {offset_mm:g} mm / {offset_deg:g} deg off"}]
+    rows = [
+        {
+            "name": "frame",
+            "ms": 0.0,
+            "value": float(len(model.geometry.faces)),
+            "note": f"{frame.object_id}: object faces; pose {offset_mm:g} mm / {offset_deg:g} deg off",
+        }
+    ]
     for name, source in build_sources(frame, obj, hand, T, names=sources).items():
         ms, (result, _) = median_ms(lambda: loss_and_gradient(source, T), repeats)
-        rows.append({"name": f"{name} fwd+bwd", "ms": ms, "value": float(result.value.detach()),
-                     "note": result.status})
+        rows.append({"name": f"{name} fwd+bwd", "ms": ms, "value": float(result.value.detach()), "note": result.status})
         with torch.no_grad():
-            ms, result = median_ms(lambda: source.loss(*perturbed_pose(T, torch.zeros(6, dtype=torch.float64))),
-                                   repeats)
+            ms, result = median_ms(
+                lambda: source.loss(*perturbed_pose(T, torch.zeros(6, dtype=torch.float64))), repeats
+            )
         rows.append({"name": f"{name} fwd", "ms": ms, "value": float(result.value), "note": ""})
     posed = hand.posed(frame)
     metrics = ObjectMetrics(model, sdf=obj.sdf)

@@ -6,6 +6,7 @@ initial pose estimator of config/estimator.yaml's `default`, from the frame alon
 the initial pose), and every refiner variant of config/refiner.yaml (physics, physics_cp,
 render, depth, tactile, ours, no_render, ...). A method may carry an iteration count: "ours@100".
 """
+
 from __future__ import annotations
 
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+
 from tactile_pose_refiner.core.baselines import Icp
 from tactile_pose_refiner.core.estimation import make_estimator
 from tactile_pose_refiner.core.estimation.base import Estimate
@@ -48,7 +50,7 @@ class MethodResult:
     T: np.ndarray
     ms: float
     status: str = "ok"
-    trace: list[tuple[float, float]] = field(default_factory=list)   # (PE cm, OE deg) per iteration
+    trace: list[tuple[float, float]] = field(default_factory=list)  # (PE cm, OE deg) per iteration
 
 
 class ObjectBench:
@@ -68,8 +70,9 @@ class ObjectBench:
         the method `estimator` and initial poses from it share one run)."""
         if (name, key) not in self.estimates:
             if name not in self.estimators:
-                self.estimators[name] = make_estimator(name, self.model, self.refiner.hand,
-                                                       self.estimator_config, self.cloud)
+                self.estimators[name] = make_estimator(
+                    name, self.model, self.refiner.hand, self.estimator_config, self.cloud
+                )
             seed = zlib.crc32(key.encode())
             self.estimates[(name, key)] = self.estimators[name].estimate(frame, seed)
         return self.estimates[(name, key)]
@@ -79,17 +82,28 @@ class ObjectBench:
         """The model as both estimators see it, built once for either."""
         return ModelCloud.build(self.model, self.estimator_config["model"], self.estimator_config["symmetry"])
 
-    def run(self, method: str, frame: Frame, T_initial: np.ndarray, posed,
-            iterations: int | None, trace: bool = False, key: str = "") -> MethodResult:
+    def run(
+        self,
+        method: str,
+        frame: Frame,
+        T_initial: np.ndarray,
+        posed,
+        iterations: int | None,
+        trace: bool = False,
+        key: str = "",
+    ) -> MethodResult:
         base, own_iterations = parse_method(method)
         iterations = own_iterations or iterations
         started = time.perf_counter()
         if base == "initial":
             return MethodResult(T_initial, 0.0)
-        if base == "estimator":   # no pose: the initial one stands, the status says so
+        if base == "estimator":  # no pose: the initial one stands, the status says so
             result = self.estimate(self.default_estimator, frame, key)
-            return MethodResult(result.T if result.ok else T_initial, result.ms,
-                                result.status if result.ok else f"no estimate: {result.status}")
+            return MethodResult(
+                result.T if result.ok else T_initial,
+                result.ms,
+                result.status if result.ok else f"no estimate: {result.status}",
+            )
         if base in ("icp", "icp_cp"):
             checkpoint = render_score(self.model, frame, posed, T_initial) if base == "icp_cp" else None
             result = self.icp.run(frame.object_points(), T_initial, iterations, checkpoint)
@@ -97,18 +111,24 @@ class ObjectBench:
         steps: list[tuple[float, float]] = []
         record = None
         if trace and frame.T_cam_obj is not None:
-            record = lambda k, T: steps.append((position_error_cm(T, frame.T_cam_obj),  # noqa: E731
-                                                orientation_error_deg(T, frame.T_cam_obj)))
+
+            def record(k, T):
+                steps.append((position_error_cm(T, frame.T_cam_obj), orientation_error_deg(T, frame.T_cam_obj)))
+
         refinement = self.refiner.refine(frame, T_initial, base, iterations, posed, record, measure=False)
         return MethodResult(refinement.T, refinement.diagnostics.wall_ms, refinement.diagnostics.status, steps)
 
     def metrics(self, T: np.ndarray, T_gt: np.ndarray, posed, truth: dict) -> dict:
         """PE, OE, CA, IV and the deviations from the ground truth's CA / IV (`truth`)."""
         plausible = self.refiner.plausibility(T, posed)
-        return {"pe_cm": position_error_cm(T, T_gt), "oe_deg": orientation_error_deg(T, T_gt),
-                "ca_cm2": plausible.ca_cm2, "iv_cm3": plausible.iv_cm3,
-                "dca_cm2": abs(plausible.ca_cm2 - truth["ca_cm2"]),
-                "div_cm3": abs(plausible.iv_cm3 - truth["iv_cm3"])}
+        return {
+            "pe_cm": position_error_cm(T, T_gt),
+            "oe_deg": orientation_error_deg(T, T_gt),
+            "ca_cm2": plausible.ca_cm2,
+            "iv_cm3": plausible.iv_cm3,
+            "dca_cm2": abs(plausible.ca_cm2 - truth["ca_cm2"]),
+            "div_cm3": abs(plausible.iv_cm3 - truth["iv_cm3"]),
+        }
 
     def truth(self, frame: Frame, posed) -> dict:
         plausible = self.refiner.plausibility(frame.T_cam_obj, posed)
@@ -119,7 +139,7 @@ def render_score(model: ObjectModel, frame: Frame, posed=None, T_initial: np.nda
     """L_DR of the frame as a pose -> float score (ICP with checkpointing keeps its minimum);
     posed: the frame's PosedHand (occludes, as in the refiner) or why it is unusable;
     T_initial: where L_DR measures its renderer's edge (as in the refiner)."""
-    source = RenderSource(model, frame.camera, frame.rgb, frame.mask, frame.depth_m,
-                          occluders=hand_mesh(posed), reference_pose=T_initial)
+    source = RenderSource(
+        model, frame.camera, frame.rgb, frame.mask, frame.depth_m, occluders=hand_mesh(posed), reference_pose=T_initial
+    )
     return lambda T: loss_value(source, T)
-

@@ -7,6 +7,7 @@ alone (core/estimation). Each method refines it, and the frame's metrics are tak
 ground truth. Frames run in parallel
 worker processes (one torch thread each). Means over frames are printed beside the paper's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ def episodes_under(data: Path) -> list[Path]:
     """Every rosbag2 episode folder at or below `data`, sorted."""
     if (data / "metadata.yaml").is_file():
         return [data]
-    found = set(data.glob("*/metadata.yaml")) | set(data.rglob("metadata.yaml"))   # glob: symlinks too
+    found = set(data.glob("*/metadata.yaml")) | set(data.rglob("metadata.yaml"))  # glob: symlinks too
     return sorted(path.parent for path in found)
 
 
@@ -45,6 +46,7 @@ _benches: dict = {}
 
 def _worker_init(threads: int) -> None:
     import torch
+
     torch.set_num_threads(threads)
 
 
@@ -53,8 +55,8 @@ def run_job(job: dict) -> list[dict]:
     from tactile_pose_refiner.bench.methods import ObjectBench
     from tactile_pose_refiner.core.estimation import ESTIMATORS
     from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
-    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.core.scene.hand import HandUnusable
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     episode = Path(job["episode"])
@@ -66,11 +68,10 @@ def run_job(job: dict) -> list[dict]:
         if frame.T_cam_obj is None:
             raise ValueError(f"{episode} frame {index} has no ground-truth pose")
         if frame.object_id not in _benches:
-            _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id),
-                                                    job["estimator"])
+            _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id), job["estimator"])
         bench = _benches[frame.object_id]
-        posed = bench.refiner.hand.posed(frame)             # the hand as the robot senses it
-        true_hand = bench.refiner.hand.posed_true(frame)    # ... and as it is: the metrics' hand
+        posed = bench.refiner.hand.posed(frame)  # the hand as the robot senses it
+        true_hand = bench.refiner.hand.posed_true(frame)  # ... and as it is: the metrics' hand
         for hand in (posed, true_hand):
             if isinstance(hand, HandUnusable):
                 raise ValueError(f"{episode} frame {index}: {hand}")
@@ -84,20 +85,34 @@ def run_job(job: dict) -> list[dict]:
             else:
                 estimate = bench.estimate(setting, frame, key)
                 if not estimate.ok:
-                    print(f"tpr bench: {key}: the {setting} estimator gave no pose ({estimate.status}); "
-                          "frame left out of that setting", file=sys.stderr, flush=True)
+                    print(
+                        f"tpr bench: {key}: the {setting} estimator gave no pose ({estimate.status}); "
+                        "frame left out of that setting",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     continue
                 T0, estimated = estimate.T, _estimate_record(estimate, frame.T_cam_obj)
             for method in job["methods"]:
                 result = bench.run(method, frame, T0, posed, job["iterations"], trace=job["trace"], key=key)
-                if method == "initial" and estimated:   # the initial pose took the estimator's time
+                if method == "initial" and estimated:  # the initial pose took the estimator's time
                     result.ms = estimated["ms"]
-                record = {"episode": episode.name, "episode_path": str(episode), "frame": index, "object": frame.object_id,
-                          "realism": (frame.realism or {}).get("preset", "clean"),
-                          "noise": setting, "method": method, "ms": result.ms, "status": result.status,
-                          **bench.metrics(result.T, frame.T_cam_obj, true_hand, truth),
-                          "truth": truth, "T_initial": T0.tolist(), "T": result.T.tolist(),
-                          "T_gt": frame.T_cam_obj.tolist()}
+                record = {
+                    "episode": episode.name,
+                    "episode_path": str(episode),
+                    "frame": index,
+                    "object": frame.object_id,
+                    "realism": (frame.realism or {}).get("preset", "clean"),
+                    "noise": setting,
+                    "method": method,
+                    "ms": result.ms,
+                    "status": result.status,
+                    **bench.metrics(result.T, frame.T_cam_obj, true_hand, truth),
+                    "truth": truth,
+                    "T_initial": T0.tolist(),
+                    "T": result.T.tolist(),
+                    "T_gt": frame.T_cam_obj.tolist(),
+                }
                 record.update(hand_record)
                 if result.trace:
                     record["trace"] = result.trace
@@ -116,15 +131,25 @@ def _hand_record(hand, frame, posed, true_hand) -> dict:
         return record
     sensed = hand.posed_sensed(frame)
     tips = [finger["links"][-1] for finger in load_config("generator")["fingers"].values()]
-    record["fingertip_error_mm"] = {"sensed": fingertip_distance_mm(sensed, true_hand, tips),
-                                    "used": fingertip_distance_mm(posed, true_hand, tips)}
+    record["fingertip_error_mm"] = {
+        "sensed": fingertip_distance_mm(sensed, true_hand, tips),
+        "used": fingertip_distance_mm(posed, true_hand, tips),
+    }
     return record
 
 
 def fingertip_distance_mm(a, b, links: list[str]) -> float:
     """Mean distance [mm] between the origins of `links` in two PosedHands."""
-    return 1000.0 * float(np.mean([np.linalg.norm((a.T_frame_base @ a.link_poses[link])[:3, 3]
-                                                   - (b.T_frame_base @ b.link_poses[link])[:3, 3]) for link in links]))
+    return 1000.0 * float(
+        np.mean(
+            [
+                np.linalg.norm(
+                    (a.T_frame_base @ a.link_poses[link])[:3, 3] - (b.T_frame_base @ b.link_poses[link])[:3, 3]
+                )
+                for link in links
+            ]
+        )
+    )
 
 
 def _estimate_record(estimate, T_gt) -> dict:
@@ -132,11 +157,17 @@ def _estimate_record(estimate, T_gt) -> dict:
     (before the ICP polish)."""
     from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
 
-    record = {"source": estimate.source, "status": estimate.status, "confidence": estimate.confidence,
-              "ms": estimate.ms}
+    record = {
+        "source": estimate.source,
+        "status": estimate.status,
+        "confidence": estimate.confidence,
+        "ms": estimate.ms,
+    }
     network = estimate.details.get("network_T")
     if network is not None:
-        record.update(network_pe_cm=position_error_cm(network, T_gt), network_oe_deg=orientation_error_deg(network, T_gt))
+        record.update(
+            network_pe_cm=position_error_cm(network, T_gt), network_oe_deg=orientation_error_deg(network, T_gt)
+        )
     return record
 
 
@@ -146,8 +177,7 @@ def summarise(records: list[dict]) -> dict:
     grouped: dict = defaultdict(lambda: defaultdict(list))
     for record in records:
         grouped[record["noise"]][record["method"]].append(record)
-    return {noise: {method: _means(rows) for method, rows in methods.items()}
-            for noise, methods in grouped.items()}
+    return {noise: {method: _means(rows) for method, rows in methods.items()} for noise, methods in grouped.items()}
 
 
 def _means(rows: list[dict]) -> dict:
@@ -170,12 +200,16 @@ def truth_means(records: list[dict]) -> dict:
 
 def table(noise: str, methods: dict, truth: dict, paper: dict) -> str:
     """The paper's layout (PE, OE, CA, IV, |dCA|, |dIV|) + ms/frame; paper's values in brackets."""
-    header = (f"{'Method':<14}{'PE cm':>14}{'OE deg':>15}{'CA cm2':>15}{'IV cm3':>15}"
-              f"{'|dCA|':>15}{'|dIV|':>15}{'ms/frame':>10}{'n':>5}")
+    header = (
+        f"{'Method':<14}{'PE cm':>14}{'OE deg':>15}{'CA cm2':>15}{'IV cm3':>15}"
+        f"{'|dCA|':>15}{'|dIV|':>15}{'ms/frame':>10}{'n':>5}"
+    )
     lines = [f"noise: {noise}   (ours [paper])", header, "-" * len(header)]
     gt_paper = paper.get("ground_truth", {})
-    lines.append(f"{'Ground truth':<14}{'-':>14}{'-':>15}{_cell(truth['ca_cm2'], gt_paper.get('ca_cm2'))}"
-                 f"{_cell(truth['iv_cm3'], gt_paper.get('iv_cm3'))}{'0':>15}{'0':>15}")
+    lines.append(
+        f"{'Ground truth':<14}{'-':>14}{'-':>15}{_cell(truth['ca_cm2'], gt_paper.get('ca_cm2'))}"
+        f"{_cell(truth['iv_cm3'], gt_paper.get('iv_cm3'))}{'0':>15}{'0':>15}"
+    )
     for method, row in methods.items():
         ref = paper.get(method.partition("@")[0], {}) if "@" not in method else {}
         cells = "".join(_cell(row[m], ref.get(m)) for m in METRICS)
@@ -197,8 +231,11 @@ def changes(methods: dict) -> str:
     for method, row in methods.items():
         if method == "initial":
             continue
-        parts = [f"{m} {100.0 * (row[m] - initial[m]) / initial[m]:+.1f}%" for m in ("pe_cm", "oe_deg", "div_cm3")
-                 if initial[m] > 0]
+        parts = [
+            f"{m} {100.0 * (row[m] - initial[m]) / initial[m]:+.1f}%"
+            for m in ("pe_cm", "oe_deg", "div_cm3")
+            if initial[m] > 0
+        ]
         lines.append(f"  {method:<14}" + ", ".join(parts))
     return "\n".join(lines)
 
@@ -207,16 +244,22 @@ def changes(methods: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpr bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="folder holding one or more rosbag2 episodes")
-    parser.add_argument("--methods", default=None,
-                        help="comma-separated (default: config/bench.yaml); NAME@N runs N iterations")
-    parser.add_argument("--noise", default="accurate",
-                        help="initial poses, comma-separated: noise settings (accurate, paper) on the ground "
-                             "truth and/or estimators (classical, learned) on the frame")
-    parser.add_argument("--estimator", default=None,
-                        help="estimator of the method 'estimator' (default: config/estimator.yaml's)")
+    parser.add_argument(
+        "--methods", default=None, help="comma-separated (default: config/bench.yaml); NAME@N runs N iterations"
+    )
+    parser.add_argument(
+        "--noise",
+        default="accurate",
+        help="initial poses, comma-separated: noise settings (accurate, paper) on the ground "
+        "truth and/or estimators (classical, learned) on the frame",
+    )
+    parser.add_argument(
+        "--estimator", default=None, help="estimator of the method 'estimator' (default: config/estimator.yaml's)"
+    )
     parser.add_argument("--iterations", type=int, default=None, help="refiner/ICP iterations (default: config)")
-    parser.add_argument("--sweep", default=None,
-                        help="iterations sweep of 'ours' (Table IV), e.g. 25,50,100,400: adds ours@N")
+    parser.add_argument(
+        "--sweep", default=None, help="iterations sweep of 'ours' (Table IV), e.g. 25,50,100,400: adds ours@N"
+    )
     parser.add_argument("--frames", type=int, default=None, help="frames per episode (evenly spaced)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     parser.add_argument("--json", help="write the summary (and every record) here")
@@ -238,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_methods(methods, load_config("refiner")["variants"])
         known = sorted(config["noise"]) + list(ESTIMATORS)
-        unknown = ([n for n in noise if n not in known]
-                   + ([args.estimator] if args.estimator and args.estimator not in ESTIMATORS else []))
+        unknown = [n for n in noise if n not in known] + (
+            [args.estimator] if args.estimator and args.estimator not in ESTIMATORS else []
+        )
         if unknown:
             raise ValueError(f"unknown initial-pose setting(s) {unknown}; known: {known}")
     except ValueError as exc:
@@ -252,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs = _jobs(episodes, args, methods, noise)
     workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
     total = sum(len(job["frames"]) for job in jobs)
-    print(f"tpr bench: {len(episodes)} episode(s), {total} frame(s), methods {','.join(methods)}, "
-          f"noise {','.join(noise)}, {workers} worker process(es)", flush=True)
+    print(
+        f"tpr bench: {len(episodes)} episode(s), {total} frame(s), methods {','.join(methods)}, "
+        f"noise {','.join(noise)}, {workers} worker process(es)",
+        flush=True,
+    )
     try:
         records = _run(jobs, workers, total)
     except CheckpointError as exc:
@@ -271,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(args, methods, noise, summary, truth, records)
     if args.report:
         from tactile_pose_refiner.bench.report import write_report
+
         for path in write_report(Path(args.report), records, summary, methods):
             print(f"tpr bench: wrote {path}")
     return 0
@@ -309,21 +357,37 @@ def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str]) -> l
             count = max(c.msgcount for c in reader.connections)
         frames = frame_indices(count, args.frames)
         for start in range(0, len(frames), 5):
-            jobs.append({"episode": str(episode), "frames": frames[start:start + 5], "methods": methods,
-                         "noise": noise, "iterations": args.iterations, "trace": bool(args.report),
-                         "estimator": args.estimator})
+            jobs.append(
+                {
+                    "episode": str(episode),
+                    "frames": frames[start : start + 5],
+                    "methods": methods,
+                    "noise": noise,
+                    "iterations": args.iterations,
+                    "trace": bool(args.report),
+                    "estimator": args.estimator,
+                }
+            )
     return jobs
 
 
 def _write_json(args, methods, noise, summary, truth, records) -> None:
-    document = {"config": {"data": args.data, "methods": methods, "noise": noise,
-                           "realism": sorted({r["realism"] for r in records}),
-                           "iterations": args.iterations, "frames": args.frames,
-                           "refiner": load_config("refiner"), "noise_model": load_config("bench")["noise"]},
-                "ground_truth": truth,
-                "methods": summary[noise[0]],   # SPEC §8 layout, for the first setting
-                "by_noise": summary,
-                "records": [{k: v for k, v in r.items() if k != "trace"} for r in records]}
+    document = {
+        "config": {
+            "data": args.data,
+            "methods": methods,
+            "noise": noise,
+            "realism": sorted({r["realism"] for r in records}),
+            "iterations": args.iterations,
+            "frames": args.frames,
+            "refiner": load_config("refiner"),
+            "noise_model": load_config("bench")["noise"],
+        },
+        "ground_truth": truth,
+        "methods": summary[noise[0]],  # SPEC §8 layout, for the first setting
+        "by_noise": summary,
+        "records": [{k: v for k, v in r.items() if k != "trace"} for r in records],
+    }
     with open(args.json, "w", encoding="utf-8") as stream:
         json.dump(document, stream, indent=1)
     print(f"tpr bench: wrote {args.json}")

@@ -6,6 +6,7 @@
 - overlay_<noise>_<episode>_<frame>.png: the object's contour at the initial (red), refined
   ('ours', green) and ground-truth (blue) pose drawn on the frame's RGB image.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")   # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from scipy.ndimage import binary_dilation  # noqa: E402
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+from scipy.ndimage import binary_dilation
 
-from tactile_pose_refiner.core.resources import load_config  # noqa: E402
+from tactile_pose_refiner.core.resources import load_config
 
 COLOURS = {"initial": (230, 40, 40), "refined": (40, 220, 60), "truth": (60, 120, 255)}
 
@@ -29,8 +30,10 @@ def write_report(folder: Path, records: list[dict], summary: dict, methods: list
     written = []
     for noise in summary:
         rows = [r for r in records if r["noise"] == noise]
-        written += [_convergence(folder, noise, rows, summary[noise]),
-                    _per_object(folder, noise, summary[noise], methods)]
+        written += [
+            _convergence(folder, noise, rows, summary[noise]),
+            _per_object(folder, noise, summary[noise], methods),
+        ]
         written += _overlays(folder, noise, rows)
     return [path for path in written if path is not None]
 
@@ -40,8 +43,9 @@ def _convergence(folder: Path, noise: str, rows: list[dict], summary: dict) -> P
     for r in rows:
         if r.get("trace"):
             traces[r["method"]].append(np.array(r["trace"]))
-    sweep = sorted(((int(m.partition("@")[2]), s) for m, s in summary.items() if m.startswith("ours@")),
-                   key=lambda item: item[0])
+    sweep = sorted(
+        ((int(m.partition("@")[2]), s) for m, s in summary.items() if m.startswith("ours@")), key=lambda item: item[0]
+    )
     if not traces and not sweep:
         return None
     figure, axes = plt.subplots(1, 3 if sweep else 2, figsize=(15 if sweep else 10, 4))
@@ -75,8 +79,7 @@ def _per_object(folder: Path, noise: str, summary: dict, methods: list[str]) -> 
     for k, method in enumerate(shown):
         per_object = summary[method]["per_object"]
         for axis, metric in ((axes[0], "div_cm3"), (axes[1], "pe_cm")):
-            axis.bar(x + k * width, [per_object.get(o, {}).get(metric, np.nan) for o in objects],
-                     width, label=method)
+            axis.bar(x + k * width, [per_object.get(o, {}).get(metric, np.nan) for o in objects], width, label=method)
     for axis, label in ((axes[0], "|dIV| [cm3]"), (axes[1], "PE [cm]")):
         axis.set_xticks(x + 0.4 - width / 2, [o.split("_", 1)[1] for o in objects], rotation=20, fontsize=8)
         axis.set_ylabel(label)

@@ -1,10 +1,11 @@
 """Baselines (paper §IV-D): ICP (Open3D point-to-plane on the segmented depth points) and ICP
 with checkpointing, which runs ICP for the full number of iterations but keeps the iterate with
 the lowest checkpoint score (the rendering loss L_DR)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import open3d as o3d
@@ -13,7 +14,7 @@ import trimesh
 from tactile_pose_refiner.core.geometry import invert
 from tactile_pose_refiner.core.resources import load_config
 
-Score = Callable[[np.ndarray], float]   # pose (4, 4) -> loss (lower is better)
+Score = Callable[[np.ndarray], float]  # pose (4, 4) -> loss (lower is better)
 
 
 @dataclass
@@ -38,22 +39,27 @@ class Icp:
         self.model.normals = o3d.utility.Vector3dVector(mesh.face_normals[faces])
         self.rng = np.random.default_rng(seed)
 
-    def run(self, observed: np.ndarray, T_initial: np.ndarray, iterations: int | None = None,
-            checkpoint: Score | None = None) -> IcpResult:
+    def run(
+        self,
+        observed: np.ndarray,
+        T_initial: np.ndarray,
+        iterations: int | None = None,
+        checkpoint: Score | None = None,
+    ) -> IcpResult:
         """ICP from T_initial (T_cam_obj). With `checkpoint`, every iterate is scored and the
         best one is returned (ICP w/ checkpointing); without, the last iterate (plain ICP)."""
         iterations = int(self.config["iterations"] if iterations is None else iterations)
         observed = np.asarray(observed, dtype=np.float64).reshape(-1, 3)
         observed = observed[np.isfinite(observed).all(axis=1)]
         if len(observed) < int(self.config["min_points"]):
-            return IcpResult(np.array(T_initial, dtype=np.float64), 0, 0,
-                             f"degraded: {len(observed)} depth points on the object")
+            return IcpResult(
+                np.array(T_initial, dtype=np.float64), 0, 0, f"degraded: {len(observed)} depth points on the object"
+            )
         if len(observed) > self.config["max_observed_points"]:
-            observed = observed[self.rng.choice(len(observed), self.config["max_observed_points"],
-                                                replace=False)]
+            observed = observed[self.rng.choice(len(observed), self.config["max_observed_points"], replace=False)]
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(observed))
         T_obj_cam = invert(np.asarray(T_initial, dtype=np.float64))
-        if checkpoint is None:   # one call: Open3D stops early once converged
+        if checkpoint is None:  # one call: Open3D stops early once converged
             T_obj_cam = self._icp(cloud, T_obj_cam, iterations)
             return IcpResult(invert(T_obj_cam), iterations, iterations)
         best, best_score, kept, scores = T_obj_cam, checkpoint(invert(T_obj_cam)), 0, []
@@ -68,7 +74,11 @@ class Icp:
 
     def _icp(self, cloud: o3d.geometry.PointCloud, T_obj_cam: np.ndarray, iterations: int) -> np.ndarray:
         result = o3d.pipelines.registration.registration_icp(
-            cloud, self.model, float(self.config["max_correspondence_distance_m"]), T_obj_cam,
+            cloud,
+            self.model,
+            float(self.config["max_correspondence_distance_m"]),
+            T_obj_cam,
             o3d.pipelines.registration.TransformationEstimationPointToPlane(),
-            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=iterations))
+            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=iterations),
+        )
         return np.asarray(result.transformation)

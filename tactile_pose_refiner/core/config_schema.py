@@ -5,6 +5,7 @@ checks it against its definition here and rejects unknown keys and wrong types, 
 the key and the nearest accepted key. ROS 2 params files (nodes.yaml, tactile_sim.yaml,
 topic_echo.yaml) are checked against the nodes' declared parameters instead (config_check.py).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -555,13 +556,25 @@ class TopicsConfig(Section):
 
 
 SCHEMAS: dict[str, type[Section]] = {
-    "baselines": BaselinesConfig, "bench": BenchConfig, "camera": CameraConfig, "demo": DemoConfig,
-    "estimator": EstimatorConfig, "generator": GeneratorConfig, "gradients": GradientsConfig,
-    "hand": HandConfig, "metrics": MetricsConfig, "objects": ObjectsConfig, "physics": PhysicsConfig,
-    "realism": RealismConfig, "refiner": RefinerConfig, "render": RenderConfig, "tactile": TactileConfig,
-    "topics": TopicsConfig, "xela_layout": TaxelLayout,
+    "baselines": BaselinesConfig,
+    "bench": BenchConfig,
+    "camera": CameraConfig,
+    "demo": DemoConfig,
+    "estimator": EstimatorConfig,
+    "generator": GeneratorConfig,
+    "gradients": GradientsConfig,
+    "hand": HandConfig,
+    "metrics": MetricsConfig,
+    "objects": ObjectsConfig,
+    "physics": PhysicsConfig,
+    "realism": RealismConfig,
+    "refiner": RefinerConfig,
+    "render": RenderConfig,
+    "tactile": TactileConfig,
+    "topics": TopicsConfig,
+    "xela_layout": TaxelLayout,
 }
-ROS_PARAMS_FILES = ("nodes", "tactile_sim", "topic_echo")   # checked against the nodes' parameters
+ROS_PARAMS_FILES = ("nodes", "tactile_sim", "topic_echo")  # checked against the nodes' parameters
 
 
 class ConfigError(ValueError):
@@ -600,7 +613,7 @@ def _model_at(schema: type[Section], location: tuple) -> type[Section]:
         annotation = _required(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             annotation = annotation.model_fields[part].annotation
-        else:   # dict[str, X] (part: a key) or list[X] (part: an index)
+        else:  # dict[str, X] (part: a key) or list[X] (part: an index)
             annotation = get_args(annotation)[-1]
     return _required(annotation)
 

@@ -1,4 +1,5 @@
 """The compute device a refinement runs on (a parameter everywhere; CUDA when present)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """One synchronized observation of the scene: what the refiner consumes per frame."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

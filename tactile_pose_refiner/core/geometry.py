@@ -3,6 +3,7 @@
 Convention: T_a_b maps points from frame b to frame a (p_a = T_a_b @ p_b); object poses are
 T_camera_object.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -81,7 +82,7 @@ def look_at(eye, target, up=(0.0, -1.0, 0.0)) -> np.ndarray:
 
 def open3d_mesh(vertices: np.ndarray, faces: np.ndarray):
     """(V, 3), (F, 3) -> an Open3D tensor TriangleMesh (float32 / int32), e.g. for ray casting."""
-    import open3d as o3d   # here, not at module level: the pose helpers above must stay light
+    import open3d as o3d  # here, not at module level: the pose helpers above must stay light
 
     mesh = o3d.t.geometry.TriangleMesh()
     mesh.vertex.positions = o3d.core.Tensor(np.asarray(vertices, dtype=np.float32))

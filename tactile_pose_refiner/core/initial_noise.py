@@ -12,6 +12,7 @@ gives the target mean PE and OE:
 Draws are seeded by (setting seed, episode index, frame index), so every method of a benchmark
 starts from the same poses, run after run.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -21,7 +22,7 @@ import numpy as np
 from tactile_pose_refiner.core.gradients.base import apply_delta
 from tactile_pose_refiner.core.resources import load_config
 
-MAXWELL_MEAN = 2.0 * np.sqrt(2.0 / np.pi)   # E|x| for x ~ N(0, I3)
+MAXWELL_MEAN = 2.0 * np.sqrt(2.0 / np.pi)  # E|x| for x ~ N(0, I3)
 
 
 class InitialPoseNoise:

@@ -11,6 +11,7 @@ mask that came out too small) is uncertain, unless the hand covers it. Uncertain
 losses that read the mask: the edge lies somewhere among them and only the confirmed pixels on
 either side say where. An exact mask on exact depth is confirmed everywhere: nothing changes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,13 @@ class CheckedMask:
         return float(self.uncertain.sum()) / max(1, int(self.object.sum()))
 
 
-def check_mask(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | None,
-               config: dict, hand_depth: np.ndarray | None = None) -> CheckedMask:
+def check_mask(
+    mask: np.ndarray,
+    depth_m: np.ndarray | None,
+    hand: np.ndarray | None,
+    config: dict,
+    hand_depth: np.ndarray | None = None,
+) -> CheckedMask:
     """mask (H, W) bool/uint8 (>0 object); depth_m (H, W) [m], 0 = missing, or None; hand (H, W)
     bool silhouette of the hand (grown for its error) or None; hand_depth (H, W) [m] the posed
     hand's depth, 0 off it, or None. config: band_px, same_surface_m (the largest depth step
@@ -48,13 +54,12 @@ def check_mask(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | 
     return CheckedMask(checked.object, checked.uncertain | bled)
 
 
-def _check_outline(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | None,
-                   config: dict) -> CheckedMask:
+def _check_outline(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarray | None, config: dict) -> CheckedMask:
     """The band along the outline of `mask` (bool) checked against depth (check_mask)."""
     band = float(config["band_px"])
     if band <= 0 or not mask.any():
         return CheckedMask(mask, np.zeros_like(mask))
-    if depth_m is None:   # nothing to check with: the band is uncertain
+    if depth_m is None:  # nothing to check with: the band is uncertain
         depth_m = np.zeros(mask.shape)
     depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     inside, outside = distance_transform_edt(mask), distance_transform_edt(~mask)
@@ -63,21 +68,23 @@ def _check_outline(mask: np.ndarray, depth_m: np.ndarray | None, hand: np.ndarra
     core = (inside > min(band, 0.5 * inside.max())) & (depth > 0)
     if not core.any():
         return CheckedMask(mask & ~near_outline, near_outline)
-    surface = _connected_surface(depth, core, near_outline & (depth > 0), float(config["same_surface_m"]),
-                                 2 * int(np.ceil(band)) + 1)
+    surface = _connected_surface(
+        depth, core, near_outline & (depth > 0), float(config["same_surface_m"]), 2 * int(np.ceil(band)) + 1
+    )
     hand = np.zeros_like(mask) if hand is None else np.asarray(hand, bool)
     # a mask pixel off that surface by more than off_surface_m (background the mask grew onto,
     # something in front), or without depth; one just off it is a face seen at a grazing angle
     nearest = distance_transform_edt(~surface, return_indices=True)[1]
     off_surface = np.abs(depth - depth[nearest[0], nearest[1]]) > float(config["off_surface_m"])
     doubtful_inside = mask & ((depth <= 0) | (~surface & off_surface))
-    doubtful_outside = ~mask & surface & ~hand               # the object's surface beyond the mask
+    doubtful_outside = ~mask & surface & ~hand  # the object's surface beyond the mask
     uncertain = near_outline & (doubtful_inside | doubtful_outside)
     return CheckedMask(mask & ~uncertain, uncertain)
 
 
-def _connected_surface(depth: np.ndarray, core: np.ndarray, candidates: np.ndarray, step_m: float,
-                       rounds: int) -> np.ndarray:
+def _connected_surface(
+    depth: np.ndarray, core: np.ndarray, candidates: np.ndarray, step_m: float, rounds: int
+) -> np.ndarray:
     """Pixels reached from the core through 4-neighbours whose depths differ by at most step_m:
     the object's own surface continues smoothly (a face seen at a grazing angle too), while a
     step to the background or a hole breaks it."""

@@ -2,6 +2,7 @@
 DeepSimHO stability metrics SD, SR, CP, PD. Poses are T_cam_obj (4, 4); the hand is a PosedHand
 in the same (camera) frame.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +13,9 @@ import torch
 import trimesh
 from manifold3d import Error, Manifold, Mesh, OpType
 
+from tactile_pose_refiner.core.geometry import invert, matrix_to_pose, transform_points
 from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.physics.contact import contact_model
-from tactile_pose_refiner.core.geometry import invert, matrix_to_pose, transform_points
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import PosedHand
@@ -45,15 +46,15 @@ class Volume:
 
 
 def to_manifold(mesh: trimesh.Trimesh) -> Manifold:
-    return Manifold(Mesh(vert_properties=np.asarray(mesh.vertices, np.float32),
-                         tri_verts=np.asarray(mesh.faces, np.uint32)))
+    return Manifold(
+        Mesh(vert_properties=np.asarray(mesh.vertices, np.float32), tri_verts=np.asarray(mesh.faces, np.uint32))
+    )
 
 
 class ObjectMetrics:
     """CA, IV and penetration of one object against the hand; samples and meshes built once."""
 
-    def __init__(self, model: ObjectModel, config: dict | None = None,
-                 sdf: SdfGrid | None = None) -> None:
+    def __init__(self, model: ObjectModel, config: dict | None = None, sdf: SdfGrid | None = None) -> None:
         self.config = config or load_config("metrics")
         self.model = model
         mesh = model.geometry
@@ -93,8 +94,7 @@ class ObjectMetrics:
         volume = (union ^ solid.transform(np.asarray(T)[:3, :4])).volume() * 1e6
         return Volume(volume, EXACT if exact else WINDING_NUMBER)
 
-    def deviation_from_truth(self, T: np.ndarray, T_gt: np.ndarray, hand: PosedHand
-                             ) -> tuple[float, float]:
+    def deviation_from_truth(self, T: np.ndarray, T_gt: np.ndarray, hand: PosedHand) -> tuple[float, float]:
         """abs(dCA) [cm^2] and abs(dIV) [cm^3]: how far the pose's contact area and intersection
         volume are from those of the ground-truth pose (paper §IV-C deviation metrics)."""
         dca = abs(self.contact_area_cm2(T, hand) - self.contact_area_cm2(T_gt, hand))
@@ -111,7 +111,7 @@ class ObjectMetrics:
         return to_manifold(self.sdf.closed_mesh())
 
     # --- stability (DeepSimHO) ----------------------------------------------------------------
-    def stability(self, T: np.ndarray, hand: PosedHand, physics: dict | None = None) -> "Stability":
+    def stability(self, T: np.ndarray, hand: PosedHand, physics: dict | None = None) -> Stability:
         """Simulate the object released at T in the fixed hand under gravity (no gradient):
         SD = COM displacement after `duration_s`; contact when the hand is within
         `contact_distance_m`; PD = deepest penetration."""
@@ -126,9 +126,11 @@ class ObjectMetrics:
             gravity = hand.T_frame_base[:3, :3] @ np.asarray(config["gravity_m_s2"], dtype=np.float64)
             rollout = model.rollout(R, t, steps, float(config["dt_s"]), gravity)
         hand_in_object = self._hand_in_object(T, hand)
-        return Stability(displacement_cm=float(rollout.displacement()) * 100.0,
-                         in_contact=float(hand_in_object.min()) <= float(config["contact_distance_m"]),
-                         penetration_cm=self._deepest_mm(T, hand, hand_in_object) / 10.0)
+        return Stability(
+            displacement_cm=float(rollout.displacement()) * 100.0,
+            in_contact=float(hand_in_object.min()) <= float(config["contact_distance_m"]),
+            penetration_cm=self._deepest_mm(T, hand, hand_in_object) / 10.0,
+        )
 
     # --- penetration ---------------------------------------------------------------------------
     def penetration_depth_max_mm(self, T: np.ndarray, hand: PosedHand) -> float:
@@ -163,8 +165,10 @@ def stability_summary(results: list[Stability], success_displacement_m: float) -
         return {"sd_cm": 0.0, "sr_pct": 0.0, "cp_pct": 0.0, "pd_cm": 0.0, "count": 0}
     displacement = np.array([r.displacement_cm for r in results])
     contact = [r for r in results if r.in_contact]
-    return {"sd_cm": float(displacement.mean()),
-            "sr_pct": float(np.mean(displacement < success_displacement_m * 100.0) * 100.0),
-            "cp_pct": 100.0 * len(contact) / len(results),
-            "pd_cm": float(np.mean([r.penetration_cm for r in contact])) if contact else 0.0,
-            "count": len(results)}
+    return {
+        "sd_cm": float(displacement.mean()),
+        "sr_pct": float(np.mean(displacement < success_displacement_m * 100.0) * 100.0),
+        "cp_pct": 100.0 * len(contact) / len(results),
+        "pd_cm": float(np.mean([r.penetration_cm for r in contact])) if contact else 0.0,
+        "count": len(results),
+    }

@@ -5,18 +5,19 @@ names the active gradient sources and the checkpoint source, and may override th
 and the loss scales; the diagnostics carry the intersection volume and contact area before and
 after when the frame's hand is usable.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
+from tactile_pose_refiner.core.device import resolve_device
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import loss_value
 from tactile_pose_refiner.core.gradients.frame_sources import build_sources
-from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
-from tactile_pose_refiner.core.device import resolve_device
 from tactile_pose_refiner.core.metrics import ObjectMetrics
 from tactile_pose_refiner.core.refiner import Plausibility, Refinement, Refiner
 from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest
@@ -25,8 +26,13 @@ from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest
 class FrameRefiner:
     """One object's refiner: assets built once, then `refine(frame, T_initial)` per frame."""
 
-    def __init__(self, model: ObjectModel, hand: HandAssets | None = None,
-                 config: dict | None = None, metrics: ObjectMetrics | None = None) -> None:
+    def __init__(
+        self,
+        model: ObjectModel,
+        hand: HandAssets | None = None,
+        config: dict | None = None,
+        metrics: ObjectMetrics | None = None,
+    ) -> None:
         self.config = config or load_config("refiner")
         self.device = resolve_device(str(self.config.get("device", "cpu")))
         self.object = ObjectAssets.build(model, self.device)
@@ -43,21 +49,39 @@ class FrameRefiner:
             raise ValueError(f"unknown refiner variant {name!r}; known: {sorted(variants)}")
         return variants[name]
 
-    def refine(self, frame: Frame, T_initial: np.ndarray, variant: str | None = None,
-               iterations: int | None = None, posed: PosedHand | HandUnusable | None = None,
-               on_iteration=None, measure: bool = True) -> Refinement:
+    def refine(
+        self,
+        frame: Frame,
+        T_initial: np.ndarray,
+        variant: str | None = None,
+        iterations: int | None = None,
+        posed: PosedHand | HandUnusable | None = None,
+        on_iteration=None,
+        measure: bool = True,
+    ) -> Refinement:
         """Refine T_initial (4, 4) on `frame` with a variant (default: config's). measure: fill
         IV/CA before and after (a caller that takes its own metrics skips them)."""
         chosen = self.variant(variant)
         names = tuple(chosen["sources"])
         checkpoint = chosen.get("checkpoint")
         posed = self.hand.posed(frame) if posed is None else posed
-        built = build_sources(frame, self.object, self.hand, T_initial,
-                              tuple(dict.fromkeys(names + ((checkpoint,) if checkpoint else ()))),
-                              self._warp_device(), posed, self.physics_config)
-        refiner = Refiner({name: built[name] for name in names},
-                          built[checkpoint] if checkpoint else None,
-                          self.object.body.com, self.object.body.radius, self._settings(chosen, posed))
+        built = build_sources(
+            frame,
+            self.object,
+            self.hand,
+            T_initial,
+            tuple(dict.fromkeys(names + ((checkpoint,) if checkpoint else ()))),
+            self._warp_device(),
+            posed,
+            self.physics_config,
+        )
+        refiner = Refiner(
+            {name: built[name] for name in names},
+            built[checkpoint] if checkpoint else None,
+            self.object.body.com,
+            self.object.body.radius,
+            self._settings(chosen, posed),
+        )
         refinement = refiner.run(T_initial, iterations, on_iteration)
         if checkpoint:
             self._turn_about_symmetry_axis(refinement, built[checkpoint])
@@ -87,11 +111,11 @@ class FrameRefiner:
         if axis is None:
             return
         refinement.T, refinement.diagnostics.turn_deg = turn_to_lowest(
-            refinement.T, axis, self.object.body.com, lambda T: loss_value(checkpoint, T), settings["grids_deg"])
+            refinement.T, axis, self.object.body.com, lambda T: loss_value(checkpoint, T), settings["grids_deg"]
+        )
 
     def plausibility(self, T: np.ndarray, posed: PosedHand) -> Plausibility:
-        return Plausibility(self.metrics.intersection_volume(T, posed).cm3,
-                            self.metrics.contact_area_cm2(T, posed))
+        return Plausibility(self.metrics.intersection_volume(T, posed).cm3, self.metrics.contact_area_cm2(T, posed))
 
     def _warp_device(self) -> str:
         return "cuda:0" if self.device.startswith("cuda") else "cpu"
@@ -100,6 +124,5 @@ class FrameRefiner:
 def variant_config(config: dict, variant: dict) -> dict:
     """The refiner configuration of a variant: its own `step` and `loss_scale` settings override
     the shared ones (e.g. a longer schedule)."""
-    overrides = {key: {**config[key], **variant[key]} for key in ("step", "loss_scale")
-                 if variant.get(key)}
+    overrides = {key: {**config[key], **variant[key]} for key in ("step", "loss_scale") if variant.get(key)}
     return {**config, **overrides} if overrides else config

@@ -12,11 +12,12 @@ restarted from its output (`Refiner.restarted`).
 Steps live in the tangent space of the pose (dt, omega), turning about the object's centre of
 mass (see gradients.base.perturbed_pose); their lengths are measured as |dt|^2 + (r |omega|)^2.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,12 +40,12 @@ class Diagnostics:
     weights: dict[str, list[float]] = field(default_factory=dict)
     step_mm: dict[str, list[float]] = field(default_factory=dict)
     checkpoint_losses: list[float] = field(default_factory=list)
-    motion_mm: list[float] = field(default_factory=list)   # length of each update (step metric)
+    motion_mm: list[float] = field(default_factory=list)  # length of each update (step metric)
     source_status: dict[str, str] = field(default_factory=dict)
     stop_reason: str = ""
     status: str = "ok"
     wall_ms: float = 0.0
-    turn_deg: float = 0.0   # the output's turn about the object's symmetry axis (pipeline)
+    turn_deg: float = 0.0  # the output's turn about the object's symmetry axis (pipeline)
 
     def final_losses(self) -> dict[str, float]:
         return {name: values[-1] for name, values in self.losses.items() if values}
@@ -52,19 +53,24 @@ class Diagnostics:
     def mean_weights(self) -> dict[str, float]:
         return {name: float(np.mean(values)) if values else 0.0 for name, values in self.weights.items()}
 
-    def followed_by(self, restart: "Diagnostics") -> "Diagnostics":
+    def followed_by(self, restart: Diagnostics) -> Diagnostics:
         """These diagnostics and those of a refinement restarted from this one's output, as one
         (the restart's iteration 0 is this one's output state)."""
         kept = self.iterations + restart.kept_iteration if restart.kept_iteration else self.kept_iteration
         return Diagnostics(
-            iterations=self.iterations + restart.iterations, kept_iteration=kept,
+            iterations=self.iterations + restart.iterations,
+            kept_iteration=kept,
             losses={n: v + restart.losses.get(n, []) for n, v in self.losses.items()},
             weights={n: v + restart.weights.get(n, []) for n, v in self.weights.items()},
             step_mm={n: v + restart.step_mm.get(n, []) for n, v in self.step_mm.items()},
             checkpoint_losses=self.checkpoint_losses + restart.checkpoint_losses[1:],
-            motion_mm=self.motion_mm + restart.motion_mm, source_status=restart.source_status,
+            motion_mm=self.motion_mm + restart.motion_mm,
+            source_status=restart.source_status,
             stop_reason=f"{restart.stop_reason} (restarted after {self.iterations})",
-            status=restart.status, wall_ms=self.wall_ms + restart.wall_ms, turn_deg=self.turn_deg)
+            status=restart.status,
+            wall_ms=self.wall_ms + restart.wall_ms,
+            turn_deg=self.turn_deg,
+        )
 
 
 @dataclass
@@ -77,11 +83,11 @@ class Plausibility:
 
 @dataclass
 class Refinement:
-    T: np.ndarray                  # the output pose (4, 4), camera frame
-    T_last: np.ndarray             # the last iterate (differs from T with checkpointing)
+    T: np.ndarray  # the output pose (4, 4), camera frame
+    T_last: np.ndarray  # the last iterate (differs from T with checkpointing)
     diagnostics: Diagnostics
-    before: Plausibility | None = None   # at the initial pose (filled by pipeline.FrameRefiner)
-    after: Plausibility | None = None    # at the output pose
+    before: Plausibility | None = None  # at the initial pose (filled by pipeline.FrameRefiner)
+    after: Plausibility | None = None  # at the output pose
 
 
 class Refiner:
@@ -89,8 +95,14 @@ class Refiner:
     picks the output state (None: the last state); pivot (3,): the point the object turns about,
     object frame; radius_m: turns a rotation into a length for the step metric."""
 
-    def __init__(self, sources: dict[str, GradientSource], checkpoint: GradientSource | None,
-                 pivot: np.ndarray, radius_m: float, config: dict | None = None) -> None:
+    def __init__(
+        self,
+        sources: dict[str, GradientSource],
+        checkpoint: GradientSource | None,
+        pivot: np.ndarray,
+        radius_m: float,
+        config: dict | None = None,
+    ) -> None:
         self.sources, self.checkpoint = sources, checkpoint
         self.pivot = np.asarray(pivot, dtype=np.float64)
         self.radius_m = max(float(radius_m), 1e-3)
@@ -99,8 +111,12 @@ class Refiner:
         if self.config["improvement"] not in ("absolute", "relative"):
             raise ValueError(f"refiner improvement must be absolute|relative, got {self.config['improvement']!r}")
 
-    def run(self, T_initial: np.ndarray, iterations: int | None = None,
-            on_iteration: Callable[[int, np.ndarray], None] | None = None) -> Refinement:
+    def run(
+        self,
+        T_initial: np.ndarray,
+        iterations: int | None = None,
+        on_iteration: Callable[[int, np.ndarray], None] | None = None,
+    ) -> Refinement:
         """Refine from T_initial (4, 4). on_iteration(k, T_k) is called after each update.
         A non-finite initial pose is a ValueError (there is no pose to fall back on); unusable
         sources give a labelled status and, when none is usable, the initial pose back."""
@@ -109,8 +125,11 @@ class Refiner:
         iterations = int(self.config["iterations"] if iterations is None else iterations)
         step = self.config["step"]
         lengths = {name: float(step["initial_mm"]) / MM for name in self.sources}
-        diagnostics = Diagnostics(losses={n: [] for n in self.sources}, weights={n: [] for n in self.sources},
-                                  step_mm={n: [] for n in self.sources})
+        diagnostics = Diagnostics(
+            losses={n: [] for n in self.sources},
+            weights={n: [] for n in self.sources},
+            step_mm={n: [] for n in self.sources},
+        )
         T = np.array(T_initial, dtype=np.float64)
         if T.shape != (4, 4) or not np.isfinite(T).all():
             raise ValueError("the initial pose must be a finite (4, 4) matrix")
@@ -124,8 +143,10 @@ class Refiner:
                 break
             tolerance = float(self.config["min_relative_improvement"])
             scales = self.config.get("loss_scale", {})
-            gains = {name: p.gain(self.config["improvement"], tolerance) * float(scales.get(name, 1.0))
-                     for name, p in proposals.items()}
+            gains = {
+                name: p.gain(self.config["improvement"], tolerance) * float(scales.get(name, 1.0))
+                for name, p in proposals.items()
+            }
             total = sum(gains.values())
             for name in self.sources:
                 diagnostics.weights[name].append(gains[name] / total if total > 0 else 0.0)
@@ -146,8 +167,12 @@ class Refiner:
         checkpointed = self.checkpoint is not None and np.isfinite(best_loss)
         return Refinement(best_T if checkpointed else T, T, diagnostics)
 
-    def restarted(self, first: Refinement, iterations: int | None = None,
-                  on_iteration: Callable[[int, np.ndarray], None] | None = None) -> Refinement:
+    def restarted(
+        self,
+        first: Refinement,
+        iterations: int | None = None,
+        on_iteration: Callable[[int, np.ndarray], None] | None = None,
+    ) -> Refinement:
         """A converged refinement run once more from its output with fresh step lengths and cap,
         within what is left of the `iterations` budget and at most config `restart.iterations`.
         The cap collapses once sources disagree, sometimes before the pose has settled; the
@@ -170,7 +195,8 @@ class Refiner:
         smallest = float(step["min_mm"]) / MM
         tolerance = float(self.config["min_relative_improvement"])
         if all(p.gain("absolute", tolerance) == 0.0 for p in proposals.values()) and all(
-                length <= smallest for length in lengths.values()):
+            length <= smallest for length in lengths.values()
+        ):
             return "converged: no source improves at the smallest step"
         if self._cap_m <= smallest:
             return "converged: step lengths at their floor"
@@ -186,12 +212,10 @@ class Refiner:
 
     # -- one iteration ---------------------------------------------------------------------------
 
-    def _proposals(self, T: np.ndarray, lengths: dict[str, float], diagnostics: Diagnostics
-                   ) -> dict[str, "Proposal"]:
+    def _proposals(self, T: np.ndarray, lengths: dict[str, float], diagnostics: Diagnostics) -> dict[str, Proposal]:
         if self._evaluated is None or not np.array_equal(self._evaluated[0], T):
             # (after an iteration without improvement the pose did not move: reuse)
-            self._evaluated = (T, {name: self._evaluate(name, source, T)
-                                   for name, source in self.sources.items()})
+            self._evaluated = (T, {name: self._evaluate(name, source, T) for name, source in self.sources.items()})
         proposals = {}
         for name, source in self.sources.items():
             result, direction = self._evaluated[1][name]
@@ -231,7 +255,7 @@ class Refiner:
         self._second_moment[name] = moment
         return gradient / (np.sqrt(moment) + 1e-12)
 
-    def _candidate(self, source, T, result, direction, length) -> "Proposal":
+    def _candidate(self, source, T, result, direction, length) -> Proposal:
         """The step of `length` along the source's descent direction, and its loss there, with
         the source's per-pose state (e.g. which triangles are visible) held as it was at T, so
         that dL compares like with like."""
@@ -269,8 +293,7 @@ class Refiner:
             return T, best_loss
         return best_T, best_loss
 
-    def _adapt(self, lengths: dict[str, float], gains: dict[str, float], step: dict,
-               reversed_: bool) -> None:
+    def _adapt(self, lengths: dict[str, float], gains: dict[str, float], step: dict, reversed_: bool) -> None:
         """Per source: grow after an improving candidate, shrink otherwise; all lengths under a
         cap that decays every iteration, and faster whenever the update turned back. Without
         the cap the sources reach an equilibrium where each one's own candidate still improves
@@ -300,7 +323,7 @@ class Proposal:
             return 0.0
         drop = max(0.0, self.before - self.after)
         relative = drop / self.before if self.before > 0 else 0.0
-        if relative <= tolerance:   # below the noise floor of the losses: no improvement
+        if relative <= tolerance:  # below the noise floor of the losses: no improvement
             return 0.0
         return relative if improvement == "relative" else drop
 

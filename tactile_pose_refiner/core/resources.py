@@ -3,6 +3,7 @@
 In a source checkout (editable install) these are the folders beside the Python package;
 in a colcon install they are in share/tactile_pose_refiner. TPR_SHARE_DIR overrides both.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,8 @@ def share_dir() -> Path:
     except ImportError as exc:
         raise ResourceError(
             f"cannot find the {PACKAGE_NAME} share directory: not a source checkout "
-            "and ament_index_python is not importable; set TPR_SHARE_DIR") from exc
+            "and ament_index_python is not importable; set TPR_SHARE_DIR"
+        ) from exc
     return Path(get_package_share_directory(PACKAGE_NAME))
 
 
@@ -76,8 +78,7 @@ def node_parameters(name: str, node_name: str) -> dict[str, Any]:
     try:
         return dict(content[node_name]["ros__parameters"])
     except (KeyError, TypeError) as exc:
-        raise ResourceError(
-            f"{config_path(name)} has no '{node_name}: ros__parameters:' section") from exc
+        raise ResourceError(f"{config_path(name)} has no '{node_name}: ros__parameters:' section") from exc
 
 
 def cache_dir(*parts: str) -> Path:

@@ -9,9 +9,10 @@ the refinement has placed the object, the texture lines up again at the right tu
 output is the pose turned to the lowest L_DR on a grid of turns: the checkpoint's rule, over
 the states geometry cannot tell apart.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,7 +23,7 @@ def symmetry_axis(inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
     """(3,) unit axis (object frame) of a body whose other two principal moments agree within
     `tolerance` (a share of the larger), else None."""
     moments, axes = np.linalg.eigh(np.asarray(inertia, dtype=np.float64))
-    for odd in (0, 2):   # eigh sorts: the pair that agrees is (1, 2) or (0, 1)
+    for odd in (0, 2):  # eigh sorts: the pair that agrees is (1, 2) or (0, 1)
         pair = [k for k in range(3) if k != odd]
         a, b = moments[pair]
         if abs(a - b) <= tolerance * max(a, b) and abs(moments[odd] - a) > tolerance * max(a, moments[odd]):
@@ -35,12 +36,18 @@ def turned(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, angle_rad: float
     return apply_delta(T, np.r_[np.zeros(3), angle_rad * (T[:3, :3] @ axis)], centre)
 
 
-def best_turn(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callable[[np.ndarray], float],
-              range_rad: float, step_rad: float) -> tuple[np.ndarray, float]:
+def best_turn(
+    T: np.ndarray,
+    axis: np.ndarray,
+    centre: np.ndarray,
+    score: Callable[[np.ndarray], float],
+    range_rad: float,
+    step_rad: float,
+) -> tuple[np.ndarray, float]:
     """The pose among T turned by -range..range (step) about the axis with the lowest score,
     and its turn [rad]; T itself (turn 0) wins ties."""
     angles = np.arange(-range_rad, range_rad + 0.5 * step_rad, step_rad)
-    angles = angles[np.abs(angles) > 0.5 * step_rad]   # turn 0 is T itself, scored once
+    angles = angles[np.abs(angles) > 0.5 * step_rad]  # turn 0 is T itself, scored once
     best, best_angle, best_score = T, 0.0, score(T)
     for angle in angles:
         candidate = turned(T, axis, centre, float(angle))
@@ -50,8 +57,9 @@ def best_turn(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callab
     return best, best_angle
 
 
-def turn_to_lowest(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callable[[np.ndarray], float],
-                   grids_deg: list) -> tuple[np.ndarray, float]:
+def turn_to_lowest(
+    T: np.ndarray, axis: np.ndarray, centre: np.ndarray, score: Callable[[np.ndarray], float], grids_deg: list
+) -> tuple[np.ndarray, float]:
     """best_turn on each [range, step] grid [deg] in turn, each about the previous best: the
     pose and its total turn [deg]."""
     turn = 0.0

@@ -11,21 +11,29 @@ restarted driver, sim time reset; also the return to normal after one stamp from
 future), the way tf2 clears its buffer: without that, every later message would be older than
 the newest seen and be dropped for ever.
 """
+
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-JUMP_BACK_S = 0.1   # a stamp this much older than the newest seen (3 camera frames) is a jump back in time, not disorder
+JUMP_BACK_S = 0.1  # a stamp this much older than the newest seen (3 camera frames) is a jump back in time, not disorder
 
 
 class ApproximateSync:
     """on_jump(seconds): called when time jumped back by that much and the queues were cleared."""
 
-    def __init__(self, streams: int, queue_size: int, slop_s: float,
-                 callback: Callable[..., None], on_jump: Callable[[float], None] | None = None,
-                 jump_back_s: float = JUMP_BACK_S) -> None:
+    def __init__(
+        self,
+        streams: int,
+        queue_size: int,
+        slop_s: float,
+        callback: Callable[..., None],
+        on_jump: Callable[[float], None] | None = None,
+        jump_back_s: float = JUMP_BACK_S,
+    ) -> None:
         if streams < 1 or queue_size < 1 or slop_s < 0:
             raise ValueError("ApproximateSync needs streams >= 1, queue_size >= 1, slop >= 0")
         self.queues = [deque(maxlen=queue_size) for _ in range(streams)]
@@ -57,8 +65,7 @@ class ApproximateSync:
         while all(self.queues):
             # The newest of the streams' oldest messages: no earlier set can still complete.
             pivot = max(queue[0][0] for queue in self.queues)
-            chosen = [min(range(len(q)), key=lambda k, q=q: abs(q[k][0] - pivot))
-                      for q in self.queues]
+            chosen = [min(range(len(q)), key=lambda k, q=q: abs(q[k][0] - pivot)) for q in self.queues]
             stamps = [q[k][0] for q, k in zip(self.queues, chosen)]
             if max(stamps) - min(stamps) <= self.slop_ns:
                 items = [q[k][1] for q, k in zip(self.queues, chosen)]

@@ -1,11 +1,12 @@
 """Episodes as rosbag2 files (MCAP), written and read with the pure-Python `rosbags` library
 (its CDR and type hashes match rclpy's, so a replay node can publish the raw bytes)."""
+
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -19,17 +20,22 @@ from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.skin import TactileReading
 
 TYPES = {
-    "color_image": "sensor_msgs/msg/Image", "color_camera_info": "sensor_msgs/msg/CameraInfo",
-    "depth_image": "sensor_msgs/msg/Image", "depth_camera_info": "sensor_msgs/msg/CameraInfo",
-    "object_mask": "sensor_msgs/msg/Image", "joint_states": "sensor_msgs/msg/JointState",
-    "tactile": "tactile_pose_refiner/msg/TactileArray", "hand_pose": "geometry_msgs/msg/PoseStamped",
-    "ground_truth_pose": "geometry_msgs/msg/PoseStamped", "object_id": "std_msgs/msg/String",
+    "color_image": "sensor_msgs/msg/Image",
+    "color_camera_info": "sensor_msgs/msg/CameraInfo",
+    "depth_image": "sensor_msgs/msg/Image",
+    "depth_camera_info": "sensor_msgs/msg/CameraInfo",
+    "object_mask": "sensor_msgs/msg/Image",
+    "joint_states": "sensor_msgs/msg/JointState",
+    "tactile": "tactile_pose_refiner/msg/TactileArray",
+    "hand_pose": "geometry_msgs/msg/PoseStamped",
+    "ground_truth_pose": "geometry_msgs/msg/PoseStamped",
+    "object_id": "std_msgs/msg/String",
     "ground_truth_joint_states": "sensor_msgs/msg/JointState",
-    "ground_truth_hand_pose": "geometry_msgs/msg/PoseStamped", "realism": "std_msgs/msg/String",
+    "ground_truth_hand_pose": "geometry_msgs/msg/PoseStamped",
+    "realism": "std_msgs/msg/String",
 }
 OPTIONAL = ("ground_truth_joint_states", "ground_truth_hand_pose", "realism")  # only where recorded
-REQUIRED = ("color_image", "color_camera_info", "depth_image", "joint_states", "tactile",
-            "hand_pose", "object_id")
+REQUIRED = ("color_image", "color_camera_info", "depth_image", "joint_states", "tactile", "hand_pose", "object_id")
 
 
 class EpisodeError(RuntimeError):
@@ -55,7 +61,7 @@ class EpisodeWriter:
         self.writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
         self.connections = {}
 
-    def __enter__(self) -> "EpisodeWriter":
+    def __enter__(self) -> EpisodeWriter:
         self.writer.open()
         for key in TYPES:
             if key not in OPTIONAL:
@@ -87,22 +93,26 @@ class EpisodeWriter:
         if frame.T_cam_obj is not None:
             messages["ground_truth_pose"] = self._pose(header, frame.T_cam_obj)
         if frame.joint_positions_true is not None:
-            messages["ground_truth_joint_states"] = self._joint_state(frame.stamp_ns, frame.joint_names,
-                                                                      frame.joint_positions_true)
+            messages["ground_truth_joint_states"] = self._joint_state(
+                frame.stamp_ns, frame.joint_names, frame.joint_positions_true
+            )
         if frame.T_cam_base_true is not None:
             messages["ground_truth_hand_pose"] = self._pose(header, frame.T_cam_base_true)
         if frame.realism is not None:
             messages["realism"] = T["std_msgs/msg/String"](data=json.dumps(frame.realism))
         for key, message in messages.items():
             connection = self.connections.get(key) or self._connect(key)
-            self.writer.write(connection, frame.stamp_ns,
-                              self.store.serialize_cdr(message, TYPES[key]))
+            self.writer.write(connection, frame.stamp_ns, self.store.serialize_cdr(message, TYPES[key]))
 
     # -- message builders --------------------------------------------------------------------
     def _joint_state(self, stamp_ns: int, names, positions):
         return self.types["sensor_msgs/msg/JointState"](
-            header=self._header(stamp_ns, ""), name=list(names),
-            position=np.asarray(positions, dtype=np.float64), velocity=np.zeros(0), effort=np.zeros(0))
+            header=self._header(stamp_ns, ""),
+            name=list(names),
+            position=np.asarray(positions, dtype=np.float64),
+            velocity=np.zeros(0),
+            effort=np.zeros(0),
+        )
 
     def _header(self, stamp_ns: int, frame_id: str):
         T = self.types
@@ -113,8 +123,14 @@ class EpisodeWriter:
         array = np.ascontiguousarray(array)
         height, width = array.shape[:2]
         return self.types["sensor_msgs/msg/Image"](
-            header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-            step=array.strides[0], data=array.view(np.uint8).reshape(-1))
+            header=header,
+            height=height,
+            width=width,
+            encoding=encoding,
+            is_bigendian=0,
+            step=array.strides[0],
+            data=array.view(np.uint8).reshape(-1),
+        )
 
     def _camera_info(self, header, camera: PinholeCamera):
         K = camera.K
@@ -122,26 +138,42 @@ class EpisodeWriter:
         P[:, :3] = K
         T = self.types
         return T["sensor_msgs/msg/CameraInfo"](
-            header=header, height=camera.height, width=camera.width, distortion_model="plumb_bob",
-            d=np.zeros(5), k=K.ravel(), r=np.eye(3).ravel(), p=P.ravel(), binning_x=0, binning_y=0,
-            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+            header=header,
+            height=camera.height,
+            width=camera.width,
+            distortion_model="plumb_bob",
+            d=np.zeros(5),
+            k=K.ravel(),
+            r=np.eye(3).ravel(),
+            p=P.ravel(),
+            binning_x=0,
+            binning_y=0,
+            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
 
     def _pose(self, header, matrix: np.ndarray):
         T = self.types
         position, quaternion = matrix_to_pose(matrix)
-        return T["geometry_msgs/msg/PoseStamped"](header=header, pose=T["geometry_msgs/msg/Pose"](
-            position=T["geometry_msgs/msg/Point"](x=position[0], y=position[1], z=position[2]),
-            orientation=T["geometry_msgs/msg/Quaternion"](x=quaternion[0], y=quaternion[1],
-                                                          z=quaternion[2], w=quaternion[3])))
+        return T["geometry_msgs/msg/PoseStamped"](
+            header=header,
+            pose=T["geometry_msgs/msg/Pose"](
+                position=T["geometry_msgs/msg/Point"](x=position[0], y=position[1], z=position[2]),
+                orientation=T["geometry_msgs/msg/Quaternion"](
+                    x=quaternion[0], y=quaternion[1], z=quaternion[2], w=quaternion[3]
+                ),
+            ),
+        )
 
     def _tactile(self, reading: TactileReading):
         T = self.types
         return T["tactile_pose_refiner/msg/TactileArray"](
-            header=self._header(reading.stamp_ns, ""), link_names=list(reading.link_names),
+            header=self._header(reading.stamp_ns, ""),
+            link_names=list(reading.link_names),
             taxel_ids=reading.taxel_ids.astype(np.uint16),
             positions=[T["geometry_msgs/msg/Point"](x=p[0], y=p[1], z=p[2]) for p in reading.positions],
             forces=[T["geometry_msgs/msg/Vector3"](x=f[0], y=f[1], z=f[2]) for f in reading.forces],
-            force_scale=float(reading.force_scale))
+            force_scale=float(reading.force_scale),
+        )
 
 
 def write_episode(path: str | Path, frames: Iterable[Frame]) -> int:
@@ -173,7 +205,7 @@ def read_episode(path: str | Path) -> Iterator[Frame]:
                 by_stamp[timestamp][key_of[connection.topic]] = store.deserialize_cdr(raw, connection.msgtype)
     except EpisodeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - rosbags raises many types on corrupt files
+    except Exception as exc:
         raise EpisodeError(f"cannot read episode {path}: {exc}") from exc
     for stamp in sorted(by_stamp):
         messages = by_stamp[stamp]
@@ -183,22 +215,29 @@ def read_episode(path: str | Path) -> Iterator[Frame]:
 
 def _frame(stamp_ns: int, m: dict) -> Frame:
     info = m["color_camera_info"]
-    camera = PinholeCamera.from_matrix(np.asarray(info.k).reshape(3, 3), info.width, info.height,
-                                       info.header.frame_id)
+    camera = PinholeCamera.from_matrix(np.asarray(info.k).reshape(3, 3), info.width, info.height, info.header.frame_id)
     return Frame(
-        stamp_ns=stamp_ns, object_id=m["object_id"].data, camera=camera,
+        stamp_ns=stamp_ns,
+        object_id=m["object_id"].data,
+        camera=camera,
         rgb=image_from_message(m["color_image"], "color"),
         depth_mm=image_from_message(m["depth_image"], "depth"),
         mask=image_from_message(m["object_mask"], "mask") if "object_mask" in m else None,
-        joint_names=list(m["joint_states"].name), joint_positions=np.asarray(m["joint_states"].position),
+        joint_names=list(m["joint_states"].name),
+        joint_positions=np.asarray(m["joint_states"].position),
         tactile=TactileReading.from_message(m["tactile"]),
         T_cam_base=pose_fields_to_matrix(m["hand_pose"].pose),
         T_cam_obj=pose_fields_to_matrix(m["ground_truth_pose"].pose) if "ground_truth_pose" in m else None,
-        joint_positions_true=(_true_joints(m["joint_states"], m["ground_truth_joint_states"])
-                              if "ground_truth_joint_states" in m else None),
-        T_cam_base_true=(pose_fields_to_matrix(m["ground_truth_hand_pose"].pose)
-                         if "ground_truth_hand_pose" in m else None),
-        realism=json.loads(m["realism"].data) if "realism" in m else None)
+        joint_positions_true=(
+            _true_joints(m["joint_states"], m["ground_truth_joint_states"])
+            if "ground_truth_joint_states" in m
+            else None
+        ),
+        T_cam_base_true=(
+            pose_fields_to_matrix(m["ground_truth_hand_pose"].pose) if "ground_truth_hand_pose" in m else None
+        ),
+        realism=json.loads(m["realism"].data) if "realism" in m else None,
+    )
 
 
 def _true_joints(observed, truth) -> np.ndarray:

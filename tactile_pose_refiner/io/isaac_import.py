@@ -12,11 +12,12 @@ Accepted layout (N frames, index k zero-padded to 4 digits; one object per folde
     SRC/joints/joints_k.json {"names": [...], "positions": [...]}  (any configured naming)
     SRC/tactile/tactile_k.npy (368, 3) forces in sensor units, taxel order of the layout
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -41,7 +42,7 @@ def _read_json(path: Path) -> dict:
 def _load(path: Path, loader):
     try:
         return loader(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure names the file
+    except Exception as exc:
         raise IsaacImportError(f"cannot read {path}: {exc}") from exc
 
 
@@ -49,9 +50,14 @@ def isaac_frames(source: str | Path) -> Iterator[Frame]:
     source = Path(source)
     camera_json = _read_json(source / "camera.json")
     object_id = _read_json(source / "object.json")["object_id"]
-    camera = PinholeCamera(int(camera_json["width"]), int(camera_json["height"]),
-                           float(camera_json["fx"]), float(camera_json["fy"]),
-                           float(camera_json["cx"]), float(camera_json["cy"]))
+    camera = PinholeCamera(
+        int(camera_json["width"]),
+        int(camera_json["height"]),
+        float(camera_json["fx"]),
+        float(camera_json["fy"]),
+        float(camera_json["cx"]),
+        float(camera_json["cy"]),
+    )
     rate = float(camera_json.get("frame_rate_hz", 30.0))
     start_ns = int(float(camera_json.get("start_time_s", 1.7e9)) * 1e9)
     skin = SkinLayout.from_config(load_config("tactile")["layout"])
@@ -72,8 +78,16 @@ def isaac_frames(source: str | Path) -> Iterator[Frame]:
         if forces.shape != (len(skin), 3):
             raise IsaacImportError(f"frame {k}: tactile_{k}.npy has shape {forces.shape}, expected ({len(skin)}, 3)")
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0)
-        yield Frame(stamp_ns=stamp_ns, object_id=object_id, camera=camera, rgb=rgb,
-                    depth_mm=depth_to_millimetres(depth), mask=np.where(mask > 0, 255, 0).astype(np.uint8),
-                    joint_names=list(joints["names"]), joint_positions=np.asarray(joints["positions"], float),
-                    tactile=TactileReading(skin.links, skin.ids, skin.positions, forces, 0.0, stamp_ns),
-                    T_cam_base=np.asarray(poses["hand_base"], float), T_cam_obj=np.asarray(poses["object"], float))
+        yield Frame(
+            stamp_ns=stamp_ns,
+            object_id=object_id,
+            camera=camera,
+            rgb=rgb,
+            depth_mm=depth_to_millimetres(depth),
+            mask=np.where(mask > 0, 255, 0).astype(np.uint8),
+            joint_names=list(joints["names"]),
+            joint_positions=np.asarray(joints["positions"], float),
+            tactile=TactileReading(skin.links, skin.ids, skin.positions, forces, 0.0, stamp_ns),
+            T_cam_base=np.asarray(poses["hand_base"], float),
+            T_cam_obj=np.asarray(poses["object"], float),
+        )

@@ -7,6 +7,7 @@ loop, with /clock at the recorded time. It can wait until every topic has a subs
 first messages would be lost to discovery otherwise). Progress goes to the log and to
 /diagnostics; the process exits 0 after the last message (and `linger_s`), 2 on a bad bag.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,11 +27,17 @@ PARAMETERS = {
     "publish_clock": (True, "publish /clock at the recorded time"),
     "reliable": (True, "reliable transient-local publishers (SensorDataQoS subscribers match too)"),
     "wait_for_subscribers_s": (0.0, "wait up to this long until the wait_topics have subscribers"),
-    "wait_topics": ("", "comma-separated topics that must have a subscriber before playing (the "
-                        "bag's own: matched; any other: seen in the graph); empty: the bag's"),
+    "wait_topics": (
+        "",
+        "comma-separated topics that must have a subscriber before playing (the "
+        "bag's own: matched; any other: seen in the graph); empty: the bag's",
+    ),
     "start_delay_s": (0.0, "extra wait once the subscribers are there, for the graph to match [s]"),
-    "linger_s": (5.0, "stay up this long after the last message: a reliable writer repairs losses "
-                      "on its heartbeat (every 3 s in Fast DDS) and serves late readers [s]"),
+    "linger_s": (
+        5.0,
+        "stay up this long after the last message: a reliable writer repairs losses "
+        "on its heartbeat (every 3 s in Fast DDS) and serves late readers [s]",
+    ),
 }
 
 
@@ -57,8 +64,10 @@ class BagReplayNode(GraphNode):
         self.published = 0
         self.loops = 0
         self.timer = self.create_timer(0.002, self.tick)
-        self.get_logger().info(f"playing {self.params['bag']}: {self.total} messages on "
-                               f"{len(self.publishers_by_topic)} topics at rate {self.params['rate']}")
+        self.get_logger().info(
+            f"playing {self.params['bag']}: {self.total} messages on "
+            f"{len(self.publishers_by_topic)} topics at rate {self.params['rate']}"
+        )
 
     @staticmethod
     def _open(path: Path) -> Reader:
@@ -136,8 +145,7 @@ class BagReplayNode(GraphNode):
         if self.published % step == 0 or self.published == self.total:
             done = self.published - self.loops * self.total
             self.get_logger().info(f"replay {done}/{self.total} messages (loop {self.loops})")
-            self.diagnostics.report("ok", "replaying", published=self.published, of=self.total,
-                                    loop=self.loops)
+            self.diagnostics.report("ok", "replaying", published=self.published, of=self.total, loop=self.loops)
 
     def destroy_node(self) -> None:
         if getattr(self, "reader", None) is not None:

@@ -1,9 +1,11 @@
 """Shared plumbing of the nodes: parameter declaration and the spin/shutdown lifecycle."""
+
 from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -57,7 +59,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
-    except ResourceError as exc:   # a broken config file: say which and stop before any input
+    except ResourceError as exc:  # a broken config file: say which and stop before any input
         print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
         return 2
     finally:
@@ -67,8 +69,12 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
 
 
 # --- diagnostics ----------------------------------------------------------------------------
-LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
-          "error": DiagnosticStatus.ERROR, "stale": DiagnosticStatus.STALE}
+LEVELS = {
+    "ok": DiagnosticStatus.OK,
+    "warn": DiagnosticStatus.WARN,
+    "error": DiagnosticStatus.ERROR,
+    "stale": DiagnosticStatus.STALE,
+}
 
 
 class DiagnosticsReporter:
@@ -102,8 +108,9 @@ class DiagnosticsReporter:
 
     def _publish(self) -> None:
         level, message, values = self.last
-        status = DiagnosticStatus(level=LEVELS[level], name=self.name, message=message,
-                                  hardware_id=self.node.get_fully_qualified_name())
+        status = DiagnosticStatus(
+            level=LEVELS[level], name=self.name, message=message, hardware_id=self.node.get_fully_qualified_name()
+        )
         items = {**values, **{f"count {kind}": n for kind, n in self.problems.items()}}
         status.values = [KeyValue(key=str(key), value=str(value)) for key, value in items.items()]
         array = DiagnosticArray(status=[status])
@@ -111,8 +118,12 @@ class DiagnosticsReporter:
         self.publisher.publish(array)
 
 
-RELIABLE_INPUTS = {"reliable_inputs": (False, "subscribe sensor topics reliably (replay: every frame) "
-                                              "instead of SensorDataQoS best effort (robot: latest)")}
+RELIABLE_INPUTS = {
+    "reliable_inputs": (
+        False,
+        "subscribe sensor topics reliably (replay: every frame) instead of SensorDataQoS best effort (robot: latest)",
+    )
+}
 
 
 def input_qos(reliable: bool) -> QoSProfile:
@@ -122,14 +133,12 @@ def input_qos(reliable: bool) -> QoSProfile:
     reader on a busy 2-core machine lost the first frames of an episode)."""
     if not reliable:
         return qos_profile_sensor_data
-    return QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 # Every publisher of the graph is reliable and transient local: it matches best-effort and
 # volatile subscribers (RViz, a robot's consumers) as well as the replay's reliable ones.
-OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # The last message only, kept for late subscribers (e.g. who makes the initial poses).
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -153,7 +162,7 @@ class GraphNode(StoppableNode):
 
         unknown = sorted(set(self._parameter_overrides) - set(parameters) - BUILTIN_PARAMETERS)
         if unknown:
-            message = (f"unknown parameters {unknown} (ignored); this node accepts: {', '.join(parameters)}")
+            message = f"unknown parameters {unknown} (ignored); this node accepts: {', '.join(parameters)}"
             self.get_logger().error(message)
             self.diagnostics.report("error", f"config: {message}")
 
@@ -174,8 +183,9 @@ def default_topic(key: str) -> str:
 
 
 # --- time synchronisation ---------------------------------------------------------------------
-def synchronise(node: Node, topics: list[tuple[type, str]], qos, queue_size: int, slop_s: float,
-                callback: Callable[..., None]) -> str:
+def synchronise(
+    node: Node, topics: list[tuple[type, str]], qos, queue_size: int, slop_s: float, callback: Callable[..., None]
+) -> str:
     """Call `callback(*messages)` with one message per topic, stamps within slop_s.
 
     message_filters.ApproximateTimeSynchronizer where it is importable (a full ROS 2
@@ -186,14 +196,15 @@ def synchronise(node: Node, topics: list[tuple[type, str]], qos, queue_size: int
         import message_filters
     except ImportError:
         on_jump = lambda seconds: node.diagnostics.report(  # noqa: E731
-            "warn", f"time jumped back {seconds:.1f} s (a bag loop, a restarted driver): synchronisation cleared")
+            "warn", f"time jumped back {seconds:.1f} s (a bag loop, a restarted driver): synchronisation cleared"
+        )
         sync = ApproximateSync(len(topics), queue_size, slop_s, callback, on_jump)
         node._tpr_subscriptions = [
             node.create_subscription(msg_type, topic, _feeder(sync, index), qos)
-            for index, (msg_type, topic) in enumerate(topics)]
+            for index, (msg_type, topic) in enumerate(topics)
+        ]
         return "tactile_pose_refiner.core.sync.ApproximateSync"
-    subscribers = [message_filters.Subscriber(node, msg_type, topic, qos_profile=qos)
-                   for msg_type, topic in topics]
+    subscribers = [message_filters.Subscriber(node, msg_type, topic, qos_profile=qos) for msg_type, topic in topics]
     sync = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop_s)
     sync.registerCallback(callback)
     node._tpr_subscriptions = subscribers + [sync]

@@ -1,4 +1,5 @@
 """Conversions between ROS messages and core types (no computation here)."""
+
 from __future__ import annotations
 
 import array
@@ -35,24 +36,38 @@ def camera_from_info(info: CameraInfo) -> PinholeCamera:
     """Raises ValueError when the intrinsics are unusable (zero focal length, no size)."""
     K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
     if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0 or info.width == 0 or info.height == 0:
-        raise ValueError(f"camera_info is unusable: K {K.ravel().tolist()}, "
-                         f"size {info.width}x{info.height}")
+        raise ValueError(f"camera_info is unusable: K {K.ravel().tolist()}, size {info.width}x{info.height}")
     return PinholeCamera.from_matrix(K, int(info.width), int(info.height), info.header.frame_id)
 
 
 def image_msg(array: np.ndarray, encoding: str, header) -> Image:
     array = np.ascontiguousarray(array)
-    return Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
-                 is_bigendian=0, step=array.strides[0], data=_bytes(array))
+    return Image(
+        header=header,
+        height=array.shape[0],
+        width=array.shape[1],
+        encoding=encoding,
+        is_bigendian=0,
+        step=array.strides[0],
+        data=_bytes(array),
+    )
 
 
 def point_cloud_msg(points: np.ndarray, header) -> PointCloud2:
     """(N, 3) points [m] -> PointCloud2 with float32 x, y, z."""
     xyz = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 3)
-    fields = [PointField(name=name, offset=4 * k, datatype=PointField.FLOAT32, count=1)
-              for k, name in enumerate("xyz")]
-    return PointCloud2(header=header, height=1, width=len(xyz), fields=fields, is_bigendian=False,
-                       point_step=12, row_step=12 * len(xyz), data=_bytes(xyz), is_dense=True)
+    fields = [PointField(name=name, offset=4 * k, datatype=PointField.FLOAT32, count=1) for k, name in enumerate("xyz")]
+    return PointCloud2(
+        header=header,
+        height=1,
+        width=len(xyz),
+        fields=fields,
+        is_bigendian=False,
+        point_step=12,
+        row_step=12 * len(xyz),
+        data=_bytes(xyz),
+        is_dense=True,
+    )
 
 
 def _bytes(values: np.ndarray) -> array.array:
@@ -94,8 +109,7 @@ def message_class(type_name: str) -> type:
 def message_to_dict(msg: Any) -> Any:
     """Recursively turn a ROS message into JSON-serialisable dicts/lists/numbers."""
     if hasattr(msg, "get_fields_and_field_types"):
-        return {field: message_to_dict(getattr(msg, field))
-                for field in msg.get_fields_and_field_types()}
+        return {field: message_to_dict(getattr(msg, field)) for field in msg.get_fields_and_field_types()}
     if isinstance(msg, (list, tuple, array.array)):
         return [message_to_dict(item) for item in msg]
     if isinstance(msg, np.ndarray):

@@ -18,6 +18,7 @@ Publishes `estimator/initial_pose` (PoseStamped, reliable), `estimator/initial_p
 grow as its confidence falls), `estimator/source` (std_msgs/String, transient local: which
 estimator, with any fallback) and the confidence on /diagnostics.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,15 +31,13 @@ from std_msgs.msg import String
 from tactile_pose_refiner.core.estimation import ESTIMATORS, make_estimator
 from tactile_pose_refiner.core.estimation.learned import CheckpointError
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
-from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
 from tactile_pose_refiner.core.resources import ResourceError, load_config
+from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-from tactile_pose_refiner.nodes.common import (LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
-                                               default_topic, run_node)
+from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
-from tactile_pose_refiner.nodes.frame_inputs import (SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue,
-                                                     object_id_qos)
+from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue, object_id_qos
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -97,8 +96,9 @@ class EstimatorNode(GraphNode):
 
     def estimate(self, request) -> None:
         stamp, header, arrived = request
-        frame, degraded = self.frames.assemble(stamp, self.params["sync_tolerance_s"],
-                                               arrived + self.params["input_wait_s"])
+        frame, degraded = self.frames.assemble(
+            stamp, self.params["sync_tolerance_s"], arrived + self.params["input_wait_s"]
+        )
         estimator = self.estimator_for(frame.object_id)
         if self.object_sources[frame.object_id] != self.source:
             self.publish_source(self.object_sources[frame.object_id])
@@ -108,17 +108,23 @@ class EstimatorNode(GraphNode):
         if not np.isfinite(result.T).all():
             raise InputError("failed: the estimator produced a non-finite pose (not published)")
         if result.confidence < self.params["min_confidence"]:
-            self.diagnostics.report("warn", f"low confidence {result.confidence:.2f}: not published",
-                                    object_id=frame.object_id)
+            self.diagnostics.report(
+                "warn", f"low confidence {result.confidence:.2f}: not published", object_id=frame.object_id
+            )
             return
         pose = PoseStamped(header=header, pose=matrix_to_pose_msg(result.T))
         sigma = 1.0 / max(result.confidence, 0.05)
         self.pose_pub.publish(pose)
         self.cov_pub.publish(with_covariance(pose, BASE_SIGMA_M * sigma, BASE_SIGMA_RAD * sigma))
         status = "; ".join(([result.status] if result.status != "ok" else []) + [f"degraded: {d}" for d in degraded])
-        self.diagnostics.report("ok" if not status else "warn", f"estimated: {status or 'ok'}",
-                                object_id=frame.object_id, source=self.source,
-                                confidence=f"{result.confidence:.3f}", wall_time_ms=f"{result.ms:.0f}")
+        self.diagnostics.report(
+            "ok" if not status else "warn",
+            f"estimated: {status or 'ok'}",
+            object_id=frame.object_id,
+            source=self.source,
+            confidence=f"{result.confidence:.3f}",
+            wall_time_ms=f"{result.ms:.0f}",
+        )
 
     def estimator_for(self, object_id: str):
         if object_id not in self.estimators:
@@ -146,8 +152,9 @@ class EstimatorNode(GraphNode):
             return
         self.pivots: dict[str, np.ndarray] = {}
         self.object_id: str | None = None
-        self.source = (f"ground_truth_noise:{self.noise.setting} "
-                       "(replay only: the ground truth moved by the noise model)")
+        self.source = (
+            f"ground_truth_noise:{self.noise.setting} (replay only: the ground truth moved by the noise model)"
+        )
         self.early_truths: deque = deque(maxlen=30)  # ground truths that came before the object id
         self.create_subscription(String, default_topic("object_id"), self.on_object_id, object_id_qos(self.inputs))
         self.create_subscription(PoseStamped, default_topic("ground_truth_pose"), self.on_ground_truth, self.inputs)
@@ -195,7 +202,7 @@ class EstimatorNode(GraphNode):
 def with_covariance(pose: PoseStamped, sigma_m: float, sigma_rad: float) -> PoseWithCovarianceStamped:
     message = PoseWithCovarianceStamped(header=pose.header)
     message.pose.pose = pose.pose
-    message.pose.covariance = np.diag([sigma_m ** 2] * 3 + [sigma_rad ** 2] * 3).ravel().tolist()
+    message.pose.covariance = np.diag([sigma_m**2] * 3 + [sigma_rad**2] * 3).ravel().tolist()
     return message
 
 

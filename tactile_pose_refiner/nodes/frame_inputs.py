@@ -7,13 +7,14 @@ FrameInputs subscribes `rgbd/bundle` (rgbd_node), `tactile/array` (tactile_node)
 little for pieces still in flight. A missing piece degrades the frame (listed); a missing or
 unusable bundle is an InputError.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 import traceback
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -45,7 +46,7 @@ class FrameInputs:
         self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
         self.joints, self.hand_poses = StampedBuffer(300), StampedBuffer(300)
         self.object_id: str | None = None
-        keep = lambda buffer: (lambda m: buffer.add(stamp_ns(m.header.stamp), m))  # noqa: E731
+        keep = lambda buffer: lambda m: buffer.add(stamp_ns(m.header.stamp), m)  # noqa: E731
 
         def bundle_arrived(msg: RgbdBundle) -> None:
             self.bundles.add(stamp_ns(msg.header.stamp), msg)
@@ -78,18 +79,27 @@ class FrameInputs:
         except (ImageInputError, ValueError) as exc:
             raise InputError(f"unusable input: RGB-D bundle: {exc}") from exc
         degraded = [] if bundle.status == "ok" else [f"rgbd {bundle.status}"]
-        tactile, joints, hand = (self._wait_for(buffer, stamp, tolerance, deadline)
-                                 for buffer in (self.tactile, self.joints, self.hand_poses))
+        tactile, joints, hand = (
+            self._wait_for(buffer, stamp, tolerance, deadline)
+            for buffer in (self.tactile, self.joints, self.hand_poses)
+        )
         reading = self._reading(tactile, degraded)
         if joints is None:
             degraded.append("no joint state")
         if hand is None:
             degraded.append("no hand base pose")
-        frame = Frame(stamp_ns=stamp, object_id=self.object_id, camera=camera, rgb=rgb,
-                      depth_mm=depth_mm, mask=mask,
-                      joint_names=list(joints[0].name) if joints else [],
-                      joint_positions=np.asarray(joints[0].position) if joints else np.zeros(0),
-                      tactile=reading, T_cam_base=pose_fields_to_matrix(hand[0].pose) if hand else NO_HAND_POSE)
+        frame = Frame(
+            stamp_ns=stamp,
+            object_id=self.object_id,
+            camera=camera,
+            rgb=rgb,
+            depth_mm=depth_mm,
+            mask=mask,
+            joint_names=list(joints[0].name) if joints else [],
+            joint_positions=np.asarray(joints[0].position) if joints else np.zeros(0),
+            tactile=reading,
+            T_cam_base=pose_fields_to_matrix(hand[0].pose) if hand else NO_HAND_POSE,
+        )
         return frame, degraded
 
     @staticmethod

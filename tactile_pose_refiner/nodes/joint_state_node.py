@@ -8,6 +8,7 @@ in the hand base frame), and broadcasts TF base -> link where tf2_ros is
 importable. A state that lacks hand joints or holds NaN is reported on /diagnostics and not
 forwarded.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,7 @@ from geometry_msgs.msg import PoseArray, TransformStamped
 from sensor_msgs.msg import JointState
 
 from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
-                                               default_topic, run_node, stale_by)
+from tactile_pose_refiner.nodes.common import OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg
 
 PARAMETERS = {
@@ -34,10 +34,11 @@ class JointStateNode(GraphNode):
         self.joints_pub = self.create_publisher(JointState, "hand/joint_states", OUTPUT_QOS)
         self.poses_pub = self.create_publisher(PoseArray, "hand/link_poses", OUTPUT_QOS)
         self.tf = self._tf_broadcaster() if self.params["publish_tf"] else None
-        self.create_subscription(JointState, default_topic("joint_states"), self.on_joint_state,
-                                 self.inputs)
-        self.get_logger().info(f"link pose order: {sorted(self.hand.link_poses(np.zeros(len(self.hand.joint_names))))}; "
-                               f"TF {'on' if self.tf else 'off (tf2_ros not importable)'}")
+        self.create_subscription(JointState, default_topic("joint_states"), self.on_joint_state, self.inputs)
+        self.get_logger().info(
+            f"link pose order: {sorted(self.hand.link_poses(np.zeros(len(self.hand.joint_names))))}; "
+            f"TF {'on' if self.tf else 'off (tf2_ros not importable)'}"
+        )
 
     def _tf_broadcaster(self):
         try:
@@ -56,8 +57,7 @@ class JointStateNode(GraphNode):
         except HandInputError as exc:
             self.diagnostics.report("error", f"unusable joint state: {exc}")
             return
-        self.joints_pub.publish(JointState(header=msg.header, name=list(self.hand.joint_names),
-                                           position=q.tolist()))
+        self.joints_pub.publish(JointState(header=msg.header, name=list(self.hand.joint_names), position=q.tolist()))
         poses = self.hand.link_poses(q)
         names = sorted(poses)
         header = msg.header.__class__(stamp=msg.header.stamp, frame_id=self.params["base_frame"])

@@ -5,6 +5,7 @@ poses and RefinementDiagnostics, plus every /diagnostics status; it can publish 
 and wait until the graph's topics have subscribers. Runs its own rclpy context and executor
 thread, so the caller's code stays plain Python.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,7 +29,7 @@ class GraphMonitor:
         self.node = rclpy.create_node("tpr_graph_monitor", context=self.context)
         self.lock = threading.Lock()
         self.frames: dict[int, dict] = defaultdict(dict)
-        self.statuses: list[tuple[str, int, str]] = []   # (node name, level, message)
+        self.statuses: list[tuple[str, int, str]] = []  # (node name, level, message)
         every = input_qos(reliable=True)  # the graph's publishers are reliable, transient local
         self._record(PoseStamped, default_topic("ground_truth_pose"), "T_gt", every, pose=True)
         self._record(PoseStamped, "/estimator/initial_pose", "T_initial", every, pose=True)
@@ -53,12 +54,14 @@ class GraphMonitor:
                 entry = self.frames[stamp_ns(msg.header.stamp)]
                 entry[key] = pose_fields_to_matrix(msg.pose) if pose else msg
                 entry[f"{key}_wall"] = time.monotonic()
+
         self.node.create_subscription(msg_type, topic, on_message, qos)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self.lock:
-            self.statuses += [(s.name, s.level[0] if isinstance(s.level, bytes) else int(s.level),
-                               s.message) for s in msg.status]
+            self.statuses += [
+                (s.name, s.level[0] if isinstance(s.level, bytes) else int(s.level), s.message) for s in msg.status
+            ]
 
     # --- queries --------------------------------------------------------------------------------
     def snapshot(self) -> dict[int, dict]:
@@ -79,10 +82,12 @@ class GraphMonitor:
 
     def wait_for_nodes(self, node_names: list[str], timeout_s: float) -> list[str]:
         """Wait until each node has published a /diagnostics status; returns those still silent."""
+
         def silent() -> list[str]:
             with self.lock:
                 heard = {name.rsplit("/", 1)[-1] for name, _, _ in self.statuses}
             return [name for name in node_names if name not in heard]
+
         return _wait_while_missing(silent, timeout_s)
 
     def publisher(self, msg_type, topic: str):
@@ -94,7 +99,7 @@ class GraphMonitor:
         rclpy.try_shutdown(context=self.context)
         self.thread.join(timeout=2.0)
 
-    def __enter__(self) -> "GraphMonitor":
+    def __enter__(self) -> GraphMonitor:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -14,6 +14,7 @@ missing input degrades the refinement (labelled in the status); an unusable one 
 unknown object, no bundle) is reported and nothing is published. A NaN pose is never
 published.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,13 +25,13 @@ from geometry_msgs.msg import Point, PoseStamped
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
-from tactile_pose_refiner.core.scene.assets import HandAssets
-from tactile_pose_refiner.core.scene.hand import HandUnusable
 from tactile_pose_refiner.core.device import resolve_device
+from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.core.gradients.tactile import contact_positions
 from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError, load_config
+from tactile_pose_refiner.core.scene.assets import HandAssets
+from tactile_pose_refiner.core.scene.hand import HandUnusable
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, run_node, stale_by
@@ -51,6 +52,7 @@ PARAMETERS = {
     "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),
     "torch_threads": (1, "torch CPU threads (the refiner's tensors are small: 1 is fastest on 2 cores)"),
 }
+
 
 class RefinerNode(GraphNode):
     def __init__(self) -> None:
@@ -106,8 +108,9 @@ class RefinerNode(GraphNode):
         T_initial = pose_fields_to_matrix(initial.pose)
         if not np.isfinite(T_initial).all() or abs(np.linalg.det(T_initial[:3, :3]) - 1) > 1e-3:
             raise InputError("unusable initial pose: not a finite rigid transform")
-        frame, degraded = self.frames.assemble(stamp_ns(initial.header.stamp), self.params["sync_tolerance_s"],
-                                               arrived + self.params["input_wait_s"])
+        frame, degraded = self.frames.assemble(
+            stamp_ns(initial.header.stamp), self.params["sync_tolerance_s"], arrived + self.params["input_wait_s"]
+        )
         refiner = self.refiner_for(frame.object_id)
         posed = self.hand.posed(frame)
         refinement = refiner.refine(frame, T_initial, posed=posed)
@@ -132,22 +135,30 @@ class RefinerNode(GraphNode):
         result = self.result_message(header, frame, refiner, posed, T_initial, refinement, degraded)
         self.result_pub.publish(result)
         self.marker_pub.publish(self.markers(header, refiner, T_initial, refinement.T, frame, posed))
-        self.diagnostics.report("ok" if result.status == "ok" else "warn", f"refined: {result.status}",
-                                object_id=frame.object_id, wall_time_ms=f"{result.wall_time_ms:.0f}",
-                                iv_before_cm3=f"{result.intersection_volume_before_cm3:.2f}",
-                                iv_after_cm3=f"{result.intersection_volume_after_cm3:.2f}")
+        self.diagnostics.report(
+            "ok" if result.status == "ok" else "warn",
+            f"refined: {result.status}",
+            object_id=frame.object_id,
+            wall_time_ms=f"{result.wall_time_ms:.0f}",
+            iv_before_cm3=f"{result.intersection_volume_before_cm3:.2f}",
+            iv_after_cm3=f"{result.intersection_volume_after_cm3:.2f}",
+        )
 
-    def result_message(self, header, frame, refiner, posed, T_initial, refinement,
-                       degraded) -> RefinementDiagnostics:
+    def result_message(self, header, frame, refiner, posed, T_initial, refinement, degraded) -> RefinementDiagnostics:
         d = refinement.diagnostics
         losses, weights = d.final_losses(), d.mean_weights()
         reasons = degraded + ([self.device_note] if self.device_note else [])
         statuses = ([d.status] if d.status != "ok" else []) + [f"degraded: {r}" for r in reasons]
         message = RefinementDiagnostics(
-            header=header, object_id=frame.object_id, initial_pose_source=self.initial_source,
-            iterations=int(d.iterations), checkpoint_iteration=int(d.kept_iteration),
-            wall_time_ms=float(d.wall_ms), device=refiner.device,
-            status="; ".join(statuses) if statuses else RefinementDiagnostics.STATUS_OK)
+            header=header,
+            object_id=frame.object_id,
+            initial_pose_source=self.initial_source,
+            iterations=int(d.iterations),
+            checkpoint_iteration=int(d.kept_iteration),
+            wall_time_ms=float(d.wall_ms),
+            device=refiner.device,
+            status="; ".join(statuses) if statuses else RefinementDiagnostics.STATUS_OK,
+        )
         message.source_names = list(losses)
         message.source_losses = [float(losses[name]) for name in losses]
         message.source_weights = [float(weights.get(name, np.nan)) for name in losses]
@@ -161,9 +172,11 @@ class RefinerNode(GraphNode):
         message.contact_area_before_cm2 = refinement.before.ca_cm2 if measured else nan
         message.contact_area_after_cm2 = refinement.after.ca_cm2 if measured else nan
         message.penetration_depth_max_before_mm = (
-            refiner.metrics.penetration_depth_max_mm(T_initial, posed) if measured else nan)
+            refiner.metrics.penetration_depth_max_mm(T_initial, posed) if measured else nan
+        )
         message.penetration_depth_max_after_mm = (
-            refiner.metrics.penetration_depth_max_mm(refinement.T, posed) if measured else nan)
+            refiner.metrics.penetration_depth_max_mm(refinement.T, posed) if measured else nan
+        )
         correction = None if isinstance(posed, HandUnusable) else posed.correction
         corrected = correction is not None and correction.status == "ok"
         message.hand_correction = "" if correction is None else correction.summary()
@@ -174,22 +187,32 @@ class RefinerNode(GraphNode):
 
     def markers(self, header, refiner, T_initial, T_refined, frame, posed) -> MarkerArray:
         mesh_uri = refiner.object.model.mesh_path.resolve().as_uri()
-        markers = [self._mesh_marker(header, 0, "initial", mesh_uri, T_initial, (0.9, 0.2, 0.2, 0.5)),
-                   self._mesh_marker(header, 1, "refined", mesh_uri, T_refined, (0.2, 0.9, 0.2, 0.8))]
+        markers = [
+            self._mesh_marker(header, 0, "initial", mesh_uri, T_initial, (0.9, 0.2, 0.2, 0.5)),
+            self._mesh_marker(header, 1, "refined", mesh_uri, T_refined, (0.2, 0.9, 0.2, 0.8)),
+        ]
         contacts = Marker(header=header, ns="contacts", id=2, type=Marker.SPHERE_LIST, action=Marker.ADD)
         contacts.scale.x = contacts.scale.y = contacts.scale.z = 0.006
         contacts.color = ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0)
         contacts.pose.orientation.w = 1.0
         if not isinstance(posed, HandUnusable):  # the taxels the tactile gradient uses, camera frame
-            points = contact_positions(frame.tactile, self.hand.layout, posed.link_poses,
-                                       posed.T_frame_base, self.hand.contact_threshold)
+            points = contact_positions(
+                frame.tactile, self.hand.layout, posed.link_poses, posed.T_frame_base, self.hand.contact_threshold
+            )
             contacts.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]
         return MarkerArray(markers=markers + [contacts])
 
     @staticmethod
     def _mesh_marker(header, marker_id, namespace, uri, T, rgba) -> Marker:
-        marker = Marker(header=header, ns=namespace, id=marker_id, type=Marker.MESH_RESOURCE,
-                        action=Marker.ADD, pose=matrix_to_pose_msg(T), mesh_resource=uri)
+        marker = Marker(
+            header=header,
+            ns=namespace,
+            id=marker_id,
+            type=Marker.MESH_RESOURCE,
+            action=Marker.ADD,
+            pose=matrix_to_pose_msg(T),
+            mesh_resource=uri,
+        )
         marker.scale.x = marker.scale.y = marker.scale.z = 1.0
         marker.color = ColorRGBA(r=rgba[0], g=rgba[1], b=rgba[2], a=rgba[3])
         return marker

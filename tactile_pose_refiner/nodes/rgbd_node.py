@@ -7,6 +7,7 @@ mask. Publishes `rgbd/bundle` (RgbdBundle: rgb8, 16UC1 mm, mask, camera_info, st
 `rgbd/object_points` (PointCloud2, camera frame). Unusable input is reported on /diagnostics
 and dropped; NaN or negative depths become invalid pixels (0), counted in the status.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,15 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.msg import RgbdBundle
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
-                                               default_topic, run_node, stale_by, synchronise)
+from tactile_pose_refiner.nodes.common import (
+    OUTPUT_QOS,
+    RELIABLE_INPUTS,
+    GraphNode,
+    default_topic,
+    run_node,
+    stale_by,
+    synchronise,
+)
 from tactile_pose_refiner.nodes.conversions import camera_from_info, image_msg, point_cloud_msg
 
 PARAMETERS = {
@@ -34,17 +42,20 @@ class RgbdNode(GraphNode):
         super().__init__("rgbd_node", PARAMETERS)
         self.bundle_pub = self.create_publisher(RgbdBundle, "rgbd/bundle", OUTPUT_QOS)
         self.cloud_pub = self.create_publisher(PointCloud2, "rgbd/object_points", OUTPUT_QOS)
-        topics = [(Image, default_topic("color_image")), (Image, default_topic("depth_image")),
-                  (CameraInfo, default_topic("color_camera_info"))]
+        topics = [
+            (Image, default_topic("color_image")),
+            (Image, default_topic("depth_image")),
+            (CameraInfo, default_topic("color_camera_info")),
+        ]
         if self.params["use_mask"]:
             topics.append((Image, default_topic("object_mask")))
-        how = synchronise(self, topics, self.inputs, self.params["queue_size"],
-                          self.params["slop_s"], self.on_synchronised)
+        how = synchronise(
+            self, topics, self.inputs, self.params["queue_size"], self.params["slop_s"], self.on_synchronised
+        )
         self.rng = np.random.default_rng(0)
         self.get_logger().info(f"synchronising {[t for _, t in topics]} with {how}")
 
-    def on_synchronised(self, color: Image, depth: Image, info: CameraInfo,
-                        mask: Image | None = None) -> None:
+    def on_synchronised(self, color: Image, depth: Image, info: CameraInfo, mask: Image | None = None) -> None:
         stale = stale_by(self, color.header.stamp, self.params["max_age_s"])
         if stale is not None:
             self.diagnostics.report("warn", f"stale input: RGB-D set is {stale:.2f} s off the clock")
@@ -71,9 +82,14 @@ class RgbdNode(GraphNode):
         status = "ok"
         if len(points) < self.params["min_object_points"]:
             status = f"degraded: {len(points)} valid depth points on the object"
-        bundle = RgbdBundle(header=header, color=image_msg(rgb, "rgb8", header),
-                            depth=image_msg(depth_mm, "16UC1", header), camera_info=info,
-                            object_points=len(points), status=status)
+        bundle = RgbdBundle(
+            header=header,
+            color=image_msg(rgb, "rgb8", header),
+            depth=image_msg(depth_mm, "16UC1", header),
+            camera_info=info,
+            object_points=len(points),
+            status=status,
+        )
         if object_mask is not None:
             bundle.mask = image_msg(object_mask, "mono8", header)
         self.bundle_pub.publish(bundle)
@@ -81,9 +97,12 @@ class RgbdNode(GraphNode):
             points = points[self.rng.choice(len(points), self.params["cloud_max_points"], replace=False)]
         self.cloud_pub.publish(point_cloud_msg(points, header))
         invalid = float(np.mean(depth_mm == 0))
-        self.diagnostics.report("ok" if status == "ok" else "warn", status if status != "ok" else
-                                "publishing RGB-D bundles", object_points=len(points),
-                                invalid_depth_fraction=f"{invalid:.3f}")
+        self.diagnostics.report(
+            "ok" if status == "ok" else "warn",
+            status if status != "ok" else "publishing RGB-D bundles",
+            object_points=len(points),
+            invalid_depth_fraction=f"{invalid:.3f}",
+        )
 
 
 def main(args: list[str] | None = None) -> int:

@@ -9,20 +9,20 @@ frame: taxels whose force exceeds gamma, placed by forward kinematics at the nea
 state). Inconsistent readings are reported on /diagnostics and dropped; an empty reading is
 forwarded (the refiner then runs without touch) and reported as a warning.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
-from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.gradients.tactile import contact_positions
+from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import TactileArray
-from tactile_pose_refiner.nodes.common import (OUTPUT_QOS, RELIABLE_INPUTS, GraphNode,
-                                               default_topic, run_node, stale_by)
+from tactile_pose_refiner.nodes.common import OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg, stamp_ns, tactile_to_msg
 
 PARAMETERS = {
@@ -44,16 +44,15 @@ class TactileNode(GraphNode):
         self.unplaced = StampedBuffer(20)  # readings that came before their joint state
         self.array_pub = self.create_publisher(TactileArray, "tactile/array", OUTPUT_QOS)
         self.contacts_pub = self.create_publisher(PointCloud2, "tactile/contacts", OUTPUT_QOS)
-        self.create_subscription(JointState, "hand/joint_states", self.on_joint_state,
-                                 self.inputs)
+        self.create_subscription(JointState, "hand/joint_states", self.on_joint_state, self.inputs)
         if self.params["input_format"] == "xela_vendor":
             self._subscribe_vendor()
         elif self.params["input_format"] == "tactile_array":
-            self.create_subscription(TactileArray, default_topic("tactile"), self.on_tactile_array,
-                                     self.inputs)
+            self.create_subscription(TactileArray, default_topic("tactile"), self.on_tactile_array, self.inputs)
         else:
-            self.get_logger().fatal(f"input_format must be tactile_array or xela_vendor, "
-                                    f"got {self.params['input_format']!r}")
+            self.get_logger().fatal(
+                f"input_format must be tactile_array or xela_vendor, got {self.params['input_format']!r}"
+            )
             self.finish(2)
 
     def on_joint_state(self, msg: JointState) -> None:
@@ -66,13 +65,13 @@ class TactileNode(GraphNode):
         try:
             from xela_server_ros2.msg import SensStream
         except ImportError:
-            self.get_logger().fatal("input_format xela_vendor needs the vendor's xela_server_ros2 "
-                                    "messages, which are not importable here")
+            self.get_logger().fatal(
+                "input_format xela_vendor needs the vendor's xela_server_ros2 messages, which are not importable here"
+            )
             self.finish(2)
             return
         self.converter = XelaStreamConverter(self.hand.layout, force_scale=self.params["force_scale"])
-        self.create_subscription(SensStream, self.params["vendor_topic"], self.on_vendor_stream,
-                                 self.inputs)
+        self.create_subscription(SensStream, self.params["vendor_topic"], self.on_vendor_stream, self.inputs)
 
     def on_vendor_stream(self, msg) -> None:
         try:
@@ -93,9 +92,14 @@ class TactileNode(GraphNode):
             self.diagnostics.report("error", f"unusable tactile reading: {exc}")
             return
         if reading.stamp_ns == 0:  # headerless source: stamp on arrival
-            reading = TactileReading(reading.link_names, reading.taxel_ids, reading.positions,
-                                     reading.forces, reading.force_scale,
-                                     self.get_clock().now().nanoseconds)
+            reading = TactileReading(
+                reading.link_names,
+                reading.taxel_ids,
+                reading.positions,
+                reading.forces,
+                reading.force_scale,
+                self.get_clock().now().nanoseconds,
+            )
         self.forward(reading)
 
     def forward(self, reading: TactileReading) -> None:
@@ -112,16 +116,14 @@ class TactileNode(GraphNode):
         contacts = self.contact_points(reading)
         header = Header(stamp=ns_to_stamp(reading.stamp_ns), frame_id=self.params["base_frame"])
         self.contacts_pub.publish(point_cloud_msg(contacts, header))
-        self.diagnostics.report("ok", "publishing tactile readings", taxels=len(reading),
-                                in_contact=len(contacts))
+        self.diagnostics.report("ok", "publishing tactile readings", taxels=len(reading), in_contact=len(contacts))
 
     def contact_points(self, reading: TactileReading) -> np.ndarray:
         """(K, 3) taxels in contact in the hand base frame, at the nearest joint state (the
         same placement the tactile gradient uses)."""
         joints = self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"])[0]
         link_poses = self.hand.model.link_poses(np.asarray(joints.position, dtype=np.float64))
-        return contact_positions(reading, self.hand.layout, link_poses, np.eye(4),
-                                 self.hand.contact_threshold)
+        return contact_positions(reading, self.hand.layout, link_poses, np.eye(4), self.hand.contact_threshold)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ For bring-up without the skin (RViz wiring, graph tests): the taxels and their f
 from parameters (config/tactile_sim.yaml), optional Gaussian noise in sensor units is added.
 Publishes: `tactile` (tactile_pose_refiner/msg/TactileArray, SensorDataQoS).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,15 +52,19 @@ class TactileSimNode(StoppableNode):
         self.publisher = self.create_publisher(TactileArray, "tactile", qos_profile_sensor_data)
         self.timer = self.create_timer(1.0 / self.params["rate_hz"], self.publish_reading)
         self.get_logger().info(
-            f"publishing {count} taxels on {self.publisher.topic_name} at {self.params['rate_hz']} Hz")
+            f"publishing {count} taxels on {self.publisher.topic_name} at {self.params['rate_hz']} Hz"
+        )
 
     def publish_reading(self) -> None:
         noise = self.rng.normal(0.0, self.params["noise_std"], self.pattern.forces.shape)
         reading = TactileReading(
-            link_names=self.pattern.link_names, taxel_ids=self.pattern.taxel_ids,
-            positions=self.pattern.positions, forces=self.pattern.forces + noise,
+            link_names=self.pattern.link_names,
+            taxel_ids=self.pattern.taxel_ids,
+            positions=self.pattern.positions,
+            forces=self.pattern.forces + noise,
             force_scale=self.pattern.force_scale,
-            stamp_ns=self.get_clock().now().nanoseconds)
+            stamp_ns=self.get_clock().now().nanoseconds,
+        )
         self.publisher.publish(tactile_to_msg(reading, self.params["frame_id"]))
 
 

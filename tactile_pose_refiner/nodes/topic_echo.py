@@ -4,6 +4,7 @@ Parameters select topic, type, how many messages and a timeout; the process exit
 `count` messages, 3 when `timeout_s` passes first. One JSON object per line on stdout:
 {"topic": ..., "type": ..., "received_ns": ..., "message": {...}}.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,18 +38,20 @@ class TopicEcho(StoppableNode):
             self.get_logger().fatal(str(exc))
             self.finish(2)
             return
-        reliability = (ReliabilityPolicy.BEST_EFFORT if self.params["best_effort"]
-                       else ReliabilityPolicy.RELIABLE)
+        reliability = ReliabilityPolicy.BEST_EFFORT if self.params["best_effort"] else ReliabilityPolicy.RELIABLE
         qos = QoSProfile(depth=self.params["depth"], reliability=reliability)
-        self.subscription = self.create_subscription(msg_type, self.params["topic"],
-                                                     self.on_message, qos)
+        self.subscription = self.create_subscription(msg_type, self.params["topic"], self.on_message, qos)
         if self.params["timeout_s"] > 0:
             self.deadline = self.create_timer(self.params["timeout_s"], self.on_timeout)
         self.get_logger().info(f"echoing {self.subscription.topic_name}")
 
     def on_message(self, msg) -> None:
-        record = {"topic": self.subscription.topic_name, "type": self.params["message_type"],
-                  "received_ns": time.time_ns(), "message": message_to_dict(msg)}
+        record = {
+            "topic": self.subscription.topic_name,
+            "type": self.params["message_type"],
+            "received_ns": time.time_ns(),
+            "message": message_to_dict(msg),
+        }
         sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()
         self.received += 1
@@ -58,8 +61,8 @@ class TopicEcho(StoppableNode):
     def on_timeout(self) -> None:
         if self.params["count"] > 0:
             self.get_logger().error(
-                f"timeout: {self.received} of {self.params['count']} messages after "
-                f"{self.params['timeout_s']} s")
+                f"timeout: {self.received} of {self.params['count']} messages after {self.params['timeout_s']} s"
+            )
             self.finish(EXIT_TIMEOUT)
 
 

@@ -1,16 +1,17 @@
 """Episodes: a grasp held while the arm follows a smooth random trajectory in front of a fixed
 camera; every step renders RGB, depth and mask, reads the skin and the joints."""
+
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
+from tactile_pose_refiner.core.estimation.training import TRAINING_SEED_BASE
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import invert, look_at, rotation_about, transform_points, translation
-from tactile_pose_refiner.core.estimation.training import TRAINING_SEED_BASE
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_millimetres
 from tactile_pose_refiner.core.scene.distance import MeshDistance
@@ -29,9 +30,9 @@ DRIVER_JOINT_PREFIX = "ah_"
 class EpisodeInfo:
     object_id: str
     grasp: Grasp
-    occlusion: list[float]     # per frame share of the object silhouette hidden by the hand
-    realism: dict | None = None   # the sensor errors drawn for the episode (sim/realism.py)
-    taxels_in_contact: list[int] | None = None   # per frame, taxels over gamma as read
+    occlusion: list[float]  # per frame share of the object silhouette hidden by the hand
+    realism: dict | None = None  # the sensor errors drawn for the episode (sim/realism.py)
+    taxels_in_contact: list[int] | None = None  # per frame, taxels over gamma as read
 
 
 class EpisodeGenerator:
@@ -45,28 +46,30 @@ class EpisodeGenerator:
         self.camera = PinholeCamera.from_config()
         self.skin = SkinLayout.from_config(load_config("tactile")["layout"])
         self.tactile = TactileModel.from_config()
-        self.renderer = RaycastRenderer(self.camera, self.camera_config["background_rgb"],
-                                        self.camera_config["hand_rgb"])
+        self.renderer = RaycastRenderer(
+            self.camera, self.camera_config["background_rgb"], self.camera_config["hand_rgb"]
+        )
         self.grasps = GraspSynthesizer(self.hand, self.config)
         self.errors = SensorErrors(realism)
         self.taxel_neighbours = self.errors.taxel_neighbours(self.skin.positions, self.skin.links)
 
-    def episode(self, object_id: str, steps: int, seed: int, index: int = 0
-                ) -> tuple[EpisodeInfo, Iterator[Frame]]:
+    def episode(self, object_id: str, steps: int, seed: int, index: int = 0) -> tuple[EpisodeInfo, Iterator[Frame]]:
         """Grasp now; frames lazily (rendering is the slow part)."""
         return self._episode(object_id, None, steps, seed, index)
 
-    def replay(self, object_id: str, grasp: Grasp, steps: int, seed: int, index: int = 0
-               ) -> tuple[EpisodeInfo, Iterator[Frame]]:
+    def replay(
+        self, object_id: str, grasp: Grasp, steps: int, seed: int, index: int = 0
+    ) -> tuple[EpisodeInfo, Iterator[Frame]]:
         """Frames of a given grasp (e.g. a stored one), skipping the grasp search."""
         return self._episode(object_id, grasp, steps, seed, index)
 
-    def _episode(self, object_id: str, grasp: Grasp | None, steps: int, seed: int, index: int
-                 ) -> tuple[EpisodeInfo, Iterator[Frame]]:
+    def _episode(
+        self, object_id: str, grasp: Grasp | None, steps: int, seed: int, index: int
+    ) -> tuple[EpisodeInfo, Iterator[Frame]]:
         rng = np.random.default_rng([seed, index])
         model = self.catalog.load(object_id)
         distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
-        if grasp is None:   # the search draws from rng first, so episodes stay seed-identical
+        if grasp is None:  # the search draws from rng first, so episodes stay seed-identical
             grasp = self.grasps.synthesize(model, distance, rng)
         info = EpisodeInfo(object_id, grasp, [], taxels_in_contact=[])
         # the errors' own stream (per object too): the grasp and trajectory stay those of the clean episode
@@ -95,20 +98,28 @@ class EpisodeGenerator:
             info.occlusion.append(render.occlusion)
             stamp_ns = start_ns + int(round(step * 1e9 / timing["frame_rate_hz"]))
             forces = self._forces(signed, object_normals, taxel_normals, rng, draw, errors_rng)
-            info.taxels_in_contact.append(int((np.linalg.norm(forces, axis=1) > self.tactile.contact_threshold_units).sum()))
-            rgb = self._rgb(render.rgb, rng, draw, errors_rng)   # draw order kept: clean episodes stay seed-identical
+            info.taxels_in_contact.append(
+                int((np.linalg.norm(forces, axis=1) > self.tactile.contact_threshold_units).sum())
+            )
+            rgb = self._rgb(render.rgb, rng, draw, errors_rng)  # draw order kept: clean episodes stay seed-identical
             depth_mm = self._depth(render.depth_m, rng, draw, errors_rng)
             q = grasp.q + rng.normal(0, self.config["joint_noise_std_rad"], grasp.q.shape)
             yield Frame(
-                stamp_ns=stamp_ns, object_id=info.object_id, camera=self.camera, rgb=rgb, depth_mm=depth_mm,
+                stamp_ns=stamp_ns,
+                object_id=info.object_id,
+                camera=self.camera,
+                rgb=rgb,
+                depth_mm=depth_mm,
                 mask=(self.errors.mask(render.object_mask, render.hand_mask, draw, errors_rng) * 255).astype(np.uint8),
                 joint_names=names,
                 joint_positions=self.errors.joints(q, draw, errors_rng),
-                tactile=TactileReading(self.skin.links, self.skin.ids, self.skin.positions, forces,
-                                       0.0, stamp_ns),
-                T_cam_base=self.errors.base_pose(T_cam_base, draw), T_cam_obj=T_cam_obj,
+                tactile=TactileReading(self.skin.links, self.skin.ids, self.skin.positions, forces, 0.0, stamp_ns),
+                T_cam_base=self.errors.base_pose(T_cam_base, draw),
+                T_cam_obj=T_cam_obj,
                 joint_positions_true=None if exact else grasp.q,
-                T_cam_base_true=None if exact else T_cam_base, realism=info.realism)
+                T_cam_base_true=None if exact else T_cam_base,
+                realism=info.realism,
+            )
 
     def _forces(self, signed, object_normals, taxel_normals, rng, draw, errors_rng) -> np.ndarray:
         if self.errors.group("touch") is None:
@@ -137,8 +148,9 @@ class EpisodeGenerator:
             if attempt:
                 trajectory = self._trajectory(centre, steps, rng, view["view_cone_deg"])
             T_cam_base = trajectory[0]
-            render = self.renderer.render(model, T_cam_base @ grasp.T_base_obj,
-                                          list(self.hand.meshes(grasp.q, T_cam_base).values()))
+            render = self.renderer.render(
+                model, T_cam_base @ grasp.T_base_obj, list(self.hand.meshes(grasp.q, T_cam_base).values())
+            )
             share = render.occlusion
             if low <= share <= high:
                 return trajectory
@@ -153,8 +165,7 @@ class EpisodeGenerator:
         signed, _, object_normals = distance.query(positions, max_distance=0.5)
         return signed, object_normals, taxel_normals
 
-    def _trajectory(self, centre: np.ndarray, steps: int, rng, view_cone_deg: float | None = None
-                    ) -> list[np.ndarray]:
+    def _trajectory(self, centre: np.ndarray, steps: int, rng, view_cone_deg: float | None = None) -> list[np.ndarray]:
         """Fixed camera; the hand base moves smoothly around its start pose (sums of sines)."""
         config = self.config["trajectory"]
         cone = np.radians(view_cone_deg or config["view_cone_deg"])

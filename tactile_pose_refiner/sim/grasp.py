@@ -1,5 +1,6 @@
 """Physically consistent grasps: the object is placed in front of the palm and each finger
 closes until it presses the object by a small target depth (no deep interpenetration)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,10 +20,10 @@ class GraspError(RuntimeError):
 
 @dataclass
 class Grasp:
-    q: np.ndarray                 # (16,) joint positions, URDF order
-    T_base_obj: np.ndarray        # (4, 4) object pose in the hand base frame
+    q: np.ndarray  # (16,) joint positions, URDF order
+    T_base_obj: np.ndarray  # (4, 4) object pose in the hand base frame
     fingers_in_contact: list[str]
-    max_penetration_m: float      # deepest hand surface point inside the object
+    max_penetration_m: float  # deepest hand surface point inside the object
 
 
 class GraspSynthesizer:
@@ -32,23 +33,25 @@ class GraspSynthesizer:
         self.points = hand.surface_points(config["surface_point_spacing_m"])
         self.index = {name: i for i, name in enumerate(hand.joint_names)}
 
-    def synthesize(self, model: ObjectModel, distance: MeshDistance,
-                   rng: np.random.Generator) -> Grasp:
+    def synthesize(self, model: ObjectModel, distance: MeshDistance, rng: np.random.Generator) -> Grasp:
         closing = self.config["closing"]
         best = None
         for _ in range(closing["max_attempts"]):
             grasp = self._attempt(model, distance, rng)
             if grasp is None:
                 continue
-            if "thumb" in grasp.fingers_in_contact and \
-                    len(grasp.fingers_in_contact) >= closing["min_fingers_in_contact"]:
+            if (
+                "thumb" in grasp.fingers_in_contact
+                and len(grasp.fingers_in_contact) >= closing["min_fingers_in_contact"]
+            ):
                 return grasp
             if best is None or len(grasp.fingers_in_contact) > len(best.fingers_in_contact):
                 best = grasp
         if best is not None and best.fingers_in_contact:
             return best
-        raise GraspError(f"no grasp with finger contact found for {model.object_id} "
-                         f"in {closing['max_attempts']} attempts")
+        raise GraspError(
+            f"no grasp with finger contact found for {model.object_id} in {closing['max_attempts']} attempts"
+        )
 
     # -- one attempt -------------------------------------------------------------------------
     def _attempt(self, model, distance, rng) -> Grasp | None:
@@ -78,8 +81,7 @@ class GraspSynthesizer:
                 far = middle
         T_base_obj = object_pose(far)
         touching = [name for name in config["fingers"] if self._close_finger(q, name, T_base_obj, distance)]
-        penetration = -min(0.0, self._clearance(self.hand.link_poses(q), T_base_obj, distance,
-                                                self.hand.links))
+        penetration = -min(0.0, self._clearance(self.hand.link_poses(q), T_base_obj, distance, self.hand.links))
         return Grasp(q, T_base_obj, touching, penetration)
 
     def _open_hand(self, rng) -> np.ndarray:
@@ -121,7 +123,6 @@ class GraspSynthesizer:
         """Smallest signed distance of the given links' surface points to the object [m],
         with the hand's link poses T_base_link."""
         T_obj_base = invert(T_base_obj)
-        points = np.concatenate([transform_points(T_obj_base @ poses[link], self.points[link][0])
-                                 for link in links])
+        points = np.concatenate([transform_points(T_obj_base @ poses[link], self.points[link][0]) for link in links])
         signed, _, _ = distance.query(points, max_distance=0.5)
         return float(signed.min())

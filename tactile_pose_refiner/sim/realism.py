@@ -6,6 +6,7 @@ it, a segmentation network's mask, joint encoders, the hand-camera calibration, 
 and the colour camera. It draws from its own random stream, so an episode's grasp and trajectory
 are those of the same seed under `clean`, and only the sensors differ.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.resources import load_config
 
-STREAM = 7   # the realism draws' own stream beside the episode's (seed, index)
+STREAM = 7  # the realism draws' own stream beside the episode's (seed, index)
 
 
 class RealismError(ValueError):
@@ -35,26 +36,30 @@ def load_preset(name: str) -> dict:
 class EpisodeDraw:
     """One episode's calibration errors (constant over its frames) and the touch state."""
 
-    encoder_offset_rad: np.ndarray | None = None     # (J,)
-    T_base_error: np.ndarray | None = None           # (4, 4): observed = true @ this
+    encoder_offset_rad: np.ndarray | None = None  # (J,)
+    T_base_error: np.ndarray | None = None  # (4, 4): observed = true @ this
     depth_bias_m: float = 0.0
     mask_bias_px: float = 0.0
-    dead_taxels: np.ndarray | None = None            # (N,) bool
-    zero_offset: np.ndarray | None = None            # (N, 3) drifting per frame
+    dead_taxels: np.ndarray | None = None  # (N,) bool
+    zero_offset: np.ndarray | None = None  # (N, 3) drifting per frame
     latency_frames: int = 0
-    rgb_gain: np.ndarray | None = None               # (3,) exposure x white balance
+    rgb_gain: np.ndarray | None = None  # (3,) exposure x white balance
     previous_forces: list = field(default_factory=list)
 
     def record(self) -> dict:
         """The drawn values as JSON-able numbers (degrees, metres, pixels)."""
-        record: dict = {"depth_bias_m": self.depth_bias_m, "mask_bias_px": self.mask_bias_px,
-                        "touch_latency_frames": self.latency_frames}
+        record: dict = {
+            "depth_bias_m": self.depth_bias_m,
+            "mask_bias_px": self.mask_bias_px,
+            "touch_latency_frames": self.latency_frames,
+        }
         if self.encoder_offset_rad is not None:
             record["encoder_offset_deg"] = np.degrees(self.encoder_offset_rad).round(4).tolist()
         if self.T_base_error is not None:
             record["base_error_translation_m"] = self.T_base_error[:3, 3].round(6).tolist()
-            record["base_error_rotation_deg"] = np.degrees(
-                Rotation.from_matrix(self.T_base_error[:3, :3]).as_rotvec()).round(4).tolist()
+            record["base_error_rotation_deg"] = (
+                np.degrees(Rotation.from_matrix(self.T_base_error[:3, :3]).as_rotvec()).round(4).tolist()
+            )
         if self.dead_taxels is not None:
             record["dead_taxels"] = np.flatnonzero(self.dead_taxels).tolist()
         if self.rgb_gain is not None:
@@ -87,7 +92,8 @@ class SensorErrors:
             draw.encoder_offset_rad = np.radians(rng.normal(0.0, hand["encoder_offset_std_deg"], joint_count))
             error = np.eye(4)
             error[:3, :3] = Rotation.from_rotvec(
-                np.radians(rng.normal(0.0, hand["base_rotation_std_deg"], 3))).as_matrix()
+                np.radians(rng.normal(0.0, hand["base_rotation_std_deg"], 3))
+            ).as_matrix()
             error[:3, 3] = rng.normal(0.0, hand["base_translation_std"], 3)
             draw.T_base_error = error
         if depth := self.group("depth"):
@@ -99,7 +105,9 @@ class SensorErrors:
             draw.zero_offset = rng.normal(0.0, touch["zero_offset_std"], (taxel_count, 3))
             draw.latency_frames = int(rng.choice(touch["latency_frames"]))
         if rgb := self.group("rgb"):
-            draw.rgb_gain = (1.0 + rng.normal(0.0, rgb["gain_std"])) * (1.0 + rng.normal(0.0, rgb["white_balance_std"], 3))
+            draw.rgb_gain = (1.0 + rng.normal(0.0, rgb["gain_std"])) * (
+                1.0 + rng.normal(0.0, rgb["white_balance_std"], 3)
+            )
         return draw
 
     # -- the hand ---------------------------------------------------------------------------
@@ -129,21 +137,25 @@ class SensorErrors:
         noisy = depth_m + draw.depth_bias_m + config["axial_std_at_1m"] * depth_m**2 * unit_noise
         noisy = _flying_pixels(noisy, depth_m, valid, config, rng)
         missing = _stereo_shadow(depth_m, valid, fx * float(config["shadow_baseline"]), float(config["edge_jump"]))
-        missing |= _edge_pixels(depth_m, valid, float(config["edge_jump"])) & (rng.random(depth_m.shape) < config["edge_dropout"])
+        missing |= _edge_pixels(depth_m, valid, float(config["edge_jump"])) & (
+            rng.random(depth_m.shape) < config["edge_dropout"]
+        )
         missing |= rng.random(depth_m.shape) < config["speckle_holes"]
         return np.where(valid & ~missing, np.maximum(noisy, 0.0), 0.0)
 
     # -- the object mask --------------------------------------------------------------------
-    def mask(self, object_mask: np.ndarray, hand_mask: np.ndarray, draw: EpisodeDraw,
-             rng: np.random.Generator) -> np.ndarray:
+    def mask(
+        self, object_mask: np.ndarray, hand_mask: np.ndarray, draw: EpisodeDraw, rng: np.random.Generator
+    ) -> np.ndarray:
         """True visible object mask (H, W) bool -> a segmentation network's: the outline moved by
         a per-episode bias plus a smooth field along it, bleeding onto a touching finger, holes
         and false blobs."""
         if (config := self.group("mask")) is None or not object_mask.any():
             return object_mask
         # signed distance of pixel centres to the outline: +-0.5 px beside it
-        signed = np.where(object_mask, distance_transform_edt(object_mask) - 0.5,
-                          0.5 - distance_transform_edt(~object_mask))
+        signed = np.where(
+            object_mask, distance_transform_edt(object_mask) - 0.5, 0.5 - distance_transform_edt(~object_mask)
+        )
         wobble = gaussian_filter(rng.normal(size=object_mask.shape), config["outline_scale_px"])
         wobble *= config["outline_std_px"] / max(float(wobble.std()), 1e-12)
         mask = signed + draw.mask_bias_px + wobble > 0.0
@@ -157,8 +169,14 @@ class SensorErrors:
         return mask
 
     # -- touch ------------------------------------------------------------------------------
-    def touch(self, forces: np.ndarray, neighbours: np.ndarray | None, draw: EpisodeDraw,
-              rng: np.random.Generator, max_units: float) -> np.ndarray | None:
+    def touch(
+        self,
+        forces: np.ndarray,
+        neighbours: np.ndarray | None,
+        draw: EpisodeDraw,
+        rng: np.random.Generator,
+        max_units: float,
+    ) -> np.ndarray | None:
         """Noise-free taxel forces (N, 3) -> the skin's reading: crosstalk to neighbours
         (`neighbours` (N, N) 0/1), a drifting zero, noise, dead taxels, latency. None when the
         preset has no touch errors (the generator's own noise applies)."""
@@ -171,7 +189,7 @@ class SensorErrors:
         read = np.clip(read, -max_units, max_units)
         draw.previous_forces.append(read)
         lagged = draw.previous_forces[max(0, len(draw.previous_forces) - 1 - draw.latency_frames)]
-        del draw.previous_forces[:-(draw.latency_frames + 1)]
+        del draw.previous_forces[: -(draw.latency_frames + 1)]
         return lagged
 
     def taxel_neighbours(self, positions: np.ndarray, links: tuple[str, ...]) -> np.ndarray | None:
@@ -209,8 +227,9 @@ def _edge_pixels(depth: np.ndarray, valid: np.ndarray, jump: float) -> np.ndarra
     return edge & valid
 
 
-def _flying_pixels(noisy: np.ndarray, depth: np.ndarray, valid: np.ndarray, config: dict,
-                   rng: np.random.Generator) -> np.ndarray:
+def _flying_pixels(
+    noisy: np.ndarray, depth: np.ndarray, valid: np.ndarray, config: dict, rng: np.random.Generator
+) -> np.ndarray:
     """Edge pixels between two surfaces take a depth between them (mixed stereo windows)."""
     jump = float(config["edge_jump"])
     farthest = np.maximum.reduce([np.where(o > 0, o, depth) for o in _neighbour_depths(depth)])
@@ -223,25 +242,26 @@ def _stereo_shadow(depth: np.ndarray, valid: np.ndarray, focal_baseline_px_m: fl
     """Pixels of a far surface left of a nearer one that the second imager cannot see: a band
     f B (1/z_near - 1/z_far) px wide (D4xx: the left imager is the reference)."""
     shadow = np.zeros(depth.shape, bool)
-    near, far = depth[:, 1:], depth[:, :-1]     # pixel x+1 nearer than pixel x by > jump
+    near, far = depth[:, 1:], depth[:, :-1]  # pixel x+1 nearer than pixel x by > jump
     step = valid[:, 1:] & valid[:, :-1] & (far - near > jump)
     width = np.zeros(step.shape)
     width[step] = focal_baseline_px_m * (1.0 / near[step] - 1.0 / far[step])
     rows, cols = np.nonzero(step)
     for row, col, w in zip(rows, cols, width[rows, cols]):
-        shadow[row, max(0, col + 1 - int(np.ceil(w))):col + 1] = True
+        shadow[row, max(0, col + 1 - int(np.ceil(w))) : col + 1] = True
     return shadow & valid
 
 
-def _bleed(object_mask: np.ndarray, hand_mask: np.ndarray, depth_px: float, radius_px: float,
-           rng: np.random.Generator) -> np.ndarray:
+def _bleed(
+    object_mask: np.ndarray, hand_mask: np.ndarray, depth_px: float, radius_px: float, rng: np.random.Generator
+) -> np.ndarray:
     """Hand pixels within depth_px of the object around one random point of their border."""
     near_object = hand_mask & (distance_transform_edt(~object_mask) <= depth_px)
     rows, cols = np.nonzero(near_object)
     if len(rows) == 0:
         return np.zeros_like(object_mask)
     k = rng.integers(len(rows))
-    yy, xx = np.ogrid[:object_mask.shape[0], :object_mask.shape[1]]
+    yy, xx = np.ogrid[: object_mask.shape[0], : object_mask.shape[1]]
     return near_object & ((yy - rows[k]) ** 2 + (xx - cols[k]) ** 2 <= radius_px**2)
 
 
@@ -251,10 +271,12 @@ def _disk_near(object_mask: np.ndarray, radius: float, inside: bool, rng: np.ran
     if inside:
         candidates = distance_transform_edt(object_mask) > radius
     else:
-        candidates = binary_dilation(object_mask, iterations=30) & ~binary_dilation(object_mask, iterations=int(radius) + 1)
+        candidates = binary_dilation(object_mask, iterations=30) & ~binary_dilation(
+            object_mask, iterations=int(radius) + 1
+        )
     rows, cols = np.nonzero(candidates)
     if len(rows) == 0:
         return np.zeros_like(object_mask)
     k = rng.integers(len(rows))
-    yy, xx = np.ogrid[:object_mask.shape[0], :object_mask.shape[1]]
+    yy, xx = np.ogrid[: object_mask.shape[0], : object_mask.shape[1]]
     return (yy - rows[k]) ** 2 + (xx - cols[k]) ** 2 <= radius**2

@@ -5,6 +5,7 @@ the geometry, the triangle and its barycentrics: exact depth, object/hand masks 
 texture lookup, with no GPU or display. It is independent of the differentiable renderers,
 so it also serves as their reference.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,11 +23,11 @@ OBJECT, HAND = 0, 1
 
 @dataclass
 class RenderResult:
-    rgb: np.ndarray            # (H, W, 3) uint8, noise-free
-    depth_m: np.ndarray        # (H, W) float64, 0 where nothing is hit
-    object_mask: np.ndarray    # (H, W) bool, visible object pixels
+    rgb: np.ndarray  # (H, W, 3) uint8, noise-free
+    depth_m: np.ndarray  # (H, W) float64, 0 where nothing is hit
+    object_mask: np.ndarray  # (H, W) bool, visible object pixels
     object_full_mask: np.ndarray  # (H, W) bool, object pixels were the hand not there
-    hand_mask: np.ndarray      # (H, W) bool
+    hand_mask: np.ndarray  # (H, W) bool
 
     @property
     def occlusion(self) -> float:
@@ -35,19 +36,16 @@ class RenderResult:
         return 0.0 if full == 0 else 1.0 - int(self.object_mask.sum()) / full
 
 
-
 class RaycastRenderer:
     def __init__(self, camera: PinholeCamera, background_rgb=(60, 64, 70), hand_rgb=(38, 38, 42)):
         self.camera = camera
         self.background = np.asarray(background_rgb, dtype=np.float64)
         self.hand_rgb = np.asarray(hand_rgb, dtype=np.float64)
         directions = camera.ray_directions().reshape(-1, 3)
-        self.rays = o3d.core.Tensor(np.concatenate(
-            [np.zeros_like(directions), directions], axis=1).astype(np.float32))
+        self.rays = o3d.core.Tensor(np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32))
         self.unit_directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
 
-    def render(self, model: ObjectModel, T_cam_obj: np.ndarray,
-               hand_meshes: list[trimesh.Trimesh]) -> RenderResult:
+    def render(self, model: ObjectModel, T_cam_obj: np.ndarray, hand_meshes: list[trimesh.Trimesh]) -> RenderResult:
         """Object at T_cam_obj and hand meshes already in the camera frame."""
         object_vertices = transform_points(T_cam_obj, model.visual.vertices)
         hand = trimesh.util.concatenate(hand_meshes) if hand_meshes else None
@@ -68,13 +66,14 @@ class RaycastRenderer:
             depth_m=np.where(is_hit, t_hit, 0.0).astype(np.float64).reshape(shape),
             object_mask=object_mask.reshape(shape),
             object_full_mask=np.isfinite(alone["t_hit"].numpy()).reshape(shape),
-            hand_mask=hand_mask.reshape(shape))
+            hand_mask=hand_mask.reshape(shape),
+        )
 
     def _cast(self, object_vertices, object_faces, hand) -> dict:
         scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(open3d_mesh(object_vertices, object_faces))   # id 0 = OBJECT
+        scene.add_triangles(open3d_mesh(object_vertices, object_faces))  # id 0 = OBJECT
         if hand is not None:
-            scene.add_triangles(open3d_mesh(hand.vertices, hand.faces))   # id 1 = HAND
+            scene.add_triangles(open3d_mesh(hand.vertices, hand.faces))  # id 1 = HAND
         return scene.cast_rays(self.rays)
 
     def _object_colour(self, model: ObjectModel, hit: dict, mask: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Initial pose estimators (paper §III-A's role): classical registration and a learned
 visuo-tactile network, both ROS-free; `make_estimator` picks one by name."""
+
 from __future__ import annotations
 
 from tactile_pose_refiner.core.resources import load_config
@@ -20,6 +21,8 @@ def make_estimator(name: str, model, hand=None, config: dict | None = None, clou
     cloud = cloud or ModelCloud.build(model, config["model"], config["symmetry"])
     if name == "classical":
         from tactile_pose_refiner.core.estimation.classical import ClassicalEstimator
+
         return ClassicalEstimator(cloud, hand, config)
     from tactile_pose_refiner.core.estimation.learned import LearnedEstimator
+
     return LearnedEstimator(cloud, hand, config)

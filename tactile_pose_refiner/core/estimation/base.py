@@ -1,5 +1,6 @@
 """The estimators' one small interface: `estimate(frame) -> Estimate`, and the registration flow
 both estimators share around their own hypotheses."""
+
 from __future__ import annotations
 
 import time
@@ -59,9 +60,21 @@ class RegisteringEstimator:
         hypotheses, details = self.hypotheses(inputs, seed)
         best = self.registration.select(inputs, hypotheses, frame, self.stages)
         T, symmetry_index = self.registration.by_colour(best.T, frame.camera, frame.rgb, frame.depth_m)
-        if symmetry_index:   # the equivalent is exact only up to the scan's asymmetry: re-fit it
+        if symmetry_index:  # the equivalent is exact only up to the scan's asymmetry: re-fit it
             T = self.registration.icp(inputs, T, int(self.stages[-1]["icp_iterations"]))
         status = "ok" if not inputs.missing else "degraded: " + "; ".join(inputs.missing)
-        return Estimate(T, best.confidence, self.name, status, (time.perf_counter() - started) * 1e3,
-                        symmetry_index, {"hypotheses": len(hypotheses), "fitness": best.fitness,
-                                         "free_space": best.free_space, "contacts": best.contacts, **details})
+        return Estimate(
+            T,
+            best.confidence,
+            self.name,
+            status,
+            (time.perf_counter() - started) * 1e3,
+            symmetry_index,
+            {
+                "hypotheses": len(hypotheses),
+                "fitness": best.fitness,
+                "free_space": best.free_space,
+                "contacts": best.contacts,
+                **details,
+            },
+        )

@@ -1,6 +1,7 @@
 """Classical estimator, no training: hypotheses from FPFH + RANSAC (Open3D) and from a rotation
 grid, each polished by the depth + contact ICP, scored on fitness, free space and contacts; the
 winner's symmetric equivalent is chosen by colour."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ from tactile_pose_refiner.core.geometry import invert
 from tactile_pose_refiner.core.scene.assets import HandAssets
 
 reg = o3d.pipelines.registration
-o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)   # RANSAC's fallback notes
+o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)  # RANSAC's fallback notes
 
 
 class ClassicalEstimator(RegisteringEstimator):
@@ -26,10 +27,16 @@ class ClassicalEstimator(RegisteringEstimator):
         model.normals = o3d.utility.Vector3dVector(cloud.normals)
         self.model_o3d = model.voxel_down_sample(float(config["classical"]["voxel_m"]))
         self.model_features = self._fpfh(self.model_o3d)
-        rotations = np.concatenate([Rotation.create_group(group).as_matrix()
-                                    for group in config["classical"]["rotation_grid"]])
-        self.grid = rotations[[i for i in range(len(rotations))   # groups share elements (O and I: T)
-                               if not any(np.allclose(rotations[i], rotations[j], atol=1e-6) for j in range(i))]]
+        rotations = np.concatenate(
+            [Rotation.create_group(group).as_matrix() for group in config["classical"]["rotation_grid"]]
+        )
+        self.grid = rotations[
+            [
+                i
+                for i in range(len(rotations))  # groups share elements (O and I: T)
+                if not any(np.allclose(rotations[i], rotations[j], atol=1e-6) for j in range(i))
+            ]
+        ]
 
     def hypotheses(self, inputs: EstimatorInputs, seed: int) -> tuple[list[np.ndarray], dict]:
         return self._ransac(inputs, seed) + self._grid(inputs), {}
@@ -57,23 +64,38 @@ class ClassicalEstimator(RegisteringEstimator):
         observed = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(inputs.points)).voxel_down_sample(voxel)
         if len(observed.points) < 10:
             return []
-        observed.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=voxel * config["normal_radius_voxels"], max_nn=30))
+        observed.estimate_normals(
+            o3d.geometry.KDTreeSearchParamHybrid(radius=voxel * config["normal_radius_voxels"], max_nn=30)
+        )
         observed.orient_normals_towards_camera_location(np.zeros(3))
         features = self._fpfh(observed)
         poses = []
         for run in range(int(config["ransac_runs"])):
             o3d.utility.random.seed((seed * 1000 + run) % (1 << 31))
             result = reg.registration_ransac_based_on_feature_matching(
-                observed, self.model_o3d, features, self.model_features, True, 3.0 * voxel,
-                reg.TransformationEstimationPointToPoint(False), 3,
-                [reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
-                 reg.CorrespondenceCheckerBasedOnDistance(3.0 * voxel)],
-                reg.RANSACConvergenceCriteria(int(config["ransac_iterations"]), float(config["ransac_confidence"])))
+                observed,
+                self.model_o3d,
+                features,
+                self.model_features,
+                True,
+                3.0 * voxel,
+                reg.TransformationEstimationPointToPoint(False),
+                3,
+                [
+                    reg.CorrespondenceCheckerBasedOnEdgeLength(0.9),
+                    reg.CorrespondenceCheckerBasedOnDistance(3.0 * voxel),
+                ],
+                reg.RANSACConvergenceCriteria(int(config["ransac_iterations"]), float(config["ransac_confidence"])),
+            )
             if result.fitness > 0:
-                poses.append(invert(np.asarray(result.transformation)))   # observed -> model = T_obj_cam
+                poses.append(invert(np.asarray(result.transformation)))  # observed -> model = T_obj_cam
         return poses
 
     def _fpfh(self, cloud: o3d.geometry.PointCloud):
         config = self.config["classical"]
-        return reg.compute_fpfh_feature(cloud, o3d.geometry.KDTreeSearchParamHybrid(
-            radius=float(config["voxel_m"]) * config["fpfh_radius_voxels"], max_nn=100))
+        return reg.compute_fpfh_feature(
+            cloud,
+            o3d.geometry.KDTreeSearchParamHybrid(
+                radius=float(config["voxel_m"]) * config["fpfh_radius_voxels"], max_nn=100
+            ),
+        )

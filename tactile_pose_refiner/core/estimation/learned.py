@@ -10,6 +10,7 @@ Training loss per vote: the mean distance of model points moved by the vote and 
 weighted by the confidence with a log-barrier (DenseFusion's form). Training samples are
 augmented by rotations about the camera centre, which keep what the camera sees consistent.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,10 +24,10 @@ from torch import nn
 from tactile_pose_refiner.core.estimation.base import RegisteringEstimator
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
-from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.resources import cache_dir
+from tactile_pose_refiner.core.scene.assets import HandAssets
 
-SCALE_M = 0.1            # network coordinates: decimetres about the depth points' centroid
+SCALE_M = 0.1  # network coordinates: decimetres about the depth points' centroid
 CONFIDENCE_BARRIER = 0.015
 
 
@@ -77,8 +78,8 @@ class Sample:
     """Network inputs of one frame: centred at `centre` (camera frame), turned into the depth
     points' principal axes `axes` (3, 3; columns in the camera frame) and scaled by SCALE_M."""
 
-    points: np.ndarray       # (P, 6) xyz + rgb
-    contacts: np.ndarray     # (C, 3), zero rows where contact_mask is False
+    points: np.ndarray  # (P, 6) xyz + rgb
+    contacts: np.ndarray  # (C, 3), zero rows where contact_mask is False
     contact_mask: np.ndarray
     centre: np.ndarray
     axes: np.ndarray
@@ -97,8 +98,13 @@ def principal_axes(centred: np.ndarray) -> np.ndarray:
     return axes
 
 
-def make_sample(inputs: EstimatorInputs, n_points: int, n_contacts: int, rng: np.random.Generator,
-                rotation: np.ndarray | None = None) -> Sample:
+def make_sample(
+    inputs: EstimatorInputs,
+    n_points: int,
+    n_contacts: int,
+    rng: np.random.Generator,
+    rotation: np.ndarray | None = None,
+) -> Sample:
     """Draw n_points depth points (with repeats when fewer) and up to n_contacts contacts;
     `rotation` (3, 3) turns the scene about the camera centre first (training augmentation)."""
     points, contacts = inputs.points, inputs.contacts
@@ -118,9 +124,11 @@ def make_sample(inputs: EstimatorInputs, n_points: int, n_contacts: int, rng: np
 
 
 def batch(samples: list[Sample]) -> tuple[torch.Tensor, ...]:
-    return (torch.as_tensor(np.stack([s.points for s in samples]), dtype=torch.float32),
-            torch.as_tensor(np.stack([s.contacts for s in samples]), dtype=torch.float32),
-            torch.as_tensor(np.stack([s.contact_mask for s in samples])))
+    return (
+        torch.as_tensor(np.stack([s.points for s in samples]), dtype=torch.float32),
+        torch.as_tensor(np.stack([s.contacts for s in samples]), dtype=torch.float32),
+        torch.as_tensor(np.stack([s.contact_mask for s in samples])),
+    )
 
 
 def votes(net: PoseNet, samples: list[Sample], cloud: ModelCloud) -> tuple[torch.Tensor, ...]:
@@ -130,7 +138,7 @@ def votes(net: PoseNet, samples: list[Sample], cloud: ModelCloud) -> tuple[torch
     points, contacts, mask = batch(samples)
     six, offset, logit = net(points, contacts, mask)
     R = rotation_from_6d(six)
-    centroid = points[..., :3] + offset                          # where the model's centroid is
+    centroid = points[..., :3] + offset  # where the model's centroid is
     model_centroid = torch.as_tensor(cloud.centroid / SCALE_M, dtype=torch.float32)
     t = centroid - torch.einsum("bpij,j->bpi", R, model_centroid)
     axes = torch.as_tensor(np.stack([s.axes for s in samples]), dtype=torch.float32)[:, None]
@@ -151,8 +159,9 @@ class LearnedEstimator(RegisteringEstimator):
         return hypotheses, {"network_confidence": network_confidence, "network_T": network_T}
 
 
-def network_poses(net: PoseNet, cloud: ModelCloud, learned: dict, inputs: EstimatorInputs, seed: int
-                  ) -> tuple[np.ndarray, list[np.ndarray], float]:
+def network_poses(
+    net: PoseNet, cloud: ModelCloud, learned: dict, inputs: EstimatorInputs, seed: int
+) -> tuple[np.ndarray, list[np.ndarray], float]:
     """The confidence-weighted pose (T_cam_obj), the hypotheses (it, then the `top_votes` most
     confident single votes) and the mean confidence."""
     sample = make_sample(inputs, int(learned["points"]), int(learned["contacts"]), np.random.default_rng(seed))
@@ -174,7 +183,7 @@ def _half_turns(axes: np.ndarray, centre: np.ndarray) -> list[np.ndarray]:
     turns = []
     for k in range(3):
         turn = np.eye(4)
-        turn[:3, :3] = 2.0 * np.outer(axes[:, k], axes[:, k]) - np.eye(3)   # rotation by pi
+        turn[:3, :3] = 2.0 * np.outer(axes[:, k], axes[:, k]) - np.eye(3)  # rotation by pi
         turn[:3, 3] = centre - turn[:3, :3] @ centre
         turns.append(turn)
     return turns
@@ -189,8 +198,9 @@ def _pose(R: np.ndarray, t: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 def load_checkpoint(path: Path, object_id: str, width: int) -> PoseNet:
     if not path.is_file():
-        raise CheckpointError(f"no learned estimator for {object_id} at {path}; "
-                              f"train one with: tpr train-estimator --object {object_id}")
+        raise CheckpointError(
+            f"no learned estimator for {object_id} at {path}; train one with: tpr train-estimator --object {object_id}"
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("object_id") != object_id:
         raise CheckpointError(f"{path} was trained for {state.get('object_id')!r}, not {object_id!r}")

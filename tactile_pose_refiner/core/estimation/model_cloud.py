@@ -1,5 +1,6 @@
 """The object model as estimators use it: surface samples with normals and texture colours, a
 KD-tree over them, and the object's symmetry group (found on the geometry, so any scan works)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class ModelCloud:
     tree: cKDTree
 
     @classmethod
-    def build(cls, model: ObjectModel, config: dict, symmetry: dict) -> "ModelCloud":
+    def build(cls, model: ObjectModel, config: dict, symmetry: dict) -> ModelCloud:
         points, normals, colours = _coloured_samples(model, int(config["surface_points"]), int(config["seed"]))
         centroid = points.mean(axis=0)
         radius = float(np.median(np.linalg.norm(points - centroid, axis=1)))
@@ -86,7 +87,7 @@ def symmetry_group(points: np.ndarray, tree: cKDTree, centroid: np.ndarray, conf
     rotations = _closure(generators, int(config["max_group_size"]))
     group = np.tile(np.eye(4), (len(rotations), 1, 1))
     group[:, :3, :3] = rotations
-    group[:, :3, 3] = centroid - rotations @ centroid   # about the centroid
+    group[:, :3, 3] = centroid - rotations @ centroid  # about the centroid
     return group
 
 

@@ -4,6 +4,7 @@ symmetric object's equivalent poses by colour.
 
 The ICP is our own (numpy + a KD-tree) because Open3D's registration has no per-point weights:
 the few contact points must count as much as `contact_weight` times all the depth points."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,9 +44,10 @@ class Registration:
         """Weighted point-to-plane Gauss-Newton on T_cam_obj; pairs farther than the schedule's
         distance are dropped; a step without enough pairs ends the loop (pose kept)."""
         points = np.vstack([inputs.points, inputs.contacts])
-        weights = np.r_[np.full(len(inputs.points), 1.0 / max(len(inputs.points), 1)),
-                        np.full(len(inputs.contacts), float(self.config["contact_weight"])
-                                / max(len(inputs.contacts), 1))]
+        weights = np.r_[
+            np.full(len(inputs.points), 1.0 / max(len(inputs.points), 1)),
+            np.full(len(inputs.contacts), float(self.config["contact_weight"]) / max(len(inputs.contacts), 1)),
+        ]
         schedule = [float(d) for d in self.config["max_pair_distance_m"]]
         T_obj_cam = invert(T)
         for iteration in range(iterations):
@@ -63,7 +65,7 @@ class Registration:
             return None
         p, w = local[paired], weights[paired]
         n, m = self.cloud.normals[nearest[paired]], self.cloud.points[nearest[paired]]
-        jacobian = np.hstack([np.cross(p, n), n])             # d residual / d (omega, v)
+        jacobian = np.hstack([np.cross(p, n), n])  # d residual / d (omega, v)
         residual = np.einsum("ij,ij->i", n, p - m)
         hessian = jacobian.T @ (w[:, None] * jacobian) + 1e-9 * np.eye(6)
         omega_v = -np.linalg.solve(hessian, jacobian.T @ (w * residual))
@@ -82,8 +84,9 @@ class Registration:
         candidates = hypotheses
         for stage in stages:
             fitted = inputs.subset(int(stage.get("points", 0)))
-            scored = sorted((score(self.icp(fitted, T, int(stage["icp_iterations"]))) for T in candidates),
-                            key=lambda s: -s.total)[: int(stage["keep"])]
+            scored = sorted(
+                (score(self.icp(fitted, T, int(stage["icp_iterations"]))) for T in candidates), key=lambda s: -s.total
+            )[: int(stage["keep"])]
             candidates = [s.T for s in scored]
             for T in candidates[:] if stage.get("jitter_m") else []:
                 for shift in np.vstack([np.eye(3), -np.eye(3)]) * float(stage["jitter_m"]):
@@ -92,8 +95,14 @@ class Registration:
                     candidates.append(moved)
         return scored[0]
 
-    def score(self, inputs: EstimatorInputs, T: np.ndarray, camera: PinholeCamera,
-              depth_m: np.ndarray, mask: np.ndarray | None) -> Scored:
+    def score(
+        self,
+        inputs: EstimatorInputs,
+        T: np.ndarray,
+        camera: PinholeCamera,
+        depth_m: np.ndarray,
+        mask: np.ndarray | None,
+    ) -> Scored:
         config = self.config
         T_obj_cam = invert(T)
         fitness = 0.0
@@ -105,12 +114,14 @@ class Registration:
             distance, _ = self.cloud.tree.query(transform_points(T_obj_cam, inputs.contacts))
             contacts = float(np.mean(distance < float(config["contact_distance_m"])))
         free_space = self._free_space(T, camera, depth_m, mask)
-        total = (fitness - float(config["free_space_weight"]) * free_space
-                 + float(config["contact_weight_in_score"]) * contacts)
+        total = (
+            fitness
+            - float(config["free_space_weight"]) * free_space
+            + float(config["contact_weight_in_score"]) * contacts
+        )
         return Scored(T, fitness, free_space, contacts, total)
 
-    def _free_space(self, T: np.ndarray, camera: PinholeCamera, depth_m: np.ndarray,
-                    mask: np.ndarray | None) -> float:
+    def _free_space(self, T: np.ndarray, camera: PinholeCamera, depth_m: np.ndarray, mask: np.ndarray | None) -> float:
         """Share of the camera-facing model samples that land where the camera sees background
         (outside the mask, and nothing in front of the model there) or sees well behind them."""
         points, _, inside, u, v = self._camera_facing(T, camera)
@@ -122,7 +133,7 @@ class Registration:
         off_object = np.zeros_like(seen_in_front) if mask is None else mask[v, u] == 0
         seen_behind = (observed > 0) & (observed > z + float(self.config["free_space_margin_m"]))
         violated = (off_object & ~seen_in_front) | (seen_behind & ~off_object)
-        outside = (~inside).sum()   # leaving the image is a violation too
+        outside = (~inside).sum()  # leaving the image is a violation too
         return float((violated.sum() + outside) / len(inside))
 
     def _camera_facing(self, T: np.ndarray, camera: PinholeCamera):
@@ -131,12 +142,18 @@ class Registration:
         facing = np.einsum("ij,ij->i", normals, points) < 0.0
         points, colours = points[facing], self.cloud.colours[facing]
         pixels = np.round(camera.project(points)).astype(np.int64) if len(points) else np.zeros((0, 2), int)
-        inside = ((points[:, 2] > 0) & (pixels[:, 0] >= 0) & (pixels[:, 0] < camera.width)
-                  & (pixels[:, 1] >= 0) & (pixels[:, 1] < camera.height))
+        inside = (
+            (points[:, 2] > 0)
+            & (pixels[:, 0] >= 0)
+            & (pixels[:, 0] < camera.width)
+            & (pixels[:, 1] >= 0)
+            & (pixels[:, 1] < camera.height)
+        )
         return points, colours, inside, pixels[inside, 0], pixels[inside, 1]
 
-    def by_colour(self, T: np.ndarray, camera: PinholeCamera, rgb: np.ndarray, depth_m: np.ndarray
-                  ) -> tuple[np.ndarray, int]:
+    def by_colour(
+        self, T: np.ndarray, camera: PinholeCamera, rgb: np.ndarray, depth_m: np.ndarray
+    ) -> tuple[np.ndarray, int]:
         """Among T's symmetric equivalents (T @ S), the one whose texture matches the image best
         (mean colour difference on the pixels where the model's depth matches the scene's);
         returns it and its index in the symmetry group. Geometry cannot tell them apart."""

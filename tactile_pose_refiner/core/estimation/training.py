@@ -4,12 +4,13 @@ Training frames come from the episode generator with seeds 1000 + k (the benchma
 other seeds) or from recorded episodes; the last tenth of the episodes is held out and its mean
 ADD(-S) is reported. The checkpoint holds the weights, the object id and the width (~0.3 MB).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -17,14 +18,20 @@ from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs, estimator_inputs
-from tactile_pose_refiner.core.estimation.learned import (CONFIDENCE_BARRIER, SCALE_M, PoseNet, make_sample,
-                                                          network_poses, votes)
+from tactile_pose_refiner.core.estimation.learned import (
+    CONFIDENCE_BARRIER,
+    SCALE_M,
+    PoseNet,
+    make_sample,
+    network_poses,
+    votes,
+)
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.scene.assets import HandAssets
 
 TRAINING_SEED_BASE = 1000
-LOSS_VOTES = 128          # votes per sample that enter the loss (memory of ADD-S)
+LOSS_VOTES = 128  # votes per sample that enter the loss (memory of ADD-S)
 LOSS_MODEL_POINTS = 64
 
 
@@ -51,7 +58,7 @@ def train(cloud: ModelCloud, found: list[Example], config: dict, out: Path) -> d
     torch.manual_seed(int(options["seed"]))
     rng = np.random.default_rng(int(options["seed"]))
     episodes = sorted({e.episode for e in found})
-    held = set(episodes[-max(1, len(episodes) // 10):]) if len(episodes) > 1 else set()
+    held = set(episodes[-max(1, len(episodes) // 10) :]) if len(episodes) > 1 else set()
     training = [e for e in found if e.episode not in held] or found
     validation = [e for e in found if e.episode in held]
     net = PoseNet(int(learned["width"]))
@@ -65,7 +72,7 @@ def train(cloud: ModelCloud, found: list[Example], config: dict, out: Path) -> d
         order = rng.permutation(len(training))
         losses = []
         for start in range(0, len(order), size):
-            chosen = [training[i] for i in order[start:start + size]]
+            chosen = [training[i] for i in order[start : start + size]]
             loss = _batch_loss(net, cloud, chosen, learned, rng, augment=float(options["augment_rotation_deg"]))
             optimiser.zero_grad()
             loss.backward()
@@ -76,17 +83,24 @@ def train(cloud: ModelCloud, found: list[Example], config: dict, out: Path) -> d
         progress.set_postfix(loss=f"{history[-1]:.3f}")
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"object_id": cloud.object_id, "width": int(learned["width"]), "weights": net.state_dict()}, out)
-    return {"object": cloud.object_id, "train_frames": len(training), "held_out_frames": len(validation),
-            "seconds": time.perf_counter() - started, "checkpoint": str(out),
-            "checkpoint_kb": out.stat().st_size / 1024.0, "losses": history,
-            "held_out_add_cm": _held_out_add_cm(net.eval(), cloud, validation, learned)}
+    return {
+        "object": cloud.object_id,
+        "train_frames": len(training),
+        "held_out_frames": len(validation),
+        "seconds": time.perf_counter() - started,
+        "checkpoint": str(out),
+        "checkpoint_kb": out.stat().st_size / 1024.0,
+        "losses": history,
+        "held_out_add_cm": _held_out_add_cm(net.eval(), cloud, validation, learned),
+    }
 
 
-def _batch_loss(net: PoseNet, cloud: ModelCloud, chosen: list[Example], learned: dict,
-                rng: np.random.Generator, augment: float) -> torch.Tensor:
+def _batch_loss(
+    net: PoseNet, cloud: ModelCloud, chosen: list[Example], learned: dict, rng: np.random.Generator, augment: float
+) -> torch.Tensor:
     samples, truths = [], []
     for example in chosen:
-        angle = np.radians(augment) * rng.uniform() ** (1.0 / 3.0)   # uniform in the ball
+        angle = np.radians(augment) * rng.uniform() ** (1.0 / 3.0)  # uniform in the ball
         turn = Rotation.from_rotvec(angle * _unit(rng.normal(size=3))).as_matrix()
         sample = make_sample(example.inputs, int(learned["points"]), int(learned["contacts"]), rng, turn)
         T = example.T_gt.copy()
@@ -100,12 +114,14 @@ def _batch_loss(net: PoseNet, cloud: ModelCloud, chosen: list[Example], learned:
     return (distance * confidence - CONFIDENCE_BARRIER * torch.log(confidence + 1e-6)).mean()
 
 
-def _add(R: torch.Tensor, t: torch.Tensor, truth: torch.Tensor, cloud: ModelCloud,
-         rng: np.random.Generator) -> torch.Tensor:
+def _add(
+    R: torch.Tensor, t: torch.Tensor, truth: torch.Tensor, cloud: ModelCloud, rng: np.random.Generator
+) -> torch.Tensor:
     """(B, V) mean distance of model points moved by each vote and by the truth (network units);
     for a symmetric object the distance to the nearest truth point (ADD-S)."""
-    model = torch.as_tensor(cloud.points[rng.choice(len(cloud.points), LOSS_MODEL_POINTS, replace=False)]
-                            / SCALE_M, dtype=torch.float32)
+    model = torch.as_tensor(
+        cloud.points[rng.choice(len(cloud.points), LOSS_MODEL_POINTS, replace=False)] / SCALE_M, dtype=torch.float32
+    )
     predicted = torch.einsum("bvij,mj->bvmi", R, model) + t[:, :, None]
     expected = torch.einsum("bij,mj->bmi", truth[:, :3, :3], model) + truth[:, None, :3, 3]
     if not cloud.symmetric:

@@ -5,6 +5,7 @@ pose...) and then evaluated many times at candidate poses. Poses enter as a rota
 (3, 3) and translation t (3,) of the object in the camera frame [m], torch tensors that carry
 autograd; the refiner steps in the tangent space (see `perturbed_pose`).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -35,8 +36,7 @@ class SourceLoss:
 def degraded(reason: str, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
     """A labelled zero-weight result whose gradient w.r.t. the pose is exactly zero."""
     # nan_to_num: a NaN pose must still give an exact zero (0 * NaN is NaN), with zero gradient
-    zero = 0.0 * (torch.nan_to_num(rotation, 0.0, 0.0, 0.0).sum()
-                  + torch.nan_to_num(translation, 0.0, 0.0, 0.0).sum())
+    zero = 0.0 * (torch.nan_to_num(rotation, 0.0, 0.0, 0.0).sum() + torch.nan_to_num(translation, 0.0, 0.0, 0.0).sum())
     return SourceLoss(zero, 0.0, f"degraded: {reason}")
 
 
@@ -57,9 +57,13 @@ class GradientSource(ABC):
 
 def hat(omega: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros((), dtype=omega.dtype, device=omega.device)
-    return torch.stack([torch.stack([zero, -omega[2], omega[1]]),
-                        torch.stack([omega[2], zero, -omega[0]]),
-                        torch.stack([-omega[1], omega[0], zero])])
+    return torch.stack(
+        [
+            torch.stack([zero, -omega[2], omega[1]]),
+            torch.stack([omega[2], zero, -omega[0]]),
+            torch.stack([-omega[1], omega[0], zero]),
+        ]
+    )
 
 
 def so3_exp(omega: torch.Tensor) -> torch.Tensor:
@@ -75,8 +79,9 @@ def so3_exp(omega: torch.Tensor) -> torch.Tensor:
     return eye + a * K + b * (K @ K)
 
 
-def perturbed_pose(T: np.ndarray, delta: torch.Tensor, pivot: np.ndarray | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def perturbed_pose(
+    T: np.ndarray, delta: torch.Tensor, pivot: np.ndarray | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pose T (4, 4) moved by delta = (dt (3,) [m], omega (3,) [rad]): R = exp(omega) R0 and the
     object turns about `pivot` (3,), a point in the object frame (default: its origin), along
     camera axes, then shifts by dt. Returns (R, t) tensors.
@@ -89,8 +94,7 @@ def perturbed_pose(T: np.ndarray, delta: torch.Tensor, pivot: np.ndarray | None 
     turn = so3_exp(delta[3:])
     if pivot is None:
         return turn @ R0, t0 + delta[:3]
-    centre = R0 @ torch.as_tensor(np.array(pivot, dtype=np.float64), dtype=delta.dtype,
-                                  device=delta.device) + t0
+    centre = R0 @ torch.as_tensor(np.array(pivot, dtype=np.float64), dtype=delta.dtype, device=delta.device) + t0
     return turn @ R0, turn @ (t0 - centre) + centre + delta[:3]
 
 
@@ -117,8 +121,9 @@ def random_offset(T: np.ndarray, translation_m: float, angle_rad: float, seed: i
 def loss_at(source: GradientSource, T: np.ndarray) -> SourceLoss:
     """The source's loss at pose T (4, 4), forward only (no graph, no gradient)."""
     with torch.no_grad():
-        return source.loss(torch.as_tensor(T[:3, :3], dtype=torch.float64),
-                           torch.as_tensor(T[:3, 3], dtype=torch.float64))
+        return source.loss(
+            torch.as_tensor(T[:3, :3], dtype=torch.float64), torch.as_tensor(T[:3, 3], dtype=torch.float64)
+        )
 
 
 def loss_value(source: GradientSource, T: np.ndarray) -> float:
@@ -127,8 +132,9 @@ def loss_value(source: GradientSource, T: np.ndarray) -> float:
     return float(result.value) if result.ok else float("inf")
 
 
-def loss_and_gradient(source: GradientSource, T: np.ndarray, pivot: np.ndarray | None = None
-                      ) -> tuple[SourceLoss, np.ndarray]:
+def loss_and_gradient(
+    source: GradientSource, T: np.ndarray, pivot: np.ndarray | None = None
+) -> tuple[SourceLoss, np.ndarray]:
     """Evaluate a source at T and its gradient (6,) w.r.t. the step (dt, omega) at zero (turning
     about `pivot`, see perturbed_pose). A non-finite loss or gradient becomes a labelled
     zero-weight result, never a NaN step."""
@@ -138,8 +144,9 @@ def loss_and_gradient(source: GradientSource, T: np.ndarray, pivot: np.ndarray |
     (gradient,) = torch.autograd.grad(result.value, delta, allow_unused=True)
     gradient = np.zeros(6) if gradient is None else gradient.detach().numpy()
     if not (np.isfinite(gradient).all() and torch.isfinite(result.value)):
-        return degraded(f"non-finite {source.name} loss or gradient", rotation.detach(),
-                        translation.detach()), np.zeros(6)
+        return degraded(
+            f"non-finite {source.name} loss or gradient", rotation.detach(), translation.detach()
+        ), np.zeros(6)
     return result, gradient
 
 

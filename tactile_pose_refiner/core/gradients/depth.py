@@ -1,4 +1,5 @@
 """Mesh-to-depth gradient (paper Eq. 2 on the segmented depth points)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,9 +17,15 @@ class DepthSource(GradientSource):
 
     name = "depth"
 
-    def __init__(self, mesh: trimesh.Trimesh, points: np.ndarray, config: dict | None = None,
-                 distance: MeshDistance | None = None, occluders: trimesh.Trimesh | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        mesh: trimesh.Trimesh,
+        points: np.ndarray,
+        config: dict | None = None,
+        distance: MeshDistance | None = None,
+        occluders: trimesh.Trimesh | None = None,
+        seed: int = 0,
+    ) -> None:
         """mesh: object frame; points (N, 3) and occluders (the hand mesh) in the camera frame."""
         config = config or load_config("gradients")["depth"]
         dense = finite_points(points)
@@ -29,19 +36,21 @@ class DepthSource(GradientSource):
         # there: 54 mm^2 on the cracker box) and the term would pull towards denser samples.
         dense = _subset(dense, int(config["max_dense_points"]), rng)
         self.min_points = int(config["min_points"])
-        search = PairSearch(config["mesh_to_points"], config["max_pair_distance_m"],
-                            config["visibility_refresh_m"], np.radians(config["visibility_refresh_deg"]),
-                            int(config.get("max_triangles", 0)),
-                            np.radians(float(config.get("max_incidence_deg", 90.0))))
-        self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense,
-                                          config.get("huber_mm"))
+        search = PairSearch(
+            config["mesh_to_points"],
+            config["max_pair_distance_m"],
+            config["visibility_refresh_m"],
+            np.radians(config["visibility_refresh_deg"]),
+            int(config.get("max_triangles", 0)),
+            np.radians(float(config.get("max_incidence_deg", 90.0))),
+        )
+        self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense, config.get("huber_mm"))
 
     def frozen(self):
         return self.distance.visibility.held()
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
-        return self.distance.source_loss(rotation, translation, self.min_points,
-                                         "depth points on the object")
+        return self.distance.source_loss(rotation, translation, self.min_points, "depth points on the object")
 
 
 def _subset(points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

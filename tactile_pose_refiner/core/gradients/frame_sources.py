@@ -1,10 +1,11 @@
 """The gradient sources of one frame, built from what the frame carries. A source whose input is
 unusable (NaN joint states, no mask, no depth, no touch) is labelled Unavailable or degraded
 (zero weight) — never an exception, never a NaN step."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 from scipy.ndimage import binary_dilation
@@ -21,10 +22,16 @@ from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand, hand_mesh
 
 
-def build_sources(frame: Frame, obj: ObjectAssets, hand: HandAssets, T_initial: np.ndarray,
-                  names: tuple[str, ...] = ("physics", "depth", "tactile"),
-                  device: str = "cpu", posed: PosedHand | HandUnusable | None = None,
-                  physics_config: dict | None = None) -> dict[str, GradientSource]:
+def build_sources(
+    frame: Frame,
+    obj: ObjectAssets,
+    hand: HandAssets,
+    T_initial: np.ndarray,
+    names: tuple[str, ...] = ("physics", "depth", "tactile"),
+    device: str = "cpu",
+    posed: PosedHand | HandUnusable | None = None,
+    physics_config: dict | None = None,
+) -> dict[str, GradientSource]:
     """name -> source for one frame; T_initial (4, 4) is the pose refinement starts from.
     posed: the frame's hand when the caller has it already; physics_config: overrides
     config/physics.yaml (e.g. a wider hand point band for a noisy start)."""
@@ -33,8 +40,7 @@ def build_sources(frame: Frame, obj: ObjectAssets, hand: HandAssets, T_initial: 
     if unknown:
         raise ValueError(f"unknown gradient sources {sorted(unknown)}; known: {sorted(SOURCE_BUILDERS)}")
     view = FrameView(frame, posed)
-    return {name: SOURCE_BUILDERS[name](view, obj, hand, posed, T_initial, device, physics_config)
-            for name in names}
+    return {name: SOURCE_BUILDERS[name](view, obj, hand, posed, T_initial, device, physics_config) for name in names}
 
 
 class FrameView:
@@ -78,34 +84,47 @@ def _physics(frame, obj, hand, posed, T_initial, device, config) -> GradientSour
 def _depth(frame: FrameView, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     if frame.mask is None:
         return Unavailable("depth", "no segmentation mask")
-    return DepthSource(obj.model.geometry, frame.object_points(), distance=obj.distance,
-                       occluders=hand_mesh(posed))
+    return DepthSource(obj.model.geometry, frame.object_points(), distance=obj.distance, occluders=hand_mesh(posed))
 
 
 def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     if isinstance(posed, HandUnusable):
         return Unavailable("tactile", posed.reason)
     if hand.skin is None:
-        contacts = contact_positions(frame.tactile, hand.layout, posed.link_poses,
-                                     posed.T_frame_base, hand.contact_threshold)
+        contacts = contact_positions(
+            frame.tactile, hand.layout, posed.link_poses, posed.T_frame_base, hand.contact_threshold
+        )
         return TactileSource(obj.model.geometry, contacts, distance=obj.distance)
-    contacts, gaps, saturated = contact_gaps(frame.tactile, hand.layout, posed.link_poses,
-                                             posed.T_frame_base, hand.contact_threshold, hand.skin)
-    return TactileSource(obj.model.geometry, contacts, distance=obj.distance, gaps=gaps,
-                         saturated=saturated)
+    contacts, gaps, saturated = contact_gaps(
+        frame.tactile, hand.layout, posed.link_poses, posed.T_frame_base, hand.contact_threshold, hand.skin
+    )
+    return TactileSource(obj.model.geometry, contacts, distance=obj.distance, gaps=gaps, saturated=saturated)
 
 
 def _render(frame: FrameView, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     from tactile_pose_refiner.core.gradients.render.source import RenderSource
+
     checked = frame.checked_mask
-    return RenderSource(obj.model, frame.camera, frame.rgb, None if checked is None else checked.object,
-                        frame.depth_m, occluders=hand_mesh(posed), reference_pose=T_initial,
-                        uncertain=None if checked is None else checked.uncertain)
+    return RenderSource(
+        obj.model,
+        frame.camera,
+        frame.rgb,
+        None if checked is None else checked.object,
+        frame.depth_m,
+        occluders=hand_mesh(posed),
+        reference_pose=T_initial,
+        uncertain=None if checked is None else checked.uncertain,
+    )
 
 
 # name -> builder(frame view, object assets, hand assets, posed hand, T_initial, device, physics
 # config override): a new gradient source adds its module and one entry here (docs/development.md).
-SourceBuilder = Callable[[FrameView, ObjectAssets, HandAssets, "PosedHand | HandUnusable", np.ndarray, str,
-                          "dict | None"], GradientSource]
+SourceBuilder = Callable[
+    [FrameView, ObjectAssets, HandAssets, "PosedHand | HandUnusable", np.ndarray, str, "dict | None"], GradientSource
+]
 SOURCE_BUILDERS: dict[str, SourceBuilder] = {
-    "physics": _physics, "render": _render, "depth": _depth, "tactile": _tactile}
+    "physics": _physics,
+    "render": _render,
+    "depth": _depth,
+    "tactile": _tactile,
+}

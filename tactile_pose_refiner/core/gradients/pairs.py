@@ -7,6 +7,7 @@ chosen pairs are re-evaluated in torch. Each pair keeps the barycentric weights 
 point: the minimum over a fixed simplex has the argmin's gradient (Danskin), so the gradient
 is exact, not an approximation.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -34,15 +35,15 @@ class PairSearch:
     when the pose has moved more than refresh_m / refresh_rad since the last ray cast."""
 
     mesh_to_points: str = "visible"
-    max_distance_m: float = 0.1     # pairs farther than this are ignored (outliers)
+    max_distance_m: float = 0.1  # pairs farther than this are ignored (outliers)
     refresh_m: float = 0.002
     refresh_rad: float = 0.035
-    max_triangles: int = 0          # > 0: the triangle term uses at most this many of the chosen
-                                    # triangles (a fixed random subset: a mean over triangles
-                                    # estimated from a sample, at a cost that no longer grows
-                                    # with the scan's resolution)
-    max_incidence_rad: float = np.pi / 2   # 'visible': triangles seen more obliquely than this
-                                    # leave the triangle term (see Visibility)
+    max_triangles: int = 0  # > 0: the triangle term uses at most this many of the chosen
+    # triangles (a fixed random subset: a mean over triangles
+    # estimated from a sample, at a cost that no longer grows
+    # with the scan's resolution)
+    max_incidence_rad: float = np.pi / 2  # 'visible': triangles seen more obliquely than this
+    # leave the triangle term (see Visibility)
 
     def __post_init__(self) -> None:
         if self.mesh_to_points not in ("all", "visible", "none"):
@@ -53,15 +54,14 @@ class Visibility:
     """Which triangles a camera at the origin sees (ray cast to each front-facing triangle's
     centre, Open3D/Embree), with optional fixed occluders; cached while the pose stays close."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray,
-                 occluders: trimesh.Trimesh | None) -> None:
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, occluders: trimesh.Trimesh | None) -> None:
         self.vertices, self.faces, self.occluders = vertices, faces, occluders
         self.centres = vertices[faces].mean(axis=1)
         # unnormalised normals: only their sign against the view ray matters (degenerate = 0)
         corners = vertices[faces]
         self.normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.hold = False   # True: keep the cached set wherever the pose is (see held())
+        self.hold = False  # True: keep the cached set wherever the pose is (see held())
 
     @contextmanager
     def held(self):
@@ -96,7 +96,7 @@ class Visibility:
         lengths = np.linalg.norm(self.normals, axis=1) * np.linalg.norm(centres, axis=1)
         front = np.nonzero((facing > 0.0) & (facing >= np.cos(max_incidence_rad) * lengths))[0]
         scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(open3d_mesh(self.vertices @ R.T + t, self.faces))   # geometry id 0
+        scene.add_triangles(open3d_mesh(self.vertices @ R.T + t, self.faces))  # geometry id 0
         if self.occluders is not None and len(self.occluders.faces):
             scene.add_triangles(open3d_mesh(self.occluders.vertices, self.occluders.faces))
         directions = centres[front] / np.linalg.norm(centres[front], axis=1, keepdims=True)
@@ -106,14 +106,12 @@ class Visibility:
         return front[seen]
 
 
-
 def huber(residual: torch.Tensor, delta: float | None) -> torch.Tensor:
     """residual^2 up to |residual| = delta, then growing linearly (slope 2 delta); None: squares.
     (torch's Huber loss is half of that: 0.5 x^2 inside.)"""
     if delta is None:
         return residual.pow(2)
-    return 2.0 * torch.nn.functional.huber_loss(residual, torch.zeros_like(residual),
-                                                reduction="none", delta=delta)
+    return 2.0 * torch.nn.functional.huber_loss(residual, torch.zeros_like(residual), reduction="none", delta=delta)
 
 
 def finite_points(points: np.ndarray) -> np.ndarray:
@@ -125,10 +123,16 @@ def finite_points(points: np.ndarray) -> np.ndarray:
 class PointMeshDistance:
     """Eq. 2 between fixed camera-frame points (N, 3) and an object mesh (object frame)."""
 
-    def __init__(self, mesh: trimesh.Trimesh, points: np.ndarray, search: PairSearch,
-                 distance: MeshDistance | None = None,
-                 occluders: trimesh.Trimesh | None = None,
-                 dense_points: np.ndarray | None = None, huber_mm: float | None = None) -> None:
+    def __init__(
+        self,
+        mesh: trimesh.Trimesh,
+        points: np.ndarray,
+        search: PairSearch,
+        distance: MeshDistance | None = None,
+        occluders: trimesh.Trimesh | None = None,
+        dense_points: np.ndarray | None = None,
+        huber_mm: float | None = None,
+    ) -> None:
         """points: those of the point term; dense_points (default: points): where the triangle
         term looks for each triangle's nearest point. A subsample is enough for the point term,
         but its spacing would become the triangle term's distance. huber_mm: pair distances
@@ -172,7 +176,7 @@ class PointMeshDistance:
         if self.search.mesh_to_points == "visible":
             selected = self.visibility.visible(R, t, self.search)
         if 0 < self.search.max_triangles < len(selected):
-            selected = selected[np.sort(np.argsort(self.rank[selected])[:self.search.max_triangles])]
+            selected = selected[np.sort(np.argsort(self.rank[selected])[: self.search.max_triangles])]
         # Triangle-to-point distance measured at the triangle's centre (the scans' triangles are
         # ~2 mm across): min over points of a continuous function, so the loss stays continuous
         # (taking the point nearest the centre, then its distance to the whole triangle, jumps
@@ -181,8 +185,7 @@ class PointMeshDistance:
         keep = np.isfinite(gap)
         return self.dense_points[nearest[keep]], self.triangle_centres[selected[keep]]
 
-    def source_loss(self, rotation: torch.Tensor, translation: torch.Tensor, min_points: int,
-                    what: str) -> SourceLoss:
+    def source_loss(self, rotation: torch.Tensor, translation: torch.Tensor, min_points: int, what: str) -> SourceLoss:
         """Eq. 2 as a source's result: degraded (zero weight) with fewer than min_points points
         or no pair within reach; `what` names the points in the status."""
         count = len(self.points)
@@ -195,8 +198,7 @@ class PointMeshDistance:
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Eq. 2 in mm^2 at (R, t) and the number of pairs used."""
-        point_term_points, point_term_closest, tri_points, tri_closest = self.pairs(
-            pose_array(rotation, translation))
+        point_term_points, point_term_closest, tri_points, tri_closest = self.pairs(pose_array(rotation, translation))
         value = torch.zeros((), dtype=rotation.dtype, device=rotation.device)
         for points, closest in ((point_term_points, point_term_closest), (tri_points, tri_closest)):
             if len(points):

@@ -1,4 +1,5 @@
 """Mesh-to-tactile gradient (paper Eq. 2 on the taxels in contact, positions from hand FK)."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -14,8 +15,13 @@ from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading
 
 
-def contact_positions(reading: TactileReading, layout: SkinLayout, link_poses: dict[str, np.ndarray],
-                      T_frame_base: np.ndarray, threshold: float) -> np.ndarray:
+def contact_positions(
+    reading: TactileReading,
+    layout: SkinLayout,
+    link_poses: dict[str, np.ndarray],
+    T_frame_base: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
     """(K, 3) positions of the taxels whose force exceeds gamma, in the frame of T_frame_base.
 
     Positions come from the layout posed by forward kinematics (the message's own positions
@@ -25,9 +31,14 @@ def contact_positions(reading: TactileReading, layout: SkinLayout, link_poses: d
     return positions
 
 
-def contact_gaps(reading: TactileReading, layout: SkinLayout, link_poses: dict[str, np.ndarray],
-                 T_frame_base: np.ndarray, threshold: float, skin: TactileModel
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def contact_gaps(
+    reading: TactileReading,
+    layout: SkinLayout,
+    link_poses: dict[str, np.ndarray],
+    T_frame_base: np.ndarray,
+    threshold: float,
+    skin: TactileModel,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The taxels in contact as the skin model reads them: positions (K, 3), the signed distance
     (K,) [m] their normal force says the object surface has from each (margin - force /
     stiffness: negative when pressed in), and which are saturated (K,) bool (pressed at least
@@ -65,8 +76,7 @@ def _touching(reading, layout, link_poses, T_frame_base, threshold):
     positions, normals = layout.posed(link_poses, T_frame_base)
     row_of_id = {int(taxel_id): row for row, taxel_id in enumerate(layout.ids)}
     threshold = contact_threshold(reading, threshold, _noise_factor())
-    touching = [i for i in np.nonzero(reading.in_contact(threshold))[0]
-                if int(reading.taxel_ids[i]) in row_of_id]
+    touching = [i for i in np.nonzero(reading.in_contact(threshold))[0] if int(reading.taxel_ids[i]) in row_of_id]
     rows = [row_of_id[int(reading.taxel_ids[i])] for i in touching]
     return positions[rows], normals[rows], reading.forces[touching]
 
@@ -83,9 +93,16 @@ class SkinGapDistance(PointMeshDistance):
     the fingers. A saturated taxel says only "at least this far in": it costs only when the
     surface is shallower than its gap."""
 
-    def __init__(self, mesh: trimesh.Trimesh, positions: np.ndarray, gaps: np.ndarray,
-                 saturated: np.ndarray, search: PairSearch, distance: MeshDistance | None = None,
-                 huber_mm: float | None = None) -> None:
+    def __init__(
+        self,
+        mesh: trimesh.Trimesh,
+        positions: np.ndarray,
+        gaps: np.ndarray,
+        saturated: np.ndarray,
+        search: PairSearch,
+        distance: MeshDistance | None = None,
+        huber_mm: float | None = None,
+    ) -> None:
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
         gaps = np.asarray(gaps, dtype=np.float64).reshape(-1)
         usable = np.isfinite(positions).all(axis=1) & np.isfinite(gaps)
@@ -127,9 +144,15 @@ class TactileSource(GradientSource):
 
     name = "tactile"
 
-    def __init__(self, mesh: trimesh.Trimesh, contacts: np.ndarray, config: dict | None = None,
-                 distance: MeshDistance | None = None, gaps: np.ndarray | None = None,
-                 saturated: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        mesh: trimesh.Trimesh,
+        contacts: np.ndarray,
+        config: dict | None = None,
+        distance: MeshDistance | None = None,
+        gaps: np.ndarray | None = None,
+        saturated: np.ndarray | None = None,
+    ) -> None:
         config = config or load_config("gradients")["tactile"]
         self.min_contacts = int(config["min_contacts"])
         search = PairSearch(config["mesh_to_points"], config["max_pair_distance_m"])
@@ -137,9 +160,7 @@ class TactileSource(GradientSource):
             self.distance = PointMeshDistance(mesh, contacts, search, distance)
         else:
             saturated = np.zeros(len(gaps), dtype=bool) if saturated is None else saturated
-            self.distance = SkinGapDistance(mesh, contacts, gaps, saturated, search, distance,
-                                            config.get("huber_mm"))
+            self.distance = SkinGapDistance(mesh, contacts, gaps, saturated, search, distance, config.get("huber_mm"))
 
     def loss(self, rotation: torch.Tensor, translation: torch.Tensor) -> SourceLoss:
-        return self.distance.source_loss(rotation, translation, self.min_contacts,
-                                         "taxels in contact")
+        return self.distance.source_loss(rotation, translation, self.min_contacts, "taxels in contact")

@@ -1,4 +1,5 @@
 """Mass properties of a rigid object."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ class RigidBody:
     radius: float
 
     @classmethod
-    def from_mesh(cls, mesh: trimesh.Trimesh, mass: float) -> "RigidBody":
+    def from_mesh(cls, mesh: trimesh.Trimesh, mass: float) -> RigidBody:
         """From the convex hull (always closed, unlike many scans), scaled to `mass`."""
         hull = mesh.convex_hull
         inertia = np.asarray(hull.moment_inertia) * (mass / hull.mass)

@@ -1,6 +1,7 @@
 """The object (baked SDF, rigid body) against the fixed hand's surface points: penalty normal force
 proportional to penetration (Hunt-Crossley damping), regularised Coulomb friction, semi-implicit
 Euler in torch (6 numbers per step, so autograd chains the steps through the Warp kernel)."""
+
 from __future__ import annotations
 
 import copy
@@ -20,23 +21,28 @@ from tactile_pose_refiner.core.scene.sdf import SdfGrid
 class HandContactModel:
     """Object SDF and rigid body + the fixed hand's surface points (camera frame)."""
 
-    def __init__(self, sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray,
-                 config: dict, device: str = "cpu") -> None:
+    def __init__(
+        self, sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray, config: dict, device: str = "cpu"
+    ) -> None:
         wp.init()
         self.body, self.config, self.device = body, config, device
         contact = config["contact"]
-        self.parameters = [float(contact["stiffness_n_per_m"]), float(contact["damping_s"]),
-                           float(contact["friction_mu"]), float(contact["friction_eps_m_s"]),
-                           float(contact["leak"]), float(contact["leak_distance_m"]),
-                           float(contact.get("skin_compliance_m", 0.0))]
+        self.parameters = [
+            float(contact["stiffness_n_per_m"]),
+            float(contact["damping_s"]),
+            float(contact["friction_mu"]),
+            float(contact["friction_eps_m_s"]),
+            float(contact["leak"]),
+            float(contact["leak_distance_m"]),
+            float(contact.get("skin_compliance_m", 0.0)),
+        ]
         self.sdf_grid = sdf
         self.sdf = wp.array(sdf.values, dtype=float, device=device)
         self.sdf_gradient = wp.array(sdf.gradient(), dtype=wp.vec3, device=device)
         self.sdf_shape = wp.vec3i(*sdf.values.shape)
         self.sdf_origin = wp.vec3(*sdf.origin.astype(np.float32))
         self.sdf_spacing = float(sdf.spacing)
-        self.points = wp.array(np.asarray(hand_points, dtype=np.float32).reshape(-1, 3),
-                               dtype=wp.vec3, device=device)
+        self.points = wp.array(np.asarray(hand_points, dtype=np.float32).reshape(-1, 3), dtype=wp.vec3, device=device)
         self.com_local = wp.vec3(*body.com.astype(np.float32))
         self._buffers: list[StepBuffers] = []
 
@@ -44,7 +50,7 @@ class HandContactModel:
     def point_count(self) -> int:
         return self.points.shape[0]
 
-    def restricted(self, keep: np.ndarray) -> "HandContactModel":
+    def restricted(self, keep: np.ndarray) -> HandContactModel:
         """The same model with only the hand points `keep` ((N,) bool), sharing the SDF arrays."""
         subset = copy.copy(self)
         subset.points = wp.array(self.points.numpy()[keep], dtype=wp.vec3, device=self.device)
@@ -63,19 +69,30 @@ class HandContactModel:
         return self._buffers[step]
 
     def launch(self, state: wp.array, wrench: wp.array) -> None:
-        wp.launch(contact_wrench, dim=self.point_count, device=self.device,
-                  inputs=[self.points, self.sdf, self.sdf_gradient, self.sdf_shape, self.sdf_origin,
-                          self.sdf_spacing, self.com_local, state, *self.parameters],
-                  outputs=[wrench])
+        wp.launch(
+            contact_wrench,
+            dim=self.point_count,
+            device=self.device,
+            inputs=[
+                self.points,
+                self.sdf,
+                self.sdf_gradient,
+                self.sdf_shape,
+                self.sdf_origin,
+                self.sdf_spacing,
+                self.com_local,
+                state,
+                *self.parameters,
+            ],
+            outputs=[wrench],
+        )
 
-    def rollout(self, rotation: torch.Tensor, translation: torch.Tensor, steps: int, dt: float,
-                gravity) -> "Rollout":
+    def rollout(self, rotation: torch.Tensor, translation: torch.Tensor, steps: int, dt: float, gravity) -> Rollout:
         """Semi-implicit Euler from rest at (R, t); differentiable w.r.t. (R, t)."""
         body = self.body
         com_local = torch.as_tensor(body.com, dtype=rotation.dtype, device=rotation.device)
         inertia = torch.as_tensor(body.inertia, dtype=rotation.dtype, device=rotation.device)
-        gravity = torch.as_tensor(np.asarray(gravity, float), dtype=rotation.dtype,
-                                  device=rotation.device)
+        gravity = torch.as_tensor(np.asarray(gravity, float), dtype=rotation.dtype, device=rotation.device)
         R, x = rotation, rotation @ com_local + translation
         v = torch.zeros_like(x)
         w = torch.zeros_like(x)
@@ -89,8 +106,15 @@ class HandContactModel:
             R = so3_exp(w * dt) @ R
             speeds.append(torch.stack([torch.linalg.norm(v.detach()), torch.linalg.norm(w.detach())]))
         path_m, turn_rad = (dt * torch.stack(speeds).sum(dim=0)).tolist() if speeds else (0.0, 0.0)
-        return Rollout(rotation, rotation @ com_local + translation, R, x,
-                       torch.stack(penetration) if penetration else torch.zeros(0), path_m, turn_rad)
+        return Rollout(
+            rotation,
+            rotation @ com_local + translation,
+            R,
+            x,
+            torch.stack(penetration) if penetration else torch.zeros(0),
+            path_m,
+            turn_rad,
+        )
 
 
 @dataclass
@@ -99,9 +123,9 @@ class Rollout:
     com_start: torch.Tensor
     rotation_end: torch.Tensor
     com_end: torch.Tensor
-    penetration_sq: torch.Tensor    # (steps,) sum over hand points of squared penetration [m^2]
-    path_m: float = 0.0             # length of the COM's path [m] ...
-    turn_rad: float = 0.0           # ... and the angle turned along the way (sums of the steps)
+    penetration_sq: torch.Tensor  # (steps,) sum over hand points of squared penetration [m^2]
+    path_m: float = 0.0  # length of the COM's path [m] ...
+    turn_rad: float = 0.0  # ... and the angle turned along the way (sums of the steps)
 
     def displacement(self) -> torch.Tensor:
         return torch.linalg.norm(self.com_end - self.com_start)
@@ -113,8 +137,9 @@ class Rollout:
         return torch.sqrt((skew**2).sum() / 2.0 + 1e-24)
 
 
-def contact_model(sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray, T: np.ndarray,
-                  config: dict, device: str = "cpu") -> HandContactModel:
+def contact_model(
+    sdf: SdfGrid, body: RigidBody, hand_points: np.ndarray, T: np.ndarray, config: dict, device: str = "cpu"
+) -> HandContactModel:
     """HandContactModel with the hand points (N, 3, camera frame) within `hand_point_band_m` of
     the object at pose T: the rest cannot touch it, and leaving them out keeps the kernel cheap."""
     points = np.asarray(hand_points, dtype=np.float64).reshape(-1, 3)
@@ -138,27 +163,26 @@ class ReachableSubset:
     can neighbouring samples differ by more (measured: identical at every physics evaluation of
     three paper-noise refinements)."""
 
-    LIPSCHITZ = 3.0 ** 0.5
+    LIPSCHITZ = 3.0**0.5
 
     def __init__(self, model: HandContactModel, reach_m: float) -> None:
         self.model, self.reach = model, float(reach_m)
         self.leak_distance = model.parameters[5]
         self.pose: np.ndarray | None = None
         self.subset: HandContactModel | None = None
-        self.last_motion_m = 0.0     # the last rollout's motion: a guess of the next one's
+        self.last_motion_m = 0.0  # the last rollout's motion: a guess of the next one's
 
     def model_for(self, T: np.ndarray) -> HandContactModel | None:
         """The restricted model for a rollout from T, re-selected around T when T has moved
         half the reach away; None when the rollouts move too far for any subset to pay off."""
-        if (self.reach <= 0.0 or not np.isfinite(T).all()
-                or self.LIPSCHITZ * self.last_motion_m > 0.5 * self.reach):
+        if self.reach <= 0.0 or not np.isfinite(T).all() or self.LIPSCHITZ * self.last_motion_m > 0.5 * self.reach:
             return None
         if self.pose is None or not self._covers(T, self.last_motion_m, 0.5 * self.reach):
             keep = self.model.signed_distances(T) < self.leak_distance + self.reach
             self.pose, self.subset = T.copy(), self.model.restricted(keep)
         return self.subset
 
-    def record(self, rollout: "Rollout") -> None:
+    def record(self, rollout: Rollout) -> None:
         """Note how far a rollout moved the object: the guess for the next one."""
         self.last_motion_m = self._motion(rollout.path_m, rollout.turn_rad)
 

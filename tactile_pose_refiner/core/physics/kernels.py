@@ -1,6 +1,7 @@
 """Warp kernels of the contact model: SDF sampling, the penalty contact wrench on the object from
 the hand's points, and the torch autograd bridge through the kernel's adjoint. Our own Warp code:
 warp.sim is gone and Newton's contact gradients are approximate (team notes)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,9 @@ def grid_cell(shape: wp.vec3i, origin: wp.vec3, spacing: float, p: wp.vec3):
     """Cell of p in a grid: lower corner (i, j, k), fractions in it, and how far p lies outside
     the grid box (p is clamped onto the box)."""
     upper = origin + spacing * wp.vec3(float(shape[0] - 1), float(shape[1] - 1), float(shape[2] - 1))
-    q = wp.vec3(wp.clamp(p[0], origin[0], upper[0]), wp.clamp(p[1], origin[1], upper[1]),
-                wp.clamp(p[2], origin[2], upper[2]))
+    q = wp.vec3(
+        wp.clamp(p[0], origin[0], upper[0]), wp.clamp(p[1], origin[1], upper[1]), wp.clamp(p[2], origin[2], upper[2])
+    )
     u = (q - origin) / spacing
     i = wp.min(int(wp.floor(u[0])), shape[0] - 2)
     j = wp.min(int(wp.floor(u[1])), shape[1] - 2)
@@ -57,18 +59,28 @@ def adj_leaky_penetration(signed_distance: float, leak: float, leak_distance: fl
 
 
 @wp.kernel
-def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=float),
-                   sdf_gradient: wp.array3d(dtype=wp.vec3), sdf_shape: wp.vec3i, sdf_origin: wp.vec3,
-                   sdf_spacing: float, com_local: wp.vec3,
-                   state: wp.array(dtype=float),
-                   stiffness: float, damping: float, mu: float, friction_eps: float, leak: float,
-                   leak_distance: float, skin: float,
-                   wrench: wp.array(dtype=float)):
+def contact_wrench(
+    hand_points: wp.array(dtype=wp.vec3),
+    sdf: wp.array3d(dtype=float),
+    sdf_gradient: wp.array3d(dtype=wp.vec3),
+    sdf_shape: wp.vec3i,
+    sdf_origin: wp.vec3,
+    sdf_spacing: float,
+    com_local: wp.vec3,
+    state: wp.array(dtype=float),
+    stiffness: float,
+    damping: float,
+    mu: float,
+    friction_eps: float,
+    leak: float,
+    leak_distance: float,
+    skin: float,
+    wrench: wp.array(dtype=float),
+):
     """Net force and torque (about the COM) that the fixed hand points exert on the object,
     and the sum of squared penetrations. Camera frame; object pose given by R and its COM."""
     tid = wp.tid()
-    R = wp.mat33(state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7],
-                 state[8])
+    R = wp.mat33(state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8])
     x = wp.vec3(state[9], state[10], state[11])
     velocity = wp.vec3(state[12], state[13], state[14])
     angular_velocity = wp.vec3(state[15], state[16], state[17])
@@ -77,20 +89,18 @@ def contact_wrench(hand_points: wp.array(dtype=wp.vec3), sdf: wp.array3d(dtype=f
     # The normal interpolates a baked gradient grid: continuous across cells, unlike the
     # gradient of the trilinear distance, so forces (and the loss) have no jumps at cell faces.
     # (Unpack returned tuples: indexing one drops its adjoint in warp 1.19.)
-    cell, fraction, outside = grid_cell(sdf_shape, sdf_origin, sdf_spacing,
-                                        wp.transpose(R) * arm + com_local)
+    cell, fraction, outside = grid_cell(sdf_shape, sdf_origin, sdf_spacing, wp.transpose(R) * arm + com_local)
     # the soft skin takes up the first `skin` metres of penetration without pushing back
     signed_distance = trilinear(sdf, cell, fraction) + outside + skin
     if signed_distance >= leak_distance:
-        return   # no force and no leaked gradient: most of the band's points, skipped cheaply
+        return  # no force and no leaked gradient: most of the band's points, skipped cheaply
     depth = leaky_penetration(signed_distance, leak, leak_distance)
     normal = R * wp.normalize(trilinear(sdf_gradient, cell, fraction))  # outward normal
     contact_velocity = velocity + wp.cross(angular_velocity, arm)
-    rate = wp.dot(contact_velocity, normal)                    # d(depth)/dt
+    rate = wp.dot(contact_velocity, normal)  # d(depth)/dt
     magnitude = stiffness * depth * wp.max(1.0 + damping * rate, 0.0)
     tangential = contact_velocity - rate * normal
-    friction = -mu * magnitude * tangential / wp.sqrt(wp.dot(tangential, tangential)
-                                                      + friction_eps * friction_eps)
+    friction = -mu * magnitude * tangential / wp.sqrt(wp.dot(tangential, tangential) + friction_eps * friction_eps)
     f = -magnitude * normal + friction
     moment = wp.cross(arm, f)
     for axis in range(3):
@@ -115,12 +125,12 @@ class ContactWrench(torch.autograd.Function):
     penetrations (); backward through the Warp kernel's adjoint."""
 
     @staticmethod
-    def forward(ctx, model: "HandContactModel", step: int, rotation, com, velocity, angular_velocity):
+    def forward(ctx, model: HandContactModel, step: int, rotation, com, velocity, angular_velocity):
         buffers = model.buffers(step)
         state = torch.cat([rotation.reshape(9), com, velocity, angular_velocity])
         buffers.state.assign(state.detach().to("cpu", torch.float32).numpy())
         buffers.wrench.zero_()
-        if any(ctx.needs_input_grad):   # a forward-only evaluation (a candidate step) needs no tape
+        if any(ctx.needs_input_grad):  # a forward-only evaluation (a candidate step) needs no tape
             buffers.tape = wp.Tape()
             with buffers.tape:
                 model.launch(buffers.state, buffers.wrench)
@@ -136,9 +146,13 @@ class ContactWrench(torch.autograd.Function):
         buffers, like = ctx.buffers, ctx.like
         grad = torch.cat([grad_force, grad_torque, grad_energy.reshape(1)])
         buffers.state.grad.zero_()
-        buffers.tape.backward(grads={buffers.wrench: wp.array(
-            grad.detach().to("cpu", torch.float32).numpy(), dtype=float, device=buffers.wrench.device)})
+        buffers.tape.backward(
+            grads={
+                buffers.wrench: wp.array(
+                    grad.detach().to("cpu", torch.float32).numpy(), dtype=float, device=buffers.wrench.device
+                )
+            }
+        )
         state_grad = torch.as_tensor(buffers.state.grad.numpy(), dtype=like.dtype, device=like.device)
         buffers.tape = None
-        return (None, None, state_grad[:9].reshape(3, 3), state_grad[9:12], state_grad[12:15],
-                state_grad[15:18])
+        return (None, None, state_grad[:9].reshape(3, 3), state_grad[9:12], state_grad[12:15], state_grad[15:18])

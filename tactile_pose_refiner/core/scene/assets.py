@@ -1,5 +1,6 @@
 """What a frame's refinement needs that is built once: per object (model, SDF, mass properties,
 BVH distances) and for the hand (model, skin layout, gamma, hand correction)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -27,10 +28,14 @@ class ObjectAssets:
     distance: MeshDistance
 
     @classmethod
-    def build(cls, model: ObjectModel, device: str = "cpu") -> "ObjectAssets":
+    def build(cls, model: ObjectModel, device: str = "cpu") -> ObjectAssets:
         mesh = model.geometry
-        return cls(model, object_sdf(mesh), RigidBody.from_mesh(mesh, model.mass_kg),
-                   MeshDistance(mesh.vertices, mesh.faces, device))
+        return cls(
+            model,
+            object_sdf(mesh),
+            RigidBody.from_mesh(mesh, model.mass_kg),
+            MeshDistance(mesh.vertices, mesh.faces, device),
+        )
 
 
 @dataclass
@@ -47,16 +52,19 @@ class HandAssets:
     fitter: HandFitter | None = None
 
     @classmethod
-    def from_config(cls) -> "HandAssets":
+    def from_config(cls) -> HandAssets:
         tactile = load_config("tactile")
         from_force = bool(load_config("gradients")["tactile"]["surface_from_force"])
         model = HandModel.from_config()
         correction = load_config("hand").get("correction") or {}
-        return cls(model, SkinLayout.from_config(tactile["layout"]),
-                   float(tactile["contact_threshold_units"]),
-                   float(load_config("physics")["hand_point_spacing_m"]),
-                   TactileModel.from_config() if from_force else None,
-                   HandFitter(model, correction) if correction.get("enabled", False) else None)
+        return cls(
+            model,
+            SkinLayout.from_config(tactile["layout"]),
+            float(tactile["contact_threshold_units"]),
+            float(load_config("physics")["hand_point_spacing_m"]),
+            TactileModel.from_config() if from_force else None,
+            HandFitter(model, correction) if correction.get("enabled", False) else None,
+        )
 
     def posed(self, frame: Frame) -> PosedHand | HandUnusable:
         """The frame's hand in the camera frame: the encoders' and the calibration's, corrected

@@ -1,4 +1,5 @@
 """Pinhole camera (optical frame: x right, y down, z forward), projection and depth I/O."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,17 +20,23 @@ class PinholeCamera:
     frame_id: str = "camera_color_optical_frame"
 
     @classmethod
-    def from_config(cls, name: str = "camera") -> "PinholeCamera":
+    def from_config(cls, name: str = "camera") -> PinholeCamera:
         config = load_config(name)
-        return cls(int(config["width"]), int(config["height"]), float(config["fx"]),
-                   float(config["fy"]), float(config["cx"]), float(config["cy"]),
-                   config.get("frame_id", "camera_color_optical_frame"))
+        return cls(
+            int(config["width"]),
+            int(config["height"]),
+            float(config["fx"]),
+            float(config["fy"]),
+            float(config["cx"]),
+            float(config["cy"]),
+            config.get("frame_id", "camera_color_optical_frame"),
+        )
 
     @classmethod
-    def from_matrix(cls, K: np.ndarray, width: int, height: int,
-                    frame_id: str = "camera_color_optical_frame") -> "PinholeCamera":
-        return cls(int(width), int(height), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
-                   float(K[1, 2]), frame_id)
+    def from_matrix(
+        cls, K: np.ndarray, width: int, height: int, frame_id: str = "camera_color_optical_frame"
+    ) -> PinholeCamera:
+        return cls(int(width), int(height), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), frame_id)
 
     @property
     def K(self) -> np.ndarray:
@@ -38,8 +45,7 @@ class PinholeCamera:
     def ray_directions(self) -> np.ndarray:
         """(H, W, 3) directions through pixel centres, scaled to z = 1 (t along them = depth)."""
         # OpenCV convention: pixel (u, v) has its centre at continuous coordinate (u, v).
-        u, v = np.meshgrid(np.arange(self.width, dtype=np.float64),
-                           np.arange(self.height, dtype=np.float64))
+        u, v = np.meshgrid(np.arange(self.width, dtype=np.float64), np.arange(self.height, dtype=np.float64))
         x = (u - self.cx) / self.fx
         y = (v - self.cy) / self.fy
         return np.stack([x, y, np.ones_like(x)], axis=-1)
@@ -47,8 +53,9 @@ class PinholeCamera:
     def project(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) camera-frame points -> (N, 2) pixel coordinates (u, v)."""
         points = np.asarray(points, dtype=np.float64)
-        return np.stack([self.fx * points[:, 0] / points[:, 2] + self.cx,
-                         self.fy * points[:, 1] / points[:, 2] + self.cy], axis=1)
+        return np.stack(
+            [self.fx * points[:, 0] / points[:, 2] + self.cx, self.fy * points[:, 1] / points[:, 2] + self.cy], axis=1
+        )
 
     def backproject(self, depth_m: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Depth image (H, W) in metres (0 = invalid) [and a bool mask] -> (N, 3) points."""

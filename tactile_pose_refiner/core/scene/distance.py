@@ -4,6 +4,7 @@ The sign comes from the generalized winding number, the one sign that stays righ
 non-watertight YCB scans (a parity or normal test flips inside small holes). Warp's BVH
 query is used instead of trimesh.proximity, which is ~200x slower here (team notes).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +15,14 @@ wp.config.quiet = True
 
 
 @wp.kernel
-def _signed_distance(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_distance: float,
-                     distance: wp.array(dtype=float), closest: wp.array(dtype=wp.vec3),
-                     normal: wp.array(dtype=wp.vec3)):
+def _signed_distance(
+    mesh: wp.uint64,
+    points: wp.array(dtype=wp.vec3),
+    max_distance: float,
+    distance: wp.array(dtype=float),
+    closest: wp.array(dtype=wp.vec3),
+    normal: wp.array(dtype=wp.vec3),
+):
     tid = wp.tid()
     point = points[tid]
     query = wp.mesh_query_point_sign_winding_number(mesh, point, max_distance, 2.0, 0.5)
@@ -32,8 +38,13 @@ def _signed_distance(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_dista
 
 
 @wp.kernel
-def _closest_point(mesh: wp.uint64, points: wp.array(dtype=wp.vec3), max_distance: float,
-                   face: wp.array(dtype=int), barycentric: wp.array(dtype=wp.vec3)):
+def _closest_point(
+    mesh: wp.uint64,
+    points: wp.array(dtype=wp.vec3),
+    max_distance: float,
+    face: wp.array(dtype=int),
+    barycentric: wp.array(dtype=wp.vec3),
+):
     tid = wp.tid()
     query = wp.mesh_query_point_no_sign(mesh, points[tid], max_distance)
     if query.result:
@@ -55,8 +66,7 @@ class MeshDistance:
         self._faces = wp.array(np.asarray(faces, dtype=np.int32).ravel(), dtype=wp.int32, device=device)
         self.mesh = wp.Mesh(points=self._points, indices=self._faces)
 
-    def query(self, points: np.ndarray, max_distance: float = 1.0
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def query(self, points: np.ndarray, max_distance: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, 3) points -> signed distance (N,), closest surface point (N, 3), face normal (N, 3).
 
         Points farther than max_distance get +max_distance (treated as outside).
@@ -69,13 +79,19 @@ class MeshDistance:
         distance = wp.zeros(count, dtype=float, device=self.device)
         closest = wp.zeros(count, dtype=wp.vec3, device=self.device)
         normal = wp.zeros(count, dtype=wp.vec3, device=self.device)
-        wp.launch(_signed_distance, dim=count, device=self.device,
-                  inputs=[self.mesh.id, query_points, float(max_distance), distance, closest, normal])
-        return (distance.numpy().astype(np.float64), closest.numpy().astype(np.float64),
-                normal.numpy().astype(np.float64))
+        wp.launch(
+            _signed_distance,
+            dim=count,
+            device=self.device,
+            inputs=[self.mesh.id, query_points, float(max_distance), distance, closest, normal],
+        )
+        return (
+            distance.numpy().astype(np.float64),
+            closest.numpy().astype(np.float64),
+            normal.numpy().astype(np.float64),
+        )
 
-    def closest(self, points: np.ndarray, max_distance: float = 1.0
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def closest(self, points: np.ndarray, max_distance: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) points -> nearest face (N,) int (-1 beyond max_distance) and the barycentric
         weights (N, 3) of the nearest surface point on it (weights of the face's 3 vertices)."""
         points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
@@ -84,8 +100,12 @@ class MeshDistance:
         query_points = wp.array(points, dtype=wp.vec3, device=self.device)
         face = wp.zeros(len(points), dtype=int, device=self.device)
         barycentric = wp.zeros(len(points), dtype=wp.vec3, device=self.device)
-        wp.launch(_closest_point, dim=len(points), device=self.device,
-                  inputs=[self.mesh.id, query_points, float(max_distance), face, barycentric])
+        wp.launch(
+            _closest_point,
+            dim=len(points),
+            device=self.device,
+            inputs=[self.mesh.id, query_points, float(max_distance), face, barycentric],
+        )
         return face.numpy().astype(np.int64), barycentric.numpy().astype(np.float64)
 
     def unsigned(self, points: np.ndarray, max_distance: float) -> np.ndarray:
@@ -108,7 +128,8 @@ class NearestPoints:
     def __init__(self, points: np.ndarray) -> None:
         self.count = len(points)
         self._index = o3d.core.nns.NearestNeighborSearch(
-            o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float64)))
+            o3d.core.Tensor(np.ascontiguousarray(points, dtype=np.float64))
+        )
         if self.count:
             self._index.knn_index()
 

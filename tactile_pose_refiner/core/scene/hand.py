@@ -3,13 +3,14 @@
 Frames: link poses are T_base_link (hand base_link); callers place the hand in the camera
 frame with T_camera_base.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pytorch_kinematics as pk
@@ -42,9 +43,9 @@ class PosedHand:
     link_meshes: dict[str, trimesh.Trimesh]
     surface_points: np.ndarray
     surface_normals: np.ndarray
-    T_frame_base: np.ndarray          # (4, 4) where the hand base is in this frame
+    T_frame_base: np.ndarray  # (4, 4) where the hand base is in this frame
     link_poses: dict[str, np.ndarray]  # link -> (4, 4) T_base_link
-    correction: object | None = None   # the HandCorrection that placed it (core/scene/hand_fit.py), if any
+    correction: object | None = None  # the HandCorrection that placed it (core/scene/hand_fit.py), if any
 
     @cached_property
     def mesh(self) -> trimesh.Trimesh:
@@ -67,7 +68,7 @@ class HandUnusable:
         return self.reason
 
 
-def hand_mesh(posed: "PosedHand | HandUnusable | None") -> trimesh.Trimesh | None:
+def hand_mesh(posed: PosedHand | HandUnusable | None) -> trimesh.Trimesh | None:
     """The hand's mesh of a frame, or None where the hand is unusable or unknown (None): what
     occludes the object in a view."""
     return posed.mesh if isinstance(posed, PosedHand) else None
@@ -79,8 +80,12 @@ class HandModel:
     joint_names: URDF joint order of every configuration vector q (16 for the Allegro).
     """
 
-    def __init__(self, urdf_path: str | Path, joint_name_maps: Mapping[str, Mapping[str, str]]
-                 | None = None, package_dirs: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        urdf_path: str | Path,
+        joint_name_maps: Mapping[str, Mapping[str, str]] | None = None,
+        package_dirs: Mapping[str, str] | None = None,
+    ) -> None:
         self.urdf_path = Path(urdf_path)
         try:
             text = self.urdf_path.read_text()
@@ -96,7 +101,7 @@ class HandModel:
         self._surface_samples: dict[float, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
 
     @classmethod
-    def from_config(cls, name: str = "hand") -> "HandModel":
+    def from_config(cls, name: str = "hand") -> HandModel:
         config = load_config(name)
         urdf = Path(config["urdf"])
         if not urdf.is_absolute():
@@ -137,16 +142,17 @@ class HandModel:
         return {name: matrix[0].numpy() for name, matrix in poses.items()}
 
     # --- geometry -------------------------------------------------------------------------
-    def meshes(self, q: np.ndarray, T_frame_base: np.ndarray = np.eye(4)) -> dict[str, trimesh.Trimesh]:
-        """Collision meshes of every link with geometry, posed in the frame of T_frame_base."""
-        return self._posed_meshes(self.link_poses(q), T_frame_base)
+    def meshes(self, q: np.ndarray, T_frame_base: np.ndarray | None = None) -> dict[str, trimesh.Trimesh]:
+        """Collision meshes of every link with geometry, posed in the frame of T_frame_base (default: base)."""
+        return self._posed_meshes(self.link_poses(q), np.eye(4) if T_frame_base is None else T_frame_base)
 
-    def _posed_meshes(self, poses: dict[str, np.ndarray], T_frame_base: np.ndarray
-                      ) -> dict[str, trimesh.Trimesh]:
-        return {link: geometry.mesh.copy().apply_transform(T_frame_base @ poses[link])
-                for link, geometry in self.links.items()}
+    def _posed_meshes(self, poses: dict[str, np.ndarray], T_frame_base: np.ndarray) -> dict[str, trimesh.Trimesh]:
+        return {
+            link: geometry.mesh.copy().apply_transform(T_frame_base @ poses[link])
+            for link, geometry in self.links.items()
+        }
 
-    def posed(self, q: np.ndarray, T_frame_base: np.ndarray, spacing: float) -> "PosedHand":
+    def posed(self, q: np.ndarray, T_frame_base: np.ndarray, spacing: float) -> PosedHand:
         """The hand at configuration q placed by T_frame_base: link meshes and surface points."""
         poses = self.link_poses(q)
         points, normals = [], []
@@ -154,8 +160,13 @@ class HandModel:
             T = T_frame_base @ poses[link]
             points.append(link_points @ T[:3, :3].T + T[:3, 3])
             normals.append(link_normals @ T[:3, :3].T)
-        return PosedHand(self._posed_meshes(poses, T_frame_base), np.concatenate(points),
-                         np.concatenate(normals), np.asarray(T_frame_base, dtype=np.float64), poses)
+        return PosedHand(
+            self._posed_meshes(poses, T_frame_base),
+            np.concatenate(points),
+            np.concatenate(normals),
+            np.asarray(T_frame_base, dtype=np.float64),
+            poses,
+        )
 
     def surface_points(self, spacing: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """link -> (points (N, 3), outward normals (N, 3)) about `spacing` apart, link frame.
@@ -173,8 +184,9 @@ class HandModel:
         return samples
 
     def _load_link_geometry(self, package_dirs: Mapping[str, str]) -> dict[str, LinkGeometry]:
-        robot = yourdfpy.URDF.load(str(self.urdf_path), build_scene_graph=False,
-                                   load_meshes=False, load_collision_meshes=False).robot
+        robot = yourdfpy.URDF.load(
+            str(self.urdf_path), build_scene_graph=False, load_meshes=False, load_collision_meshes=False
+        ).robot
         links = {}
         for link in robot.links:
             parts = [self._collision_mesh(c, package_dirs) for c in link.collisions]
@@ -192,13 +204,14 @@ class HandModel:
         elif geometry.sphere is not None:
             mesh = trimesh.creation.icosphere(subdivisions=3, radius=geometry.sphere.radius)
         elif geometry.cylinder is not None:
-            mesh = trimesh.creation.cylinder(radius=geometry.cylinder.radius,
-                                             height=geometry.cylinder.length, sections=24)
+            mesh = trimesh.creation.cylinder(
+                radius=geometry.cylinder.radius, height=geometry.cylinder.length, sections=24
+            )
         elif geometry.mesh is not None:
             path = self._resolve(geometry.mesh.filename, package_dirs)
             try:
                 mesh = trimesh.load(path, force="mesh")
-            except Exception as exc:  # noqa: BLE001 - any loader failure names the file
+            except Exception as exc:
                 raise ResourceError(f"cannot load hand collision mesh {path}: {exc}") from exc
             if len(mesh.faces) == 0:
                 raise ResourceError(f"hand collision mesh {path} holds no triangles")

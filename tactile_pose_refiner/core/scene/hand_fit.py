@@ -10,6 +10,7 @@ offsets + 6 base parameters (pytorch-kinematics forward kinematics, differentiab
 does not lower the robust residual by min_improvement_m, or that sees too little of the hand,
 leaves the encoders' hand (labelled in `status`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,9 +44,11 @@ class HandCorrection:
     def summary(self) -> str:
         if self.status != "ok":
             return self.status
-        return (f"hand corrected on {self.points} depth points: base {self.base_shift_mm:.1f} mm "
-                f"{self.base_turn_deg:.2f} deg, joints rms {self.joint_change_rms_deg:.2f} deg, "
-                f"fit {self.rms_before_mm:.1f} -> {self.rms_after_mm:.1f} mm")
+        return (
+            f"hand corrected on {self.points} depth points: base {self.base_shift_mm:.1f} mm "
+            f"{self.base_turn_deg:.2f} deg, joints rms {self.joint_change_rms_deg:.2f} deg, "
+            f"fit {self.rms_before_mm:.1f} -> {self.rms_after_mm:.1f} mm"
+        )
 
 
 def rotation_matrix(rotvec: torch.Tensor) -> torch.Tensor:
@@ -69,8 +72,15 @@ class HandFitter:
         samples = model.surface_points(float(config["model_spacing_m"]))
         self.samples = {link: (torch.as_tensor(p), torch.as_tensor(n)) for link, (p, n) in samples.items()}
 
-    def fit(self, depth_m: np.ndarray, camera: PinholeCamera, object_mask: np.ndarray | None,
-            q: np.ndarray, T_cam_base: np.ndarray, sensed_mesh: trimesh.Trimesh) -> HandCorrection:
+    def fit(
+        self,
+        depth_m: np.ndarray,
+        camera: PinholeCamera,
+        object_mask: np.ndarray | None,
+        q: np.ndarray,
+        T_cam_base: np.ndarray,
+        sensed_mesh: trimesh.Trimesh,
+    ) -> HandCorrection:
         """depth_m (H, W) [m] 0 = missing; object_mask (H, W) or None; q (J,) the encoders' joints
         [rad]; T_cam_base (4, 4) the calibration's base pose; sensed_mesh: the hand posed by both
         (camera frame), whose silhouette says where to look for its depth pixels."""
@@ -85,7 +95,11 @@ class HandFitter:
         rotvec = torch.zeros(3, dtype=torch.float64, requires_grad=True)
         shift = torch.zeros(3, dtype=torch.float64, requires_grad=True)
         q_t, T_t = torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(T_cam_base, dtype=torch.float64)
-        priors = (np.radians(c["joint_offset_std_deg"]), np.radians(c["base_rotation_std_deg"]), c["base_translation_std_m"])
+        priors = (
+            np.radians(c["joint_offset_std_deg"]),
+            np.radians(c["base_rotation_std_deg"]),
+            c["base_translation_std_m"],
+        )
         before = after = None
         for _ in range(int(c["rounds"])):
             with torch.no_grad():
@@ -98,15 +112,19 @@ class HandFitter:
             def cost() -> torch.Tensor:
                 residual = self._residuals(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
                 data = _huber(residual, float(c["huber_m"])).mean() / float(c["depth_std_m"]) ** 2
-                prior = ((offsets / priors[0]) ** 2).sum() + ((rotvec / priors[1]) ** 2).sum() \
+                prior = (
+                    ((offsets / priors[0]) ** 2).sum()
+                    + ((rotvec / priors[1]) ** 2).sum()
                     + ((shift / priors[2]) ** 2).sum()
+                )
                 return data * min(len(rows), int(c["effective_points"])) + prior
 
             if before is None:
                 with torch.no_grad():
                     before = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
-            optimiser = torch.optim.LBFGS([offsets, rotvec, shift], max_iter=int(c["iterations"]),
-                                          line_search_fn="strong_wolfe")
+            optimiser = torch.optim.LBFGS(
+                [offsets, rotvec, shift], max_iter=int(c["iterations"]), line_search_fn="strong_wolfe"
+            )
 
             def closure():
                 optimiser.zero_grad()
@@ -118,7 +136,7 @@ class HandFitter:
             with torch.no_grad():
                 after = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
         if before is None or after is None or not np.isfinite(after) or before - after < float(c["min_improvement_m"]):
-            kept.status = "hand not corrected: the fit did not improve on the encoders"   # an exact hand fits noise only
+            kept.status = "hand not corrected: the fit did not improve on the encoders"  # an exact hand fits noise only
             return kept
         return self._correction(q, T_cam_base, offsets, rotvec, shift, len(observed), before, after)
 
@@ -128,14 +146,23 @@ class HandFitter:
             error[:3, :3] = rotation_matrix(rotvec).numpy()
             error[:3, 3] = shift.numpy()
         change = offsets.detach().numpy()
-        return HandCorrection(np.asarray(q, float) + change, np.asarray(T_cam_base, float) @ error, "ok", count,
-                              1000.0 * before, 1000.0 * after, 1000.0 * float(np.linalg.norm(error[:3, 3])),
-                              float(np.degrees(np.linalg.norm(rotvec.detach().numpy()))),
-                              float(np.degrees(np.sqrt(np.mean(change**2)))))
+        return HandCorrection(
+            np.asarray(q, float) + change,
+            np.asarray(T_cam_base, float) @ error,
+            "ok",
+            count,
+            1000.0 * before,
+            1000.0 * after,
+            1000.0 * float(np.linalg.norm(error[:3, 3])),
+            float(np.degrees(np.linalg.norm(rotvec.detach().numpy()))),
+            float(np.degrees(np.sqrt(np.mean(change**2)))),
+        )
 
     def _rms(self, observed, rows, cols, q, T, offsets, rotvec, shift) -> float:
         residual = self._residuals(observed, rows, cols, q, T, offsets, rotvec, shift)
-        return float(torch.sqrt(torch.clamp(residual, -3 * self.config["huber_m"], 3 * self.config["huber_m"]).pow(2).mean()))
+        return float(
+            torch.sqrt(torch.clamp(residual, -3 * self.config["huber_m"], 3 * self.config["huber_m"]).pow(2).mean())
+        )
 
     def _residuals(self, observed, rows, cols, q, T, offsets, rotvec, shift) -> torch.Tensor:
         """Point-to-plane distances (K,) [m] of the paired observed points to the hand at q + offsets."""

@@ -4,6 +4,7 @@ Each object has a visual mesh (texture seams keep duplicated vertices, UVs intac
 geometry mesh (seam vertices merged) used for distances, volumes and sampling. Real scans
 are often not watertight; `watertight` says so and the distance code uses winding numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ class ObjectModel:
     object_id: str
     mesh_path: Path
     mass_kg: float
-    visual: trimesh.Trimesh                  # with .visual.uv; may duplicate seam vertices
-    texture: np.ndarray | None               # (H, W, 3) uint8, None for untextured meshes
+    visual: trimesh.Trimesh  # with .visual.uv; may duplicate seam vertices
+    texture: np.ndarray | None  # (H, W, 3) uint8, None for untextured meshes
     geometry: trimesh.Trimesh = field(init=False)
 
     def __post_init__(self) -> None:
@@ -71,7 +72,7 @@ class ObjectCatalog:
         self._cache: dict[str, ObjectModel] = {}
 
     @classmethod
-    def from_config(cls, name: str = "objects") -> "ObjectCatalog":
+    def from_config(cls, name: str = "objects") -> ObjectCatalog:
         return cls(load_config(name)["objects"], share_dir())
 
     @property
@@ -105,7 +106,7 @@ def load_object(object_id: str, path: Path, mass_kg: float) -> ObjectModel:
         raise ObjectModelError(f"object '{object_id}': mesh file not found: {path}")
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as exc:  # noqa: BLE001 - any loader failure names the file
+    except Exception as exc:
         raise ObjectModelError(f"object '{object_id}': cannot read mesh {path}: {exc}") from exc
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ObjectModelError(f"object '{object_id}': {path} holds no triangles")
@@ -121,8 +122,8 @@ def _texture(object_id: str, path: Path, mesh: trimesh.Trimesh) -> np.ndarray | 
     image = getattr(getattr(mesh.visual, "material", None), "image", None)
     if image is None:
         raise ObjectModelError(
-            f"object '{object_id}': texture {material_texture} named by the material of {path} "
-            "is missing or unreadable")
+            f"object '{object_id}': texture {material_texture} named by the material of {path} is missing or unreadable"
+        )
     return np.asarray(image.convert("RGB"))
 
 

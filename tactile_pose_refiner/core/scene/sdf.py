@@ -5,6 +5,7 @@ than a BVH winding-number query and trilinear interpolation is differentiable ev
 (team notes). The bake uses the winding-number sign (`MeshDistance`), right on the
 non-watertight YCB scans, and is cached on disk keyed by the mesh content.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,13 +24,12 @@ from tactile_pose_refiner.core.scene.distance import MeshDistance
 class SdfGrid:
     """values[i, j, k] = signed distance at origin + spacing * (i, j, k); positive outside."""
 
-    values: np.ndarray   # (nx, ny, nz) float32
-    origin: np.ndarray   # (3,) float64, object frame [m]
-    spacing: float       # [m]
+    values: np.ndarray  # (nx, ny, nz) float32
+    origin: np.ndarray  # (3,) float64, object frame [m]
+    spacing: float  # [m]
 
     @classmethod
-    def bake(cls, mesh: trimesh.Trimesh, spacing: float, margin: float,
-             use_cache: bool = True) -> "SdfGrid":
+    def bake(cls, mesh: trimesh.Trimesh, spacing: float, margin: float, use_cache: bool = True) -> SdfGrid:
         """Grid over the mesh bounds grown by `margin`; cached under cache_dir('sdf')."""
         path = _cache_path(mesh, spacing, margin)
         if use_cache and path.is_file():

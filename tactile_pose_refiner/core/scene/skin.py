@@ -1,4 +1,5 @@
 """Xela tactile skin readings (ROS-free counterpart of msg/TactileArray)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,11 +35,9 @@ class TactileReading:
         taxel_ids = np.asarray(self.taxel_ids)
         positions = np.asarray(self.positions, dtype=np.float64).reshape(-1, 3)
         forces = np.asarray(self.forces, dtype=np.float64).reshape(-1, 3)
-        for field, rows in (("taxel_ids", len(taxel_ids)), ("positions", len(positions)),
-                            ("forces", len(forces))):
+        for field, rows in (("taxel_ids", len(taxel_ids)), ("positions", len(positions)), ("forces", len(forces))):
             if rows != count:
-                raise TactileInputError(
-                    f"tactile reading: {field} has {rows} entries, link_names has {count}")
+                raise TactileInputError(f"tactile reading: {field} has {rows} entries, link_names has {count}")
         if taxel_ids.size and (taxel_ids.min() < 0 or taxel_ids.max() > np.iinfo(np.uint16).max):
             raise TactileInputError("tactile reading: taxel_ids must fit in uint16")
         if not np.isfinite(positions).all():
@@ -53,16 +52,18 @@ class TactileReading:
         object.__setattr__(self, "forces", forces)
 
     @classmethod
-    def from_message(cls, msg) -> "TactileReading":
+    def from_message(cls, msg) -> TactileReading:
         """From any object with TactileArray's fields (an rclpy or a rosbags message);
         raises TactileInputError when the fields are inconsistent."""
         stamp = msg.header.stamp
-        return cls(link_names=tuple(msg.link_names),
-                   taxel_ids=np.asarray(msg.taxel_ids, dtype=np.int64),
-                   positions=np.array([[p.x, p.y, p.z] for p in msg.positions]).reshape(-1, 3),
-                   forces=np.array([[f.x, f.y, f.z] for f in msg.forces]).reshape(-1, 3),
-                   force_scale=float(msg.force_scale),
-                   stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+        return cls(
+            link_names=tuple(msg.link_names),
+            taxel_ids=np.asarray(msg.taxel_ids, dtype=np.int64),
+            positions=np.array([[p.x, p.y, p.z] for p in msg.positions]).reshape(-1, 3),
+            forces=np.array([[f.x, f.y, f.z] for f in msg.forces]).reshape(-1, 3),
+            force_scale=float(msg.force_scale),
+            stamp_ns=int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
+        )
 
     def __len__(self) -> int:
         return len(self.link_names)
@@ -84,25 +85,30 @@ class SkinLayout:
     normals: np.ndarray
 
     @classmethod
-    def from_config(cls, name: str = "xela_layout") -> "SkinLayout":
+    def from_config(cls, name: str = "xela_layout") -> SkinLayout:
         from tactile_pose_refiner.core.resources import load_config
+
         taxels = load_config(name)["taxels"]
-        return cls(ids=np.array([t["id"] for t in taxels], dtype=np.int64),
-                   links=tuple(t["link"] for t in taxels),
-                   patches=tuple(t["patch"] for t in taxels),
-                   positions=np.array([t["position"] for t in taxels], dtype=np.float64),
-                   normals=np.array([t["normal"] for t in taxels], dtype=np.float64))
+        return cls(
+            ids=np.array([t["id"] for t in taxels], dtype=np.int64),
+            links=tuple(t["link"] for t in taxels),
+            patches=tuple(t["patch"] for t in taxels),
+            positions=np.array([t["position"] for t in taxels], dtype=np.float64),
+            normals=np.array([t["normal"] for t in taxels], dtype=np.float64),
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def posed(self, link_poses: dict[str, np.ndarray], T_frame_base: np.ndarray = np.eye(4)
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """Taxel positions and normals (N, 3) in the frame of T_frame_base, given T_base_link."""
+    def posed(
+        self, link_poses: dict[str, np.ndarray], T_frame_base: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Taxel positions and normals (N, 3) in the frame of T_frame_base (default: base), given T_base_link."""
+        T_frame_base = np.eye(4) if T_frame_base is None else T_frame_base
         positions = np.empty_like(self.positions)
         normals = np.empty_like(self.normals)
         for link in set(self.links):
-            rows = np.array([l == link for l in self.links])
+            rows = np.array([name == link for name in self.links])
             T = T_frame_base @ link_poses[link]
             positions[rows] = self.positions[rows] @ T[:3, :3].T + T[:3, 3]
             normals[rows] = self.normals[rows] @ T[:3, :3].T
@@ -134,21 +140,30 @@ class TactileModel:
     contact_threshold_units: float
 
     @classmethod
-    def from_config(cls, name: str = "tactile") -> "TactileModel":
+    def from_config(cls, name: str = "tactile") -> TactileModel:
         from tactile_pose_refiner.core.resources import load_config
+
         config = load_config(name)
         return cls(**{k: float(config[k]) for k in cls.__dataclass_fields__})
 
-    def forces(self, signed_distance: np.ndarray, object_normals: np.ndarray,
-               taxel_normals: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    def forces(
+        self,
+        signed_distance: np.ndarray,
+        object_normals: np.ndarray,
+        taxel_normals: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
         """(N,) distances [m], (N, 3) object surface normals and taxel normals (same frame)
         -> (N, 3) forces in taxel frames (x, y shear; z normal) [sensor units]."""
         compression = self.contact_margin_m - np.asarray(signed_distance)
         normal_force = np.clip(self.stiffness_units_per_m * compression, 0.0, self.max_units)
         x_axis, y_axis = taxel_tangents(taxel_normals)
         push = -object_normals  # direction the object surface pushes the taxel
-        shear = self.shear_ratio * normal_force[:, None] * np.stack(
-            [np.einsum("nc,nc->n", push, x_axis), np.einsum("nc,nc->n", push, y_axis)], axis=1)
+        shear = (
+            self.shear_ratio
+            * normal_force[:, None]
+            * np.stack([np.einsum("nc,nc->n", push, x_axis), np.einsum("nc,nc->n", push, y_axis)], axis=1)
+        )
         forces = np.concatenate([shear, normal_force[:, None]], axis=1)
         if rng is not None and self.noise_std_units > 0:
             forces = forces + rng.normal(0.0, self.noise_std_units, forces.shape)

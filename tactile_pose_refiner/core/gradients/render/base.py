@@ -6,6 +6,7 @@ the object's projected size, not the camera resolution. Images are premultiplied
 silhouette over a black, zero-depth background: rgb = alpha * colour, depth = alpha * z. This is
 what a soft rasteriser produces naturally, and it makes the loss continuous at silhouette edges.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -39,11 +40,12 @@ class Roi:
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """(H, W, ...) camera image -> (height, width, ...) window."""
-        return image[self.v0:self.v0 + self.height, self.u0:self.u0 + self.width]
+        return image[self.v0 : self.v0 + self.height, self.u0 : self.u0 + self.width]
 
 
-def roi_around(vertices_obj: np.ndarray, T_cam_obj: np.ndarray, camera: PinholeCamera,
-               margin_px: int, min_depth_m: float) -> Roi | None:
+def roi_around(
+    vertices_obj: np.ndarray, T_cam_obj: np.ndarray, camera: PinholeCamera, margin_px: int, min_depth_m: float
+) -> Roi | None:
     """Bounding box of the projection of (N, 3) object-frame vertices at T_cam_obj, grown by
     margin_px and clipped to the image. None when the object is (partly) behind the near plane
     or its box misses the image: the caller reports that as degraded input."""
@@ -70,7 +72,7 @@ def mesh_depth(vertices_cam: np.ndarray, faces: np.ndarray, camera: PinholeCamer
     """(H, W) depth [m] of the mesh's nearest surface along each pixel's centre ray, 0 where it
     misses. Exact (Open3D/Embree ray cast); only the rays in the mesh's projected window are
     cast, all of them when the mesh crosses the camera plane (it then projects anywhere)."""
-    import open3d as o3d   # here: only the hand's silhouette needs it
+    import open3d as o3d  # here: only the hand's silhouette needs it
 
     depth = np.zeros((camera.height, camera.width))
     vertices_cam = np.asarray(vertices_cam, dtype=np.float64)
@@ -82,7 +84,7 @@ def mesh_depth(vertices_cam: np.ndarray, faces: np.ndarray, camera: PinholeCamer
         roi = roi_around(vertices_cam, np.eye(4), camera, 0, 1e-6)
         if roi is None:
             return depth
-    directions = roi.crop(camera.ray_directions()).reshape(-1, 3)   # z = 1: t along them is depth
+    directions = roi.crop(camera.ray_directions()).reshape(-1, 3)  # z = 1: t along them is depth
     rays = np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32)
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(open3d_mesh(vertices_cam, faces))
@@ -124,16 +126,19 @@ class RenderMesh:
     edge_count: int
 
     @classmethod
-    def from_model(cls, model: ObjectModel, min_face_area_m2: float) -> "RenderMesh":
+    def from_model(cls, model: ObjectModel, min_face_area_m2: float) -> RenderMesh:
         visual = model.visual
         vertices, merged = _merge_positions(np.asarray(visual.vertices, dtype=np.float64))
         faces_visual = np.asarray(visual.faces, dtype=np.int64)
         faces = merged[faces_visual]
         corners = vertices[faces]
-        area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0],
-                                             corners[:, 2] - corners[:, 0]), axis=1)
-        keep = (area > min_face_area_m2) & (faces[:, 0] != faces[:, 1]) \
-            & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+        area = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+        keep = (
+            (area > min_face_area_m2)
+            & (faces[:, 0] != faces[:, 1])
+            & (faces[:, 1] != faces[:, 2])
+            & (faces[:, 2] != faces[:, 0])
+        )
         if not keep.any():
             raise RenderInputError(f"object '{model.object_id}': no non-degenerate triangle")
         faces, faces_visual = faces[keep], faces_visual[keep]
@@ -142,8 +147,16 @@ class RenderMesh:
         colors = np.zeros((len(vertices), 3))
         colors[merged] = model.vertex_colors()[:, :3] / 255.0  # seams share a colour
         face_edges, edge_count = _edge_ids(faces)
-        return cls(vertices, faces, faces_visual, uv,
-                   model.texture / 255.0 if textured else None, colors, face_edges, edge_count)
+        return cls(
+            vertices,
+            faces,
+            faces_visual,
+            uv,
+            model.texture / 255.0 if textured else None,
+            colors,
+            face_edges,
+            edge_count,
+        )
 
 
 def _merge_positions(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +176,7 @@ def _edge_ids(faces: np.ndarray) -> tuple[np.ndarray, int]:
 def front_facing(corners_cam: torch.Tensor) -> torch.Tensor:
     """(F, 3, 3) camera-frame triangle corners -> (F,) bool: the outward normal faces the camera
     (counter-clockwise faces, as in OBJ scans)."""
-    normal = torch.linalg.cross(corners_cam[:, 1] - corners_cam[:, 0],
-                                corners_cam[:, 2] - corners_cam[:, 0])
+    normal = torch.linalg.cross(corners_cam[:, 1] - corners_cam[:, 0], corners_cam[:, 2] - corners_cam[:, 0])
     return (normal * corners_cam[:, 0]).sum(dim=1) < 0
 
 
@@ -172,13 +184,13 @@ def silhouette_edges(face_edges: torch.Tensor, edge_count: int, front: torch.Ten
     """(F, 3) edge ids and (F,) front-facing flags -> (F, 3) bool: the face's edge from corner k to
     k+1 lies on the silhouette (exactly one of the faces sharing it faces the camera)."""
     fronts_per_edge = torch.zeros(edge_count, dtype=torch.long, device=face_edges.device)
-    fronts_per_edge.index_add_(0, face_edges.reshape(-1),
-                               front[:, None].expand(-1, 3).reshape(-1).long())
+    fronts_per_edge.index_add_(0, face_edges.reshape(-1), front[:, None].expand(-1, 3).reshape(-1).long())
     return fronts_per_edge[face_edges] == 1
 
 
-def project_vertices(vertices: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor,
-                     camera: PinholeCamera, roi: Roi) -> tuple[torch.Tensor, torch.Tensor]:
+def project_vertices(
+    vertices: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, camera: PinholeCamera, roi: Roi
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(V, 3) object-frame vertices at pose (R, t) -> (V, 2) pixel coordinates (x, y) in the ROI
     (pixel centres at integers, OpenCV) and (V, 3) camera-frame points [m]."""
     points = vertices @ rotation.T + translation
@@ -206,8 +218,7 @@ class Renderer(ABC):
         self.camera = camera
 
     @abstractmethod
-    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi,
-               with_depth: bool = True) -> Rendering:
+    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi, with_depth: bool = True) -> Rendering:
         """Pose T_cam_obj as (3, 3) rotation and (3,) translation [m] (autograd tensors) ->
         the ROI's Rendering on the renderer's device, differentiable w.r.t. the pose.
         with_depth=False allows a backend to skip the depth image (then zeros)."""

@@ -7,17 +7,25 @@ diffusely lit scan), back faces and slivers are culled by us before DEODR sees t
 own culling then keeps every face we pass: front faces are counter-clockwise in the image, so
 clockwise=False), and sigma comes from the config.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from deodr.differentiable_renderer import Scene2D, renderScene, renderSceneB
+from PIL import Image
 
 from tactile_pose_refiner.core.gradients.render.base import (
-    Renderer, RenderMesh, Rendering, Roi, front_facing, project_vertices, silhouette_edges)
+    Renderer,
+    Rendering,
+    RenderMesh,
+    Roi,
+    front_facing,
+    project_vertices,
+    silhouette_edges,
+)
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 
 
@@ -26,8 +34,7 @@ class _Rasterise(torch.autograd.Function):
     prepared DEODR Scene2D (float64, CPU)."""
 
     @staticmethod
-    def forward(ctx: Any, ij: torch.Tensor, colors: torch.Tensor, scene: Scene2D,
-                sigma: float) -> torch.Tensor:
+    def forward(ctx: Any, ij: torch.Tensor, colors: torch.Tensor, scene: Scene2D, sigma: float) -> torch.Tensor:
         scene.ij = ij.detach().numpy().astype(np.float64)
         scene.colors = np.ascontiguousarray(colors.detach().numpy(), dtype=np.float64)
         image = np.empty((scene.height, scene.width, scene.nb_colors))
@@ -40,8 +47,14 @@ class _Rasterise(torch.autograd.Function):
     def backward(ctx: Any, image_b: torch.Tensor):
         scene = ctx.scene
         scene.clear_gradients()
-        renderSceneB(scene, ctx.sigma, ctx.image.copy(), ctx.z_buffer,
-                     np.ascontiguousarray(image_b.numpy(), dtype=np.float64), check_valid=True)
+        renderSceneB(
+            scene,
+            ctx.sigma,
+            ctx.image.copy(),
+            ctx.z_buffer,
+            np.ascontiguousarray(image_b.numpy(), dtype=np.float64),
+            check_valid=True,
+        )
         return torch.from_numpy(scene.ij_b.copy()), torch.from_numpy(scene.colors_b.copy()), None, None
 
 
@@ -52,8 +65,9 @@ class DeodrRenderer(Renderer):
     name = "deodr"
     edge_coverage = 1.0
 
-    def __init__(self, mesh: RenderMesh, camera: PinholeCamera, sigma_px: float,
-                 min_screen_area_px2: float, texture_size_px: int) -> None:
+    def __init__(
+        self, mesh: RenderMesh, camera: PinholeCamera, sigma_px: float, min_screen_area_px2: float, texture_size_px: int
+    ) -> None:
         super().__init__(mesh, camera)
         self.sigma = float(sigma_px)
         self.min_screen_area = float(min_screen_area_px2)
@@ -64,8 +78,7 @@ class DeodrRenderer(Renderer):
             texture = _resized(mesh.texture, texture_size_px)
             height, width = texture.shape[:2]
             # DEODR texture coordinates are texel units, row 0 at the top, texel centres at +0.5.
-            self.uv_texels = np.column_stack([mesh.uv[:, 0] * width,
-                                              (1.0 - mesh.uv[:, 1]) * height]) - 0.5
+            self.uv_texels = np.column_stack([mesh.uv[:, 0] * width, (1.0 - mesh.uv[:, 1]) * height]) - 0.5
             alpha = np.ones((height, width, 1))
             self.texture_rgba = np.ascontiguousarray(np.concatenate([texture, alpha], axis=2))
 
@@ -73,22 +86,21 @@ class DeodrRenderer(Renderer):
         """DEODR's edge overdraw: 1 inside, a ramp from 1 at the edge to 0 at sigma outside."""
         return (1.0 - signed_distance_px.clip(min=0.0) / self.sigma).clip(0.0, 1.0)
 
-    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi,
-               with_depth: bool = True) -> Rendering:
-        ij, points = project_vertices(self.vertices.to(rotation.dtype), rotation, translation,
-                                      self.camera, roi)
+    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi, with_depth: bool = True) -> Rendering:
+        ij, points = project_vertices(self.vertices.to(rotation.dtype), rotation, translation, self.camera, roi)
         ij, z = ij.double(), points[:, 2].double()
         drawn, edge_flags = self._visible_faces(ij.detach(), points.detach())
         if self.mesh.texture is None:
-            colors = torch.cat([torch.from_numpy(self.mesh.colors), torch.ones_like(z)[:, None],
-                                z[:, None]], dim=1)
+            colors = torch.cat([torch.from_numpy(self.mesh.colors), torch.ones_like(z)[:, None], z[:, None]], dim=1)
             image = self._pass(ij, colors, z, drawn, edge_flags, roi, textured=False)
             rgba, depth = image[..., :4], image[..., 4]
         else:
-            rgba = self._pass(ij, torch.zeros(len(z), 4, dtype=z.dtype), z, drawn, edge_flags, roi,
-                              textured=True)
-            depth = self._pass(ij, z[:, None], z, drawn, edge_flags, roi, textured=False)[..., 0] \
-                if with_depth else torch.zeros_like(rgba[..., 3])
+            rgba = self._pass(ij, torch.zeros(len(z), 4, dtype=z.dtype), z, drawn, edge_flags, roi, textured=True)
+            depth = (
+                self._pass(ij, z[:, None], z, drawn, edge_flags, roi, textured=False)[..., 0]
+                if with_depth
+                else torch.zeros_like(rgba[..., 3])
+            )
         return Rendering(rgba[..., :3], rgba[..., 3], depth, roi)
 
     def _visible_faces(self, ij: torch.Tensor, points: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +109,7 @@ class DeodrRenderer(Renderer):
         front = front_facing(points[self.faces])
         corners = ij[self.faces]
         a, b = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-        area = 0.5 * torch.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])   # (torch.linalg.det: 5x as long)
+        area = 0.5 * torch.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])  # (torch.linalg.det: 5x as long)
         drawn = front & (area > self.min_screen_area)
         flags = silhouette_edges(self.face_edges, self.mesh.edge_count, drawn)
         return drawn.numpy(), flags[drawn].numpy()
@@ -108,14 +120,23 @@ class DeodrRenderer(Renderer):
         scene = Scene2D(
             faces=faces,
             faces_uv=self.mesh.faces_uv[drawn].astype(np.uint32) if textured else faces,
-            ij=np.zeros((len(z), 2)), depths=z.detach().numpy(),
-            textured=np.full(count, textured), uv=self.uv_texels if textured else np.zeros((len(z), 2)),
+            ij=np.zeros((len(z), 2)),
+            depths=z.detach().numpy(),
+            textured=np.full(count, textured),
+            uv=self.uv_texels if textured else np.zeros((len(z), 2)),
             # DEODR draws a face's texture only when it is also shaded: shade 1 = unlit.
-            shade=np.ones(len(z)), colors=np.zeros((len(z), colors.shape[1])),
+            shade=np.ones(len(z)),
+            colors=np.zeros((len(z), colors.shape[1])),
             shaded=np.full(count, textured),
-            edgeflags=edge_flags, height=roi.height, width=roi.width, nb_colors=colors.shape[1],
+            edgeflags=edge_flags,
+            height=roi.height,
+            width=roi.width,
+            nb_colors=colors.shape[1],
             texture=self.texture_rgba if textured else np.zeros((0, 0, colors.shape[1])),
-            background_color=np.zeros(colors.shape[1]), clockwise=False, backface_culling=True)
+            background_color=np.zeros(colors.shape[1]),
+            clockwise=False,
+            backface_culling=True,
+        )
         return _Rasterise.apply(ij, colors, scene, self.sigma)
 
 

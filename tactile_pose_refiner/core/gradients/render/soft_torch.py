@@ -16,13 +16,21 @@ autograd, re-evaluate only the winners: barycentrics -> texture coordinates -> b
 lookup, perspective-correct depth; the nearest point on the winning edge (not clamped
 barycentrics, which go wrong on slivers) -> its colour and depth for pixels just outside.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from tactile_pose_refiner.core.gradients.render.base import (
-    Renderer, RenderMesh, Rendering, Roi, front_facing, project_vertices, silhouette_edges)
+    Renderer,
+    Rendering,
+    RenderMesh,
+    Roi,
+    front_facing,
+    project_vertices,
+    silhouette_edges,
+)
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 
 _TINY = 1e-12  # [px^2] keeps square roots and divisions finite at exact zeros
@@ -33,13 +41,11 @@ def _cross2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def _pixels_in_boxes(lo: torch.Tensor, hi: torch.Tensor, roi: Roi
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def _pixels_in_boxes(lo: torch.Tensor, hi: torch.Tensor, roi: Roi) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer pixel centres inside each of N boxes [lo, hi] (N, 2) (x, y), clipped to the ROI ->
     (M,) owning box index, (M, 2) long pixel coordinates (x, y)."""
     lo = torch.clamp(torch.ceil(lo), min=0).long()
-    hi = torch.minimum(torch.floor(hi).long(),
-                       torch.tensor([roi.width - 1, roi.height - 1], device=lo.device))
+    hi = torch.minimum(torch.floor(hi).long(), torch.tensor([roi.width - 1, roi.height - 1], device=lo.device))
     size = torch.clamp(hi - lo + 1, min=0)
     count = size[:, 0] * size[:, 1]
     owner = torch.repeat_interleave(torch.arange(len(count), device=lo.device), count)
@@ -65,9 +71,15 @@ class SoftTorchRenderer(Renderer):
     name = "soft_torch"
     edge_coverage = 0.5
 
-    def __init__(self, mesh: RenderMesh, camera: PinholeCamera, sigma_px: float,
-                 min_screen_area_px2: float, device: str = "cpu",
-                 dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        mesh: RenderMesh,
+        camera: PinholeCamera,
+        sigma_px: float,
+        min_screen_area_px2: float,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
         super().__init__(mesh, camera)
         self.sigma = float(sigma_px)
         self.min_screen_area = float(min_screen_area_px2)
@@ -79,17 +91,22 @@ class SoftTorchRenderer(Renderer):
         self.uv = as_tensor(mesh.uv)
         self.colors = as_tensor(mesh.colors)
         self.face_edges = as_tensor(mesh.face_edges, torch.long)
-        self.texture = None if mesh.texture is None else \
-            as_tensor(mesh.texture).permute(2, 0, 1)[None].contiguous()  # (1, 3, H, W)
+        self.texture = (
+            None if mesh.texture is None else as_tensor(mesh.texture).permute(2, 0, 1)[None].contiguous()
+        )  # (1, 3, H, W)
 
     def coverage(self, signed_distance_px):
         """Symmetric linear ramp, 1/2 at the edge, 0 and 1 at sigma outside and inside."""
         return (0.5 - signed_distance_px / (2.0 * self.sigma)).clip(0.0, 1.0)
 
-    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi,
-               with_depth: bool = True) -> Rendering:
-        xy, points = project_vertices(self.vertices, rotation.to(self.device, self.dtype),
-                                      translation.to(self.device, self.dtype), self.camera, roi)
+    def render(self, rotation: torch.Tensor, translation: torch.Tensor, roi: Roi, with_depth: bool = True) -> Rendering:
+        xy, points = project_vertices(
+            self.vertices,
+            rotation.to(self.device, self.dtype),
+            translation.to(self.device, self.dtype),
+            self.camera,
+            roi,
+        )
         z = points[:, 2]
         with torch.no_grad():
             drawn = self._drawn_faces(xy, points)
@@ -102,15 +119,15 @@ class SoftTorchRenderer(Renderer):
         alpha = covered.to(self.dtype)
         inside_colour, inside_depth = self._shade_interior(xy, z, pixel, face, roi)
         colour, depth = colour.index_put((pixel,), inside_colour), depth.index_put((pixel,), inside_depth)
-        edge_alpha, edge_colour, edge_depth = self._shade_edges(xy, z, edge_pixel, edge_face,
-                                                                edge_corner, covered, roi)
+        edge_alpha, edge_colour, edge_depth = self._shade_edges(xy, z, edge_pixel, edge_face, edge_corner, covered, roi)
         outside = ~covered[edge_pixel]
         alpha = alpha.index_put((edge_pixel,), edge_alpha)
         colour = colour.index_put((edge_pixel[outside],), edge_colour[outside])
         depth = depth.index_put((edge_pixel[outside],), edge_depth[outside])
         shape = (roi.height, roi.width)
-        return Rendering((alpha[:, None] * colour).reshape(*shape, 3), alpha.reshape(shape),
-                         (alpha * depth).reshape(shape), roi)
+        return Rendering(
+            (alpha[:, None] * colour).reshape(*shape, 3), alpha.reshape(shape), (alpha * depth).reshape(shape), roi
+        )
 
     # -- discrete choices (no autograd) ---------------------------------------------------------
 
@@ -125,7 +142,7 @@ class SoftTorchRenderer(Renderer):
     def _rasterise(self, xy, z, drawn, roi) -> tuple[torch.Tensor, torch.Tensor]:
         """Z-buffer: (K,) covered ROI pixel ids and (K,) the face in front at each."""
         faces = torch.nonzero(drawn).squeeze(1)
-        corners = xy[self.faces[faces]]                                    # (n, 3, 2)
+        corners = xy[self.faces[faces]]  # (n, 3, 2)
         owner, px = _pixels_in_boxes(corners.amin(dim=1), corners.amax(dim=1), roi)
         bary = _barycentrics(corners[owner], px.to(self.dtype))
         inside = (bary >= -1e-9).all(dim=1)
@@ -142,13 +159,11 @@ class SoftTorchRenderer(Renderer):
         face, corner = torch.nonzero(on_silhouette, as_tuple=True)
         start, end, apex = (xy[self.faces[face, (corner + k) % 3]] for k in range(3))
         reach = self.sigma + 1.0
-        owner, px = _pixels_in_boxes(torch.minimum(start, end) - reach,
-                                     torch.maximum(start, end) + reach, roi)
+        owner, px = _pixels_in_boxes(torch.minimum(start, end) - reach, torch.maximum(start, end) + reach, roi)
         _, distance, nearest = _segment_distance(start[owner], end[owner], px.to(self.dtype))
         outward = _outward_normal(start[owner], end[owner], apex[owner])
-        beyond = torch.round(nearest + outward).long()                   # one pixel past the edge
-        off_roi = (beyond[:, 0] < 0) | (beyond[:, 1] < 0) | (beyond[:, 0] >= roi.width) \
-            | (beyond[:, 1] >= roi.height)
+        beyond = torch.round(nearest + outward).long()  # one pixel past the edge
+        off_roi = (beyond[:, 0] < 0) | (beyond[:, 1] < 0) | (beyond[:, 0] >= roi.width) | (beyond[:, 1] >= roi.height)
         beyond_id = beyond[:, 1].clamp(0, roi.height - 1) * roi.width + beyond[:, 0].clamp(0, roi.width - 1)
         outline = (off_roi | ~covered[beyond_id]) & (distance < self.sigma)
         owner, px, distance = owner[outline], px[outline], distance[outline]
@@ -188,10 +203,12 @@ class SoftTorchRenderer(Renderer):
         if self.texture is None:
             return (weights[:, :, None] * self.colors[self.faces[face]]).sum(dim=1)
         uv = (weights[:, :, None] * self.uv[self.faces_uv[face]]).sum(dim=1)
-        grid = torch.stack([torch.remainder(uv[:, 0], 1.0) * 2.0 - 1.0,
-                            (1.0 - torch.remainder(uv[:, 1], 1.0)) * 2.0 - 1.0], dim=1)
-        sampled = F.grid_sample(self.texture, grid[None, None], mode="bilinear",
-                                padding_mode="border", align_corners=False)   # (1, 3, 1, K)
+        grid = torch.stack(
+            [torch.remainder(uv[:, 0], 1.0) * 2.0 - 1.0, (1.0 - torch.remainder(uv[:, 1], 1.0)) * 2.0 - 1.0], dim=1
+        )
+        sampled = F.grid_sample(
+            self.texture, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False
+        )  # (1, 3, 1, K)
         return sampled[0, :, 0].T
 
 

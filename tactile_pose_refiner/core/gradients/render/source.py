@@ -25,6 +25,7 @@ than the truth). Where the object is seen in front of the hand, the pixel stays;
 where the depth image shows the hand behind the object (a palm behind it): the object would be
 seen there if it reached that pixel, and the border with it is an edge.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,7 @@ from scipy.optimize import brentq
 from scipy.special import ndtri
 
 from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss, degraded, pose_array
-from tactile_pose_refiner.core.gradients.render.base import (Renderer, RenderInputError, mesh_silhouette,
-                                                              roi_around)
+from tactile_pose_refiner.core.gradients.render.base import Renderer, RenderInputError, mesh_silhouette, roi_around
 from tactile_pose_refiner.core.gradients.render.factory import renderer_for
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
@@ -52,11 +52,19 @@ class RenderSource(GradientSource):
 
     name = "render"
 
-    def __init__(self, model: ObjectModel, camera: PinholeCamera, rgb: np.ndarray,
-                 mask: np.ndarray | None = None, depth_m: np.ndarray | None = None,
-                 config: dict | None = None, renderer: Renderer | None = None,
-                 occluders: trimesh.Trimesh | None = None, reference_pose: np.ndarray | None = None,
-                 uncertain: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        model: ObjectModel,
+        camera: PinholeCamera,
+        rgb: np.ndarray,
+        mask: np.ndarray | None = None,
+        depth_m: np.ndarray | None = None,
+        config: dict | None = None,
+        renderer: Renderer | None = None,
+        occluders: trimesh.Trimesh | None = None,
+        reference_pose: np.ndarray | None = None,
+        uncertain: np.ndarray | None = None,
+    ) -> None:
         self.config = config if config is not None else load_config("render")
         self.reference_pose = reference_pose
         self.camera = camera
@@ -105,8 +113,13 @@ class RenderSource(GradientSource):
             self.depth_valid = mask & (depth > 0)
         self.outside = self._totals()
 
-    def _hidden_by(self, occluders: trimesh.Trimesh | None, mask: np.ndarray | None,
-                   depth: np.ndarray | None, nearest: np.ndarray | None) -> np.ndarray | None:
+    def _hidden_by(
+        self,
+        occluders: trimesh.Trimesh | None,
+        mask: np.ndarray | None,
+        depth: np.ndarray | None,
+        nearest: np.ndarray | None,
+    ) -> np.ndarray | None:
         """(H, W) bool: pixels the hand covers (grown by dilate_px for its calibration error)
         where the object is not seen and may be behind the hand; None when the hand is not known
         or not used."""
@@ -142,17 +155,13 @@ class RenderSource(GradientSource):
         # Far from the edge: pixel centres on both sides of it are half a pixel from it.
         signed = np.where(mask, 0.5 - distance_transform_edt(solid), outside - 0.5)
         # Near it, invert a Gaussian blur of the mask instead (the blur of a straight edge at
-        # distance d is Phi(-d / sigma)). Both estimates leave the target smaller than DEODR's
-        # render of the true silhouette, most on slanted edges (a 46 deg edge: 0.07 px per unit
-        # length with whole-pixel distances, ~0 near 0 and 90 deg). Measured against an 8x
-        # supersampled ray cast at 0.5 m, per unit length of outline: a clean cylinder 0.066 ->
-        # 0.048 px, a box 0.085 -> 0.063, the can scan 0.09 -> 0.07. L_DR's silhouette term
-        # then sat 0.53 -> 0.30 mm behind the truth along the viewing ray on a bench frame.
+        # distance d is Phi(-d / sigma)): sub-pixel, where whole-pixel distances leave the target
+        # smaller than the true silhouette on slanted edges (docs/method.md, rendering).
         sigma = float(self.config["mask_edge_blur_px"])
         if sigma > 0.0:
             mask_blurred = gaussian_filter(mask.astype(np.float64), sigma)
             blurred = mask_blurred
-            if hidden is not None:   # outside the mask, hidden pixels count as background
+            if hidden is not None:  # outside the mask, hidden pixels count as background
                 blurred = np.where(mask, gaussian_filter(solid.astype(np.float64), sigma), mask_blurred)
             near = (blurred > 0.01) & (blurred < 0.99)
             signed[near] = -sigma * ndtri(blurred[near])
@@ -160,8 +169,15 @@ class RenderSource(GradientSource):
                 signed[near] -= self._edge_offset(mask, mask_blurred, hidden, signed, near, sigma)
         return self.renderer.coverage(signed)
 
-    def _edge_offset(self, mask: np.ndarray, mask_blurred: np.ndarray, hidden: np.ndarray | None,
-                     signed: np.ndarray, near: np.ndarray, sigma: float) -> float:
+    def _edge_offset(
+        self,
+        mask: np.ndarray,
+        mask_blurred: np.ndarray,
+        hidden: np.ndarray | None,
+        signed: np.ndarray,
+        near: np.ndarray,
+        sigma: float,
+    ) -> float:
         """Outward shift [px] of the blur-read edge that gives the target the total coverage the
         renderer draws for the true outline: the mask's area (pixel centres count it without
         bias) plus the backend's edge excess x the outline's length (`outline_length`). Counted
@@ -169,8 +185,7 @@ class RenderSource(GradientSource):
         0.03 px short per unit of outline on average (disks, squares: quantised, clipped ramps),
         which moves L_DR's minimum away from the camera by ~ bias x z x length / (2 area): 1 mm
         on a power drill bench frame."""
-        region = np.ones(mask.shape, bool) if hidden is None else \
-            distance_transform_edt(~hidden) > 3.0 * sigma + 1.0
+        region = np.ones(mask.shape, bool) if hidden is None else distance_transform_edt(~hidden) > 3.0 * sigma + 1.0
         length = outline_length(mask_blurred, region)
         coverage = self.renderer.coverage
         wanted = float(mask[region].sum()) + self._edge_excess_per_length(sigma) * length
@@ -178,7 +193,7 @@ class RenderSource(GradientSource):
         edge = signed[region & near]
         surplus = lambda shift: fixed + float(coverage(edge - shift).sum()) - wanted  # noqa: E731
         if length <= 0.0 or surplus(-1.0) * surplus(1.0) > 0.0:
-            return 0.0   # no visible edge, or one the blur cannot have read (> 1 px off): as read
+            return 0.0  # no visible edge, or one the blur cannot have read (> 1 px off): as read
         return brentq(surplus, -1.0, 1.0, xtol=1e-4)
 
     def _edge_excess_per_length(self, sigma: float) -> float:
@@ -191,13 +206,19 @@ class RenderSource(GradientSource):
         if self.reference_pose is None or not np.isfinite(self.reference_pose).all():
             return straight
         T = np.asarray(self.reference_pose, dtype=np.float64)
-        roi = roi_around(self.renderer.mesh.vertices, T, self.camera, int(self.config["roi_margin_px"]),
-                         float(self.config["min_depth_m"]))
+        roi = roi_around(
+            self.renderer.mesh.vertices,
+            T,
+            self.camera,
+            int(self.config["roi_margin_px"]),
+            float(self.config["min_depth_m"]),
+        )
         if roi is None or roi.pixels == 0:
             return straight
         with torch.no_grad():
-            rendering = self.renderer.render(torch.as_tensor(T[:3, :3]), torch.as_tensor(T[:3, 3]), roi,
-                                             with_depth=False)
+            rendering = self.renderer.render(
+                torch.as_tensor(T[:3, :3]), torch.as_tensor(T[:3, 3]), roi, with_depth=False
+            )
         drawn = rendering.silhouette.detach().cpu().numpy().astype(np.float64)
         inside = self.renderer.hard_silhouette(rendering)
         length = outline_length(gaussian_filter(inside.astype(np.float64), sigma))
@@ -208,8 +229,10 @@ class RenderSource(GradientSource):
         totals = {}
         if self.target_alpha is not None:
             seen = np.ones(self.target_alpha.shape) if self.seen is None else self.seen
-            totals = {"rgb": float((seen[..., None] * self.target_rgb ** 2).sum()),
-                      "silhouette": float((seen * self.target_alpha ** 2).sum())}
+            totals = {
+                "rgb": float((seen[..., None] * self.target_rgb**2).sum()),
+                "silhouette": float((seen * self.target_alpha**2).sum()),
+            }
         return totals
 
     # -- per pose -------------------------------------------------------------------------------
@@ -220,8 +243,13 @@ class RenderSource(GradientSource):
         T = pose_array(rotation, translation)
         if not np.isfinite(T).all():
             return degraded("non-finite pose", rotation, translation)
-        roi = roi_around(self.renderer.mesh.vertices, T, self.camera,
-                         int(self.config["roi_margin_px"]), float(self.config["min_depth_m"]))
+        roi = roi_around(
+            self.renderer.mesh.vertices,
+            T,
+            self.camera,
+            int(self.config["roi_margin_px"]),
+            float(self.config["min_depth_m"]),
+        )
         if roi is None or roi.pixels == 0:
             return degraded("object outside the image or behind the camera", rotation, translation)
         rendering = self.renderer.render(rotation, translation, roi, with_depth=self.depth_valid is not None)
@@ -239,17 +267,21 @@ class RenderSource(GradientSource):
     def _terms(self, rendering) -> dict[str, torch.Tensor]:
         """Sums over the image (not yet divided by its pixel count) of each weighted term."""
         roi = rendering.roi
-        crop = lambda image: torch.as_tensor(roi.crop(image), dtype=rendering.rgb.dtype,  # noqa: E731
-                                             device=rendering.rgb.device)
+
+        def crop(image):
+            return torch.as_tensor(roi.crop(image), dtype=rendering.rgb.dtype, device=rendering.rgb.device)
+
         seen = 1.0 if self.seen is None else crop(self.seen)
         terms = {}
-        if self.target_alpha is None:   # no mask: composite over the observed image, compare
+        if self.target_alpha is None:  # no mask: composite over the observed image, compare
             observed = crop(self.observed_rgb)
             residual = rendering.rgb - rendering.silhouette[..., None] * observed
-            terms["rgb"] = (seen * (residual ** 2).sum(dim=-1)).sum() / 3.0
+            terms["rgb"] = (seen * (residual**2).sum(dim=-1)).sum() / 3.0
         else:
-            for name, rendered, target in (("rgb", rendering.rgb, crop(self.target_rgb)),
-                                           ("silhouette", rendering.silhouette, crop(self.target_alpha))):
+            for name, rendered, target in (
+                ("rgb", rendering.rgb, crop(self.target_rgb)),
+                ("silhouette", rendering.silhouette, crop(self.target_alpha)),
+            ):
                 # (r - t)^2 - t^2 = r (r - 2 t), one sum over all channels: a per-pixel channel
                 # sum of the strided crop first took 3x as long (4.3 vs 1.4 ms, 250 x 330 px)
                 weight = seen[..., None] if torch.is_tensor(seen) and rendered.dim() == 3 else seen
@@ -259,7 +291,7 @@ class RenderSource(GradientSource):
             valid = crop(self.depth_valid.astype(np.float64))
             unit = float(self.config["depth_unit_m"])
             residual = rendering.depth / unit - rendering.silhouette * crop(self.observed_depth)
-            terms["depth"] = (valid * residual ** 2).sum()
+            terms["depth"] = (valid * residual**2).sum()
         return {name: term for name, term in terms.items() if self.weights.get(name, 0.0) > 0.0}
 
 
