@@ -4,11 +4,12 @@ same description `tpr demo` runs.
 
     ros2 launch tactile_pose_refiner refiner.launch.py device:=cuda rviz:=true
 """
+
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 
+from launch import LaunchDescription
 from tactile_pose_refiner.graph import refiner_graph
 from tactile_pose_refiner.launch_actions import arguments, graph_actions, visualisation_actions
 

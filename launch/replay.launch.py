@@ -7,14 +7,15 @@ The estimator runs on the replayed images and touch (`estimator:=classical`, the
 benchmark's noise model instead (labelled in every RefinementDiagnostics). Inputs are subscribed
 reliably so every recorded frame is estimated and refined.
 """
+
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from tactile_pose_refiner.graph import replay_graph
 from tactile_pose_refiner.launch_actions import PACKAGE, arguments, graph_actions, visualisation_actions
 
@@ -23,13 +24,30 @@ def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory(PACKAGE))
     nodes = replay_graph("")  # reliable inputs, every frame queued
     player = nodes.pop("bag_replay_node")
-    bag_player = Node(package=PACKAGE, executable=player.executable, name="bag_replay_node", output="screen",
-                      parameters=[str(p) for p in player.params_files] + [{
-                          "bag": LaunchConfiguration("bag"), "rate": LaunchConfiguration("rate"),
-                          "loop": LaunchConfiguration("loop"), "wait_for_subscribers_s": 30.0,
-                          "start_delay_s": 2.0}])
-    return LaunchDescription(arguments() + [
-        DeclareLaunchArgument("bag", description="rosbag2 episode directory (tpr generate / import-isaac)"),
-        DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
-        DeclareLaunchArgument("loop", default_value="false", description="replay in a loop"),
-    ] + graph_actions(nodes) + [bag_player] + visualisation_actions(share))
+    bag_player = Node(
+        package=PACKAGE,
+        executable=player.executable,
+        name="bag_replay_node",
+        output="screen",
+        parameters=[str(p) for p in player.params_files]
+        + [
+            {
+                "bag": LaunchConfiguration("bag"),
+                "rate": LaunchConfiguration("rate"),
+                "loop": LaunchConfiguration("loop"),
+                "wait_for_subscribers_s": 30.0,
+                "start_delay_s": 2.0,
+            }
+        ],
+    )
+    return LaunchDescription(
+        arguments()
+        + [
+            DeclareLaunchArgument("bag", description="rosbag2 episode directory (tpr generate / import-isaac)"),
+            DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
+            DeclareLaunchArgument("loop", default_value="false", description="replay in a loop"),
+        ]
+        + graph_actions(nodes)
+        + [bag_player]
+        + visualisation_actions(share)
+    )
