@@ -4,6 +4,7 @@ On a robot, colcon builds the package with CMakeLists.txt (ament_cmake: messages
 modules, node launchers, share files); CMakeLists.txt reads the console scripts below, so
 keep one per line in the form "name = module:function",.
 """
+
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
