@@ -227,3 +227,23 @@ def _at(translation) -> np.ndarray:
     T = np.eye(4)
     T[:3, 3] = translation
     return T
+
+
+def test_a_fit_no_real_frame_gives_is_labelled_implausible_not_ok():
+    """Depth 10 cm behind where the object is (a wrong depth scale, absurd intrinsics): the depth
+    fit cannot end near zero, and the result is labelled instead of `ok`."""
+    from dataclasses import replace
+
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    torch.set_num_threads(1)
+    frame = scenes.frame("008_pudding_box")
+    shifted = replace(
+        frame, depth_mm=np.where(frame.depth_mm > 0, frame.depth_mm + 100, 0).astype(frame.depth_mm.dtype)
+    )
+    refiner = FrameRefiner(ObjectCatalog.from_config().load("008_pudding_box"))
+    good = refiner.refine(frame, frame.T_cam_obj, "depth", iterations=3, measure=False)
+    bad = refiner.refine(shifted, frame.T_cam_obj, "depth", iterations=3, measure=False)
+    assert good.diagnostics.status == "ok", good.diagnostics.status
+    assert bad.diagnostics.status.startswith("degraded: implausible result (depth loss"), bad.diagnostics.status

@@ -77,6 +77,8 @@ def test_forward_kinematics_gradient_matches_finite_differences(hand):
         (["ah_joint00"], [0.1], "lacks hand joints"),
         ([f"ah_joint{f}{j}" for f in range(4) for j in range(4)], [0.1] * 15 + [float("nan")], "non-finite"),
         (["ah_joint00", "ah_joint01"], [0.1], "2 names but 1 positions"),
+        ([f"ah_joint{f}{j}" for f in range(4) for j in range(4)] + ["joint00"], [0.1] * 17, "joint00 twice"),
+        ([f"ah_joint{f}{j}" for f in range(4) for j in range(4)], [0.1] * 15 + [7.0], "outside the joint limits"),
     ],
 )
 def test_bad_joint_states_are_rejected_with_the_reason(hand, names, positions, complaint):
@@ -139,6 +141,13 @@ def test_bad_object_inputs_get_errors_naming_the_file(tmp_path):
     broken = ObjectCatalog({"gelatin": {"mesh": str(tmp_path / "textured.obj")}}, tmp_path)
     with pytest.raises(ObjectModelError, match="texture_map.jpg"):
         broken.load("gelatin")
+    for name, mesh, complaint in (
+        ("triangle", trimesh.Trimesh([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0]], [[0, 1, 2]]), "is not a solid: 1 faces"),
+        ("millimetres", trimesh.creation.box([80.0, 50.0, 20.0]), "must be in metres"),
+    ):
+        mesh.export(tmp_path / f"{name}.obj")
+        with pytest.raises(ObjectModelError, match=complaint):
+            ObjectCatalog({name: {"mesh": str(tmp_path / f"{name}.obj")}}, tmp_path).load(name)
     (tmp_path / "garbage.obj").write_text("this is not a mesh\n")
     garbage = ObjectCatalog({"garbage": {"mesh": str(tmp_path / "garbage.obj")}}, tmp_path)
     with pytest.raises(ObjectModelError, match="garbage.obj"):
@@ -163,3 +172,19 @@ def test_nearest_points_are_the_exact_nearest_within_reach():
     assert np.isinf(distance[~within]).all()
     assert np.isinf(NearestPoints(np.zeros((0, 3))).query(queries, 0.1)[0]).all()
     assert NearestPoints(points).query(np.zeros((0, 3)), 0.1)[0].shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "fx, fy, cx, complaint",
+    [
+        (1e30, 1e30, 320, "field of view"),
+        (1.0, 1.0, 320, "field of view"),
+        (600, 100, 320, "2:1"),
+        (600, 600, 900, "principal point"),
+    ],
+)
+def test_intrinsics_no_camera_has_are_named(fx, fy, cx, complaint):
+    from tactile_pose_refiner.core.scene.camera import PinholeCamera
+
+    assert PinholeCamera.from_config().implausible() is None
+    assert complaint in PinholeCamera(640, 480, fx, fy, cx, 240).implausible()

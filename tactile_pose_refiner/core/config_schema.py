@@ -70,6 +70,11 @@ class Restart(Section):
     iterations: int = key("iterations of the run restarted from the converged output (0: off)")
 
 
+class Plausibility(Section):
+    max_depth_loss_mm2: float = key("a final depth loss above this labels the result implausible")
+    max_intersection_cm3: float = key("an intersection volume above this at the refined pose labels it implausible")
+
+
 class RefinerConfig(Section):
     iterations: int = key("N: stop after this many iterations (paper: 400)")
     variant: str = key("which of `variants` a node runs")
@@ -83,6 +88,7 @@ class RefinerConfig(Section):
     restart: Restart = key("one more run from the converged output")
     checkpoint_tolerance: float = key("a state within this share of the lowest checkpoint loss ties with it")
     physics_hand_band_m: float = key("hand points within this of the object at the initial pose take part [m]")
+    plausibility: Plausibility = key("limits beyond which a refined pose is labelled implausible")
     torch_threads: int = key("torch CPU threads")
     device: Literal["cpu", "cuda", "auto"] = key("compute device of the Warp kernels and torch renderer")
 

@@ -89,6 +89,7 @@ class FrameRefiner:
         if measure and not isinstance(posed, HandUnusable):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
+        refinement.diagnostics.status = with_implausible(refinement, self.config["plausibility"])
         return refinement
 
     def _settings(self, variant: dict, posed: PosedHand | HandUnusable) -> dict:
@@ -119,6 +120,22 @@ class FrameRefiner:
 
     def _warp_device(self) -> str:
         return "cuda:0" if self.device.startswith("cuda") else "cpu"
+
+
+def with_implausible(refinement: Refinement, limits: dict) -> str:
+    """The refinement's status, "degraded: implausible result ..." where its fit or its hand
+    contact is beyond what a real frame gives (absurd intrinsics, a wrong mesh, a broken hand)."""
+    problems = []
+    depth_loss = refinement.diagnostics.final_losses().get("depth")
+    if depth_loss is not None and depth_loss > limits["max_depth_loss_mm2"]:
+        problems.append(f"depth loss {depth_loss:.3g} mm2 > {limits['max_depth_loss_mm2']:g}")
+    if refinement.after is not None and refinement.after.iv_cm3 > limits["max_intersection_cm3"]:
+        problems.append(f"intersection {refinement.after.iv_cm3:.3g} cm3 > {limits['max_intersection_cm3']:g}")
+    status = refinement.diagnostics.status
+    if not problems:
+        return status
+    label = f"implausible result ({', '.join(problems)})"
+    return f"degraded: {label}" if status == "ok" else f"{status}; {label}"
 
 
 def variant_config(config: dict, variant: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,6 +67,10 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+# A stamp this far ahead of the node's clock is a broken sender, not clock skew between machines.
+FUTURE_LIMIT_S = 60.0
 
 
 # --- diagnostics ----------------------------------------------------------------------------
@@ -165,6 +170,38 @@ class GraphNode(StoppableNode):
             message = f"unknown parameters {unknown} (ignored); this node accepts: {', '.join(parameters)}"
             self.get_logger().error(message)
             self.diagnostics.report("error", f"config: {message}")
+
+    def create_subscription(self, msg_type, topic, callback, qos_profile, **kwargs):
+        """Every subscription of a graph node (message_filters' too) is guarded at the boundary:
+        a stamp far ahead of the node's clock is rejected, and an exception in the callback is
+        reported on /diagnostics instead of ending the node."""
+        return super().create_subscription(msg_type, topic, self._guarded(topic, callback), qos_profile, **kwargs)
+
+    def _guarded(self, topic: str, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        def guarded(msg) -> None:
+            ahead = self.seconds_ahead(msg)
+            if ahead is not None:
+                self.diagnostics.report(
+                    "error", f"implausible stamp: {topic} is {ahead:.0f} s ahead of the node clock (dropped)"
+                )
+                return
+            try:
+                callback(msg)
+            except Exception as exc:  # noqa: BLE001 - the node's boundary: report, drop the message, go on
+                self.get_logger().error(f"{topic}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                self.diagnostics.report("error", f"input failed: {topic}: {type(exc).__name__}: {exc}")
+
+        return guarded
+
+    def seconds_ahead(self, msg) -> float | None:
+        """How far a message's header stamp lies beyond FUTURE_LIMIT_S ahead of the node clock,
+        or None (no header, a plausible stamp, or a sim clock that has not started)."""
+        header = getattr(msg, "header", None)
+        now = self.get_clock().now().nanoseconds
+        if header is None or now == 0:
+            return None
+        ahead = (stamp_ns(header.stamp) - now) / 1e9
+        return ahead if ahead > FUTURE_LIMIT_S else None
 
 
 def stale_by(node: Node, stamp, max_age_s: float) -> float | None:

@@ -33,11 +33,13 @@ def matrix_to_pose_msg(matrix: np.ndarray) -> Pose:
 
 
 def camera_from_info(info: CameraInfo) -> PinholeCamera:
-    """Raises ValueError when the intrinsics are unusable (zero focal length, no size)."""
+    """Raises ValueError when the intrinsics cannot be a real camera's (PinholeCamera.implausible)."""
     K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0 or info.width == 0 or info.height == 0:
-        raise ValueError(f"camera_info is unusable: K {K.ravel().tolist()}, size {info.width}x{info.height}")
-    return PinholeCamera.from_matrix(K, int(info.width), int(info.height), info.header.frame_id)
+    camera = PinholeCamera.from_matrix(K, int(info.width), int(info.height), info.header.frame_id)
+    problem = camera.implausible()
+    if problem is not None:
+        raise ValueError(f"camera_info is implausible: {problem}")
+    return camera
 
 
 def image_msg(array: np.ndarray, encoding: str, header) -> Image:

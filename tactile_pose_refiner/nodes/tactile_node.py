@@ -17,7 +17,9 @@ from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
 from tactile_pose_refiner.core.gradients.tactile import contact_positions
+from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets
+from tactile_pose_refiner.core.scene.hand import HandInputError
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
 from tactile_pose_refiner.core.sync import StampedBuffer
@@ -36,10 +38,16 @@ PARAMETERS = {
 }
 
 
+# A reading beyond this many times the sensor's saturation is broken, not a hard press.
+FORCE_RANGE_FACTOR = 10.0
+
+
 class TactileNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("tactile_node", PARAMETERS)
         self.hand = HandAssets.from_config()  # model, skin layout, gamma: as the refiner sees them
+        self.known_ids = set(self.hand.layout.ids.tolist())
+        self.max_units = float(load_config("tactile")["max_units"])
         self.joints = StampedBuffer(200)
         self.unplaced = StampedBuffer(20)  # readings that came before their joint state
         self.array_pub = self.create_publisher(TactileArray, "tactile/array", OUTPUT_QOS)
@@ -56,6 +64,11 @@ class TactileNode(GraphNode):
             self.finish(2)
 
     def on_joint_state(self, msg: JointState) -> None:
+        try:  # a state that cannot place the taxels never enters the buffer
+            self.hand.model.joint_vector(msg.name, msg.position)
+        except HandInputError as exc:
+            self.diagnostics.report("error", f"unusable joint state: {exc}")
+            return
         self.joints.add(stamp_ns(msg.header.stamp), msg)
         waiting = self.unplaced.take_near(stamp_ns(msg.header.stamp), self.params["joint_tolerance_s"])
         for reading in waiting:
@@ -103,6 +116,13 @@ class TactileNode(GraphNode):
         self.forward(reading)
 
     def forward(self, reading: TactileReading) -> None:
+        problem = self.implausible(reading)
+        if problem is not None:
+            self.diagnostics.report("error", f"unusable tactile reading: {problem}")
+            return
+        unknown = sorted(set(reading.taxel_ids.tolist()) - self.known_ids)
+        if unknown:
+            self.diagnostics.report("warn", f"tactile reading has taxel ids the layout lacks (skipped): {unknown[:10]}")
         self.array_pub.publish(tactile_to_msg(reading, self.params["base_frame"]))
         if len(reading) == 0:
             self.diagnostics.report("warn", "empty tactile reading: 0 taxels (refining without touch)")
@@ -111,6 +131,13 @@ class TactileNode(GraphNode):
             self.unplaced.add(reading.stamp_ns, reading)  # placed when its joint state arrives
             return
         self.publish_contacts(reading)
+
+    def implausible(self, reading: TactileReading) -> str | None:
+        """Forces far beyond the sensor's range (config/tactile.yaml max_units) are a broken reading."""
+        limit = FORCE_RANGE_FACTOR * self.max_units
+        if len(reading) and np.abs(reading.forces).max() > limit:
+            return f"forces up to {np.abs(reading.forces).max():.3g} units, beyond {limit:g}"
+        return None
 
     def publish_contacts(self, reading: TactileReading) -> None:
         contacts = self.contact_points(reading)
@@ -122,7 +149,7 @@ class TactileNode(GraphNode):
         """(K, 3) taxels in contact in the hand base frame, at the nearest joint state (the
         same placement the tactile gradient uses)."""
         joints = self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"])[0]
-        link_poses = self.hand.model.link_poses(np.asarray(joints.position, dtype=np.float64))
+        link_poses = self.hand.model.link_poses(self.hand.model.joint_vector(joints.name, joints.position))
         return contact_positions(reading, self.hand.layout, link_poses, np.eye(4), self.hand.contact_threshold)
 
 

@@ -38,6 +38,22 @@ class PinholeCamera:
     ) -> PinholeCamera:
         return cls(int(width), int(height), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), frame_id)
 
+    def implausible(self) -> str | None:
+        """Why these intrinsics cannot be a real camera's, or None: a field of view outside
+        5-170 deg, pixels more than 2:1 non-square, the principal point outside the image."""
+        if min(self.width, self.height) <= 0:
+            return f"image size {self.width}x{self.height}"
+        if not np.isfinite([self.fx, self.fy, self.cx, self.cy]).all() or min(self.fx, self.fy) <= 0:
+            return f"focal lengths {self.fx}, {self.fy} must be finite and positive"
+        fov_deg = np.degrees(2 * np.arctan(self.width / (2 * self.fx)))
+        if not 5.0 <= fov_deg <= 170.0:
+            return f"fx {self.fx:g} px gives a {fov_deg:.3g} deg field of view over {self.width} px"
+        if not 0.5 <= self.fx / self.fy <= 2.0:
+            return f"fx {self.fx:g} and fy {self.fy:g} px differ by more than 2:1"
+        if not (0 <= self.cx <= self.width and 0 <= self.cy <= self.height):
+            return f"principal point ({self.cx:g}, {self.cy:g}) outside the {self.width}x{self.height} image"
+        return None
+
     @property
     def K(self) -> np.ndarray:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])

@@ -26,6 +26,11 @@ class HandInputError(ValueError):
     """Joint states cannot be turned into a hand configuration (named in the message)."""
 
 
+# Encoder offsets and a hand pressed against an object leave positions a little outside the
+# URDF's limits; 20 degrees beyond them is a broken reading.
+LIMIT_SLACK_RAD = 0.35
+
+
 @dataclass(frozen=True)
 class LinkGeometry:
     """Collision surface of one link in its own frame: a watertight trimesh."""
@@ -112,13 +117,16 @@ class HandModel:
     def joint_vector(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
         """A JointState's (names, positions) in any configured naming -> q (16,) in URDF order.
 
-        Raises HandInputError on missing joints, length mismatch or non-finite values.
+        Raises HandInputError on missing or repeated joints, length mismatch, non-finite values or
+        positions far outside the joint limits. Names that are no hand joint (an arm's) are ignored.
         """
         if len(names) != len(positions):
             raise HandInputError(f"joint state has {len(names)} names but {len(positions)} positions")
         by_urdf = {}
         for name, value in zip(names, positions):
             if name in self.name_map:
+                if self.name_map[name] in by_urdf:
+                    raise HandInputError(f"joint state names hand joint {self.name_map[name]} twice (as {name!r})")
                 by_urdf[self.name_map[name]] = float(value)
         missing = [n for n in self.joint_names if n not in by_urdf]
         if missing:
@@ -127,6 +135,10 @@ class HandModel:
         if not np.isfinite(q).all():
             bad = [n for n, v in zip(self.joint_names, q) if not np.isfinite(v)]
             raise HandInputError(f"joint state has non-finite positions for {bad}")
+        outside = (q < self.lower - LIMIT_SLACK_RAD) | (q > self.upper + LIMIT_SLACK_RAD)
+        if outside.any():
+            bad = {n: round(float(v), 3) for n, v, o in zip(self.joint_names, q, outside) if o}
+            raise HandInputError(f"joint positions far outside the joint limits [rad]: {bad}")
         return q
 
     # --- kinematics -----------------------------------------------------------------------

@@ -112,7 +112,24 @@ def load_object(object_id: str, path: Path, mass_kg: float) -> ObjectModel:
         raise ObjectModelError(f"object '{object_id}': {path} holds no triangles")
     if not np.isfinite(mesh.vertices).all():
         raise ObjectModelError(f"object '{object_id}': {path} has non-finite vertices")
+    problem = not_a_hand_held_solid(mesh)
+    if problem is not None:
+        raise ObjectModelError(f"object '{object_id}': {path} {problem}")
     return ObjectModel(object_id, path, mass_kg, mesh, _texture(object_id, path, mesh))
+
+
+# A hand-held object in metres: every side between 1 mm and 1 m.
+MIN_EXTENT_M, MAX_EXTENT_M = 1e-3, 1.0
+
+
+def not_a_hand_held_solid(mesh: trimesh.Trimesh) -> str | None:
+    """Why a mesh cannot be a hand-held object in metres (flat, too few faces, wrong unit), or None."""
+    extents = np.asarray(mesh.extents, dtype=np.float64)
+    if len(mesh.faces) < 4 or extents.min() < MIN_EXTENT_M:
+        return f"is not a solid: {len(mesh.faces)} faces, sides {np.round(extents, 4).tolist()} m"
+    if extents.max() > MAX_EXTENT_M:
+        return f"is {extents.max():.3g} m long: meshes must be in metres (is it in millimetres?)"
+    return None
 
 
 def _texture(object_id: str, path: Path, mesh: trimesh.Trimesh) -> np.ndarray | None:

@@ -1,0 +1,160 @@
+"""Robot mode: the inputs a fuzzer and a real robot produce (wrong joint counts, duplicate or
+non-finite joints, absurd intrinsics, a stamp from the far future, forces beyond the sensor's
+range, unknown taxels, a zero quaternion) reach the sensor nodes over DDS with robot settings.
+No node exits, each problem is named on /diagnostics, nothing NaN is published, and the nodes
+go on with the next good input."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from std_msgs.msg import Header, String
+
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.graph import RunningGraph, refiner_graph
+from tactile_pose_refiner.msg import RgbdBundle, TactileArray
+from tactile_pose_refiner.nodes.common import input_qos
+from tactile_pose_refiner.nodes.conversions import image_msg, ns_to_stamp
+from tactile_pose_refiner.nodes.monitor import GraphMonitor
+
+pytestmark = pytest.mark.slow  # node processes over DDS
+
+JOINTS = [f"ah_joint{finger}{joint}" for finger in range(4) for joint in range(4)]
+NODES = ("rgbd_node", "tactile_node", "joint_state_node", "estimator_node")
+
+
+def header(stamp_ns: int, frame_id: str = "camera_color_optical_frame") -> Header:
+    return Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
+
+
+def camera_info(stamp_ns: int, fx: float) -> CameraInfo:
+    info = CameraInfo(header=header(stamp_ns), width=64, height=48)
+    info.k = [fx, 0.0, 32.0, 0.0, fx, 24.0, 0.0, 0.0, 1.0]
+    return info
+
+
+def tactile(stamp_ns: int, ids: list[int], force: float) -> TactileArray:
+    from geometry_msgs.msg import Point, Vector3
+
+    return TactileArray(
+        header=header(stamp_ns, ""),
+        link_names=["link_13"] * len(ids),
+        taxel_ids=ids,
+        positions=[Point() for _ in ids],
+        forces=[Vector3(z=force) for _ in ids],
+    )
+
+
+class Clouds:
+    """Every tactile/contacts cloud the graph publishes, as (N, 3) arrays."""
+
+    def __init__(self, monitor: GraphMonitor) -> None:
+        self.lock, self.clouds = threading.Lock(), []
+        monitor.node.create_subscription(PointCloud2, "/tactile/contacts", self.add, input_qos(reliable=True))
+
+    def add(self, msg: PointCloud2) -> None:
+        with self.lock:
+            self.clouds.append(np.frombuffer(bytes(msg.data), dtype=np.float32).reshape(-1, 3))
+
+
+def wait_for(monitor: GraphMonitor, node: str, text: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(text in message for message in monitor.messages_of(node)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{node} never reported '{text}'; it said {sorted(set(monitor.messages_of(node)))}")
+
+
+def test_fuzzed_sensor_inputs_are_reported_and_never_published_as_nan(ros_env):
+    topics = load_config("topics")
+    nodes = refiner_graph({"estimator_node": {"mode": "ground_truth_noise"}})
+    with RunningGraph(ros_env) as graph, GraphMonitor(int(ros_env["ROS_DOMAIN_ID"])) as monitor:
+        for name in NODES:
+            graph.start(name, nodes[name])
+        clouds = Clouds(monitor)
+        assert not monitor.wait_for_nodes(list(NODES), 90)
+        pub = {
+            key: monitor.publisher(kind, topic)
+            for key, (kind, topic) in {
+                "color": (Image, topics["color_image"]),
+                "depth": (Image, topics["depth_image"]),
+                "info": (CameraInfo, topics["color_camera_info"]),
+                "mask": (Image, topics["object_mask"]),
+                "joints": (JointState, topics["joint_states"]),
+                "hand_joints": (JointState, "/hand/joint_states"),
+                "tactile": (TactileArray, topics["tactile"]),
+                "object": (String, topics["object_id"]),
+                "gt": (PoseStamped, topics["ground_truth_pose"]),
+            }.items()
+        }
+        deadline = time.monotonic() + 30  # robot settings read volatile: publish once matched
+        while min(p.get_subscription_count() for p in pub.values()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert min(p.get_subscription_count() for p in pub.values()) >= 1
+        bundles = []
+        monitor.node.create_subscription(RgbdBundle, "/rgbd/bundle", bundles.append, input_qos(reliable=True))
+        now = time.time_ns()
+
+        def rgbd_set(stamp_ns: int, fx: float = 600.0) -> None:
+            pub["color"].publish(image_msg(np.zeros((48, 64, 3), np.uint8), "rgb8", header(stamp_ns)))
+            pub["depth"].publish(image_msg(np.full((48, 64), 500, np.uint16), "16UC1", header(stamp_ns)))
+            pub["info"].publish(camera_info(stamp_ns, fx))
+            pub["mask"].publish(image_msg(np.full((48, 64), 255, np.uint8), "mono8", header(stamp_ns)))
+
+        # Joint vectors: 0, 3 and 17 positions, then a valid reading: the taxels are never placed
+        # with them (tactile_node used to exit in forward kinematics).
+        for count in (0, 3, 17):
+            names = (JOINTS + ["extra"])[:count]
+            pub["hand_joints"].publish(JointState(header=header(now, ""), name=names, position=[0.1] * count))
+        pub["tactile"].publish(tactile(now, [300, 301], 2000.0))
+        wait_for(monitor, "tactile_node", "unusable joint state")
+        # Non-finite and duplicate joints.
+        pub["hand_joints"].publish(JointState(header=header(now, ""), name=JOINTS, position=[float("nan")] * 16))
+        wait_for(monitor, "tactile_node", "non-finite positions")
+        pub["joints"].publish(JointState(header=header(now, ""), name=JOINTS + ["ah_joint00"], position=[0.1] * 17))
+        wait_for(monitor, "joint_state_node", "names hand joint joint00 twice")
+        # Forces beyond the sensor's range; taxel ids the layout does not have.
+        pub["tactile"].publish(tactile(now + 1, [300], 1e12))
+        wait_for(monitor, "tactile_node", "beyond 100000")
+        pub["tactile"].publish(tactile(now + 2, [300, 60000], 2000.0))
+        wait_for(monitor, "tactile_node", "taxel ids the layout lacks (skipped): [60000]")
+        # Then a good joint state places the waiting readings: finite contacts.
+        pub["hand_joints"].publish(JointState(header=header(now, ""), name=JOINTS, position=[0.2] * 16))
+
+        # Intrinsics no camera has: fx = fy = 1e30 and 1.
+        rgbd_set(now, fx=1e30)
+        wait_for(monitor, "rgbd_node", "camera_info is implausible")
+        rgbd_set(now + 10**8, fx=1.0)
+        wait_for(monitor, "rgbd_node", "field of view")
+        # A stamp from the far future (sec = 2^31 - 1) is dropped at the door; the next set passes.
+        rgbd_set((2**31 - 1) * 10**9)
+        wait_for(monitor, "rgbd_node", "implausible stamp")
+        rgbd_set(now + 2 * 10**8)
+        deadline = time.monotonic() + 30
+        while not bundles and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bundles, sorted(set(monitor.messages_of("rgbd_node")))
+
+        # A zero ground-truth quaternion in a replay: reported, no pose.
+        pub["object"].publish(String(data="005_tomato_soup_can"))
+        time.sleep(0.5)
+        zero = PoseStamped(header=header(now))
+        zero.pose.orientation.w = 0.0  # the message's default is the identity
+        pub["gt"].publish(zero)
+        wait_for(monitor, "estimator_node", "unusable ground truth")
+
+        time.sleep(1.0)
+        running = {name: process.poll() is None for name, process in graph.processes.items()}
+        initial_poses = [e for e in monitor.snapshot().values() if "T_initial" in e]
+        with clouds.lock:
+            published = list(clouds.clouds)
+        results = graph.stop()
+    assert all(running.values()), {n: results[n][2][-2000:] for n, up in running.items() if not up}
+    assert published and all(np.isfinite(cloud).all() for cloud in published)
+    assert all(np.isfinite(entry["T_initial"]).all() for entry in initial_poses)
