@@ -35,6 +35,7 @@ def generate_launch_description() -> LaunchDescription:
                 "bag": LaunchConfiguration("bag"),
                 "rate": LaunchConfiguration("rate"),
                 "loop": LaunchConfiguration("loop"),
+                "restamp": LaunchConfiguration("restamp"),
                 "wait_for_subscribers_s": 30.0,
                 "start_delay_s": 2.0,
             }
@@ -46,6 +47,9 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("bag", description="rosbag2 episode directory (tpr generate / import-isaac)"),
             DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
             DeclareLaunchArgument("loop", default_value="false", description="replay in a loop"),
+            DeclareLaunchArgument(
+                "restamp", default_value="false", description="stamp messages at publication: a live feed (with loop)"
+            ),
         ]
         + graph_actions(nodes)
         + [bag_player]

@@ -21,6 +21,8 @@ def demo(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.core.resources import load_config
     from tactile_pose_refiner.replay import replay_episode
 
+    if args.live:
+        return soak(argparse.Namespace(minutes=args.minutes, bag=None, estimator="classical", stall_s=60.0))
     config = load_config("demo")
     bag = _demo_episode(config["episode"])
     estimator = config["estimator"]
@@ -52,6 +54,22 @@ def demo(args: argparse.Namespace) -> int:
         if code not in (0, None):
             print(f"{name} exited {code}:\n{stderr[-2000:]}", file=sys.stderr)
     return 0 if len(rows) >= 0.95 * run.frames_replayed else 1
+
+
+def soak(args: argparse.Namespace) -> int:
+    """The graph on a live, looping replay with the robot's settings; memory, poses, latency."""
+    from pathlib import Path
+
+    from tactile_pose_refiner.core.resources import load_config
+    from tactile_pose_refiner.soak import SoakLimits, report, run_soak
+
+    bag = Path(args.bag) if args.bag else _demo_episode(load_config("demo")["episode"])
+    limits = SoakLimits(args.minutes, warmup_s=min(60.0, 20.0 * args.minutes), stall_s=args.stall_s)
+    result = run_soak(bag, limits, args.estimator, log=lambda text: print(f"  {text}", flush=True))
+    for line in report(result, limits):
+        print(line)
+    print(result.summary(limits), flush=True)
+    return 1 if result.failed(limits) else 0
 
 
 def _demo_episode(episode: dict):
@@ -283,7 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--iterations", type=int, default=0, help="refiner iterations per frame (0: config/demo.yaml's)"
     )
+    demo_parser.add_argument(
+        "--live", action="store_true", help="a live feed instead: the episode looped and re-stamped, robot settings"
+    )
+    demo_parser.add_argument("--minutes", type=float, default=2.0, help="with --live: how long")
     demo_parser.set_defaults(handler=demo)
+    soaker = commands.add_parser("soak", help="the graph left running on a live looping replay, measured")
+    soaker.add_argument("--minutes", type=float, default=30.0)
+    soaker.add_argument("--bag", help="episode to loop (default: the demo episode)")
+    soaker.add_argument("--estimator", default="classical", help="estimator_node mode")
+    soaker.add_argument("--stall-s", type=float, default=60.0, help="no refined pose for this long is a stall")
+    soaker.set_defaults(handler=soak)
     gen = commands.add_parser("generate", help="generate rosbag2 episodes of grasped objects")
     gen.add_argument("--objects", default="all", help="'all' or comma-separated object ids")
     gen.add_argument("--episodes", type=int, default=1, help="episodes per object")

@@ -3,7 +3,9 @@
 What `ros2 bag play` does (ros2cli and rosbag2_py are not installable here): the recorded
 messages are published as their raw CDR bytes (the `rosbags` library reads them; no per-field
 conversion) on their recorded topics, at the recorded pace scaled by `rate`, optionally in a
-loop, with /clock at the recorded time. It can wait until every topic has a subscriber (the
+loop, with /clock at the recorded time. With `restamp` it behaves like a live camera instead:
+every header stamp is moved to the time of publication (the recorded spacing kept, loop after
+loop), and no /clock is published. It can wait until every topic has a subscriber (the
 first messages would be lost to discovery otherwise). Progress goes to the log and to
 /diagnostics; the process exits 0 after the last message (and `linger_s`), 2 on a bad bag.
 """
@@ -14,17 +16,19 @@ import time
 from pathlib import Path
 
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 
 from tactile_pose_refiner.nodes.common import OUTPUT_QOS, GraphNode, run_node
-from tactile_pose_refiner.nodes.conversions import message_class, ns_to_stamp
+from tactile_pose_refiner.nodes.conversions import message_class, ns_to_stamp, stamp_ns
 
 PARAMETERS = {
     "bag": ("", "rosbag2 directory (with metadata.yaml) to play"),
     "rate": (1.0, "playback speed factor (0.5: half the recorded pace)"),
     "loop": (False, "start again after the last message"),
-    "publish_clock": (True, "publish /clock at the recorded time"),
+    "publish_clock": (True, "publish /clock at the recorded time (not with restamp)"),
+    "restamp": (False, "stamp each message with its publication time, keeping the recorded spacing: a live feed"),
     "reliable": (True, "reliable transient-local publishers (SensorDataQoS subscribers match too)"),
     "wait_for_subscribers_s": (0.0, "wait up to this long until the wait_topics have subscribers"),
     "wait_topics": (
@@ -53,7 +57,8 @@ class BagReplayNode(GraphNode):
             self.finish(2)
             return
         self.publishers_by_topic = self._create_publishers()
-        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.params["publish_clock"] else None
+        clock = self.params["publish_clock"] and not self.params["restamp"]
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if clock else None
         named = [t.strip() for t in self.params["wait_topics"].split(",") if t.strip()]
         self.wait_for = named or list(self.publishers_by_topic)
         self.total = self.reader.message_count
@@ -79,7 +84,7 @@ class BagReplayNode(GraphNode):
 
     def _create_publishers(self) -> dict:
         qos = OUTPUT_QOS if self.params["reliable"] else qos_profile_sensor_data
-        publishers = {}
+        publishers, self.types_by_topic = {}, {}
         for connection in self.reader.connections:
             try:
                 msg_type = message_class(connection.msgtype)
@@ -87,6 +92,7 @@ class BagReplayNode(GraphNode):
                 self.diagnostics.report("warn", f"topic skipped: {connection.topic}: {exc}")
                 continue
             publishers[connection.topic] = self.create_publisher(msg_type, connection.topic, qos)
+            self.types_by_topic[connection.topic] = msg_type
         return publishers
 
     def tick(self) -> None:
@@ -106,7 +112,7 @@ class BagReplayNode(GraphNode):
             due = self.started + (timestamp - self.first_stamp) / 1e9 / self.params["rate"]
             if due > now:
                 return
-            self.publishers_by_topic[connection.topic].publish(raw)
+            self.publishers_by_topic[connection.topic].publish(self._outgoing(connection, timestamp, raw))
             if self.clock_pub is not None:
                 self.clock_pub.publish(Clock(clock=ns_to_stamp(timestamp)))
             self.published += 1
@@ -119,6 +125,19 @@ class BagReplayNode(GraphNode):
             self.finished = now
             self.get_logger().info(f"replay done: {self.published} messages")
             self.diagnostics.report("ok", "replay done", published=self.published)
+
+    def _outgoing(self, connection, timestamp: int, raw: bytes):
+        """The recorded bytes, or with restamp the message with its header stamp moved by the
+        offset of this loop's start (a zero stamp, a headerless source's, stays zero)."""
+        if not self.params["restamp"]:
+            return raw
+        if self.stamp_offset is None:
+            self.stamp_offset = self.get_clock().now().nanoseconds - timestamp
+        msg = deserialize_message(raw, self.types_by_topic[connection.topic])
+        header = getattr(msg, "header", None)
+        if header is not None and stamp_ns(header.stamp) != 0:
+            header.stamp = ns_to_stamp(stamp_ns(header.stamp) + self.stamp_offset)
+        return msg
 
     def _ready(self, now: float) -> bool:
         if self.subscribed_at is None:
@@ -138,6 +157,7 @@ class BagReplayNode(GraphNode):
         self.messages = self.reader.messages(connections=connections)
         self.pending = next(self.messages, None)
         self.first_stamp = None
+        self.stamp_offset = None  # restamp: set by the loop's first message
         self.started = now
 
     def _report_progress(self) -> None:

@@ -1,0 +1,206 @@
+"""`tpr soak --minutes N`: the graph left running on a live feed, as on a robot, and measured.
+
+An episode replays in a loop, re-stamped at publication (`restamp`: a camera that never stops),
+through the refinement graph with its robot settings (best-effort sensor inputs, the latest
+frame only). Every `sample_s` the soak reads each node's resident memory; it counts refined
+poses, their latency (camera stamp to arrival of the refined pose) and the /diagnostics reports
+by kind. It fails (exit 1) on a stall (no refined pose for `stall_s`), a node that died, or a
+node whose memory grew more than `max_rss_growth` after warm-up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.graph import NodeProcess, RunningGraph, isolated_ros_environment, refiner_graph
+from tactile_pose_refiner.nodes.conversions import stamp_ns
+from tactile_pose_refiner.replay import GRAPH_INPUTS
+
+REFINEMENT_NODES = ("rgbd_node", "tactile_node", "joint_state_node", "estimator_node", "refiner_node")
+
+
+@dataclass
+class SoakLimits:
+    minutes: float
+    warmup_s: float = 60.0  # memory after this (imports, SDF bake, first kernels) is the baseline
+    stall_s: float = 60.0  # no refined pose for this long is a stall
+    max_rss_growth: float = 0.05  # a node's memory may grow this share after warm-up
+    sample_s: float = 5.0
+
+
+@dataclass
+class SoakResult:
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)
+    rss_mb: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> (t, MB)
+    diagnostics: Counter = field(default_factory=Counter)
+    stalls: int = 0
+    crashed: list[str] = field(default_factory=list)
+
+    def growth(self, node: str, warmup_s: float) -> float:
+        """Memory at the end against the first sample after warm-up (or the first)."""
+        samples = self.rss_mb.get(node, [])
+        if len(samples) < 2:
+            return 0.0
+        base = next((mb for t, mb in samples if t >= warmup_s), samples[0][1])
+        return samples[-1][1] / base - 1.0
+
+    def summary(self, limits: SoakLimits) -> str:
+        growth = max((self.growth(n, limits.warmup_s) for n in self.rss_mb), default=0.0)
+        p95 = np.percentile(self.latencies_ms, 95) if self.latencies_ms else float("nan")
+        return (
+            f"soak: {len(self.latencies_ms)} poses in {self.seconds:.0f} s, max RSS growth {100 * growth:.1f} %, "
+            f"p95 latency {p95:.0f} ms, stalls {self.stalls}, crashes {len(self.crashed)}"
+        )
+
+    def failed(self, limits: SoakLimits) -> bool:
+        growth = max((self.growth(n, limits.warmup_s) for n in self.rss_mb), default=0.0)
+        return bool(self.stalls or self.crashed or not self.latencies_ms or growth > limits.max_rss_growth)
+
+
+def soak_graph(bag: Path, estimator: str, parameters: dict | None = None) -> dict[str, NodeProcess]:
+    """The refinement graph with its robot settings (node -> overrides in `parameters`) and a
+    looping, re-stamped replay."""
+    topics = load_config("topics")
+    parameters = dict(parameters or {})
+    parameters["estimator_node"] = {"mode": estimator, **parameters.get("estimator_node", {})}
+    nodes = refiner_graph(parameters)
+    nodes["bag_replay_node"] = NodeProcess(
+        "bag_replay_node",
+        list(nodes["refiner_node"].params_files),
+        {
+            "bag": str(bag),
+            "loop": True,
+            "restamp": True,
+            "wait_for_subscribers_s": 120.0,
+            "wait_topics": ",".join(topics[key] for key in GRAPH_INPUTS),
+            "start_delay_s": 2.0,
+        },
+    )
+    return nodes
+
+
+def run_soak(
+    bag: Path, limits: SoakLimits, estimator: str = "classical", log=print, parameters: dict | None = None
+) -> SoakResult:
+    from tactile_pose_refiner.nodes.monitor import GraphMonitor
+
+    nodes = soak_graph(bag, estimator, parameters)
+    result = SoakResult()
+    with (
+        isolated_ros_environment() as env,
+        RunningGraph(env) as graph,
+        GraphMonitor(int(env["ROS_DOMAIN_ID"])) as monitor,
+    ):
+        poses = PoseTimer(monitor)
+        player = nodes.pop("bag_replay_node")
+        for name, node in nodes.items():
+            graph.start(name, node)
+        silent = monitor.wait_for_nodes(list(nodes), 120.0)
+        if silent:
+            log(f"not running after 120 s: {silent}")
+        graph.start("bag_replay_node", player)
+        started = last_pose = time.monotonic()
+        log(f"soaking for {limits.minutes:g} min: {bag.name} looped and re-stamped, robot settings")
+        while (elapsed := time.monotonic() - started) < 60.0 * limits.minutes:
+            time.sleep(limits.sample_s)
+            elapsed = time.monotonic() - started
+            _sample_memory(graph, result, elapsed)
+            count = poses.count()
+            if count > len(result.latencies_ms):
+                last_pose = time.monotonic()
+                result.latencies_ms, result.stamps = poses.latencies_ms(), poses.stamps()
+            elif time.monotonic() - last_pose > limits.stall_s:
+                result.stalls += 1
+                log(f"stall: no refined pose for {limits.stall_s:.0f} s")
+                last_pose = time.monotonic()
+            result.crashed = [name for name, p in graph.processes.items() if p.poll() is not None]
+            if result.crashed:
+                log(f"nodes died: {result.crashed}")
+                break
+            log(f"{elapsed:5.0f} s: {count} poses, RSS {_rss_line(result)}")
+        result.seconds = time.monotonic() - started
+        result.latencies_ms, result.stamps = poses.latencies_ms(), poses.stamps()
+        for name, level, message in list(monitor.statuses):
+            if level != 0:
+                result.diagnostics[(name.rsplit("/", 1)[-1], message.split(":")[0])] += 1
+        graph.stop()
+    return result
+
+
+class PoseTimer:
+    """Arrival latency of every refined pose against its camera stamp (the replay stamps with
+    the wall clock, so stamp and arrival share a clock)."""
+
+    def __init__(self, monitor) -> None:
+        from geometry_msgs.msg import PoseStamped
+
+        from tactile_pose_refiner.nodes.common import input_qos
+
+        self.lock = threading.Lock()
+        self.rows: list[tuple[int, float]] = []
+        monitor.node.create_subscription(PoseStamped, "/refiner/pose", self._on_pose, input_qos(reliable=True))
+
+    def _on_pose(self, msg) -> None:
+        stamp = stamp_ns(msg.header.stamp)
+        with self.lock:
+            self.rows.append((stamp, (time.time_ns() - stamp) / 1e6))
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.rows)
+
+    def latencies_ms(self) -> list[float]:
+        with self.lock:
+            return [latency for _, latency in self.rows]
+
+    def stamps(self) -> list[int]:
+        with self.lock:
+            return [stamp for stamp, _ in self.rows]
+
+
+def _sample_memory(graph: RunningGraph, result: SoakResult, elapsed: float) -> None:
+    for name, process in graph.processes.items():
+        try:
+            tree = psutil.Process(process.pid)
+            rss = tree.memory_info().rss + sum(c.memory_info().rss for c in tree.children(recursive=True))
+        except psutil.Error:
+            continue
+        result.rss_mb.setdefault(name, []).append((elapsed, rss / 2**20))
+
+
+def _rss_line(result: SoakResult) -> str:
+    return ", ".join(f"{name.removesuffix('_node')} {samples[-1][1]:.0f}" for name, samples in result.rss_mb.items())
+
+
+def report(result: SoakResult, limits: SoakLimits) -> list[str]:
+    """Per node: memory after warm-up and at the end; latency; diagnostics by kind."""
+    lines = [f"{'node':<18} {'RSS MB after warm-up':>20} {'at end':>8} {'growth':>8}"]
+    total = 0.0
+    for name, samples in result.rss_mb.items():
+        base = next((mb for t, mb in samples if t >= limits.warmup_s), samples[0][1])
+        lines.append(
+            f"{name:<18} {base:>20.0f} {samples[-1][1]:>8.0f} {100 * result.growth(name, limits.warmup_s):>7.1f}%"
+        )
+        total += samples[-1][1] if name in REFINEMENT_NODES else 0.0
+    lines.append(f"the five refinement nodes together: {total:.0f} MB")
+    if result.latencies_ms:
+        p = np.percentile(result.latencies_ms, [5, 50, 95])
+        lines.append(f"latency camera stamp -> refined pose: p5 {p[0]:.0f}, p50 {p[1]:.0f}, p95 {p[2]:.0f} ms")
+        lines.append(f"refined poses: {len(result.latencies_ms)}, stamps advancing: {_advancing(result.stamps)}")
+    for (node, kind), count in sorted(result.diagnostics.items()):
+        lines.append(f"diagnostics {node}: {kind} x{count}")
+    return lines
+
+
+def _advancing(stamps: list[int]) -> bool:
+    return all(b > a for a, b in zip(stamps, stamps[1:]))
