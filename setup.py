@@ -32,6 +32,7 @@ setup(
             "joint_state_node = tactile_pose_refiner.nodes.joint_state_node:main",
             "estimator_node = tactile_pose_refiner.nodes.estimator_node:main",
             "refiner_node = tactile_pose_refiner.nodes.refiner_node:main",
+            "refinement_graph = tactile_pose_refiner.nodes.composed:main",
         ],
     },
 )

@@ -22,7 +22,9 @@ def demo(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.replay import replay_episode
 
     if args.live:
-        return soak(argparse.Namespace(minutes=args.minutes, bag=None, estimator="classical", stall_s=60.0))
+        return soak(
+            argparse.Namespace(minutes=args.minutes, bag=None, estimator="classical", stall_s=60.0, composed=False)
+        )
     config = load_config("demo")
     bag = _demo_episode(config["episode"])
     estimator = config["estimator"]
@@ -65,7 +67,9 @@ def soak(args: argparse.Namespace) -> int:
 
     bag = Path(args.bag) if args.bag else _demo_episode(load_config("demo")["episode"])
     limits = SoakLimits(args.minutes, warmup_s=min(60.0, 20.0 * args.minutes), stall_s=args.stall_s)
-    result = run_soak(bag, limits, args.estimator, log=lambda text: print(f"  {text}", flush=True))
+    result = run_soak(
+        bag, limits, args.estimator, log=lambda text: print(f"  {text}", flush=True), composed=args.composed
+    )
     for line in report(result, limits):
         print(line)
     print(result.summary(limits), flush=True)
@@ -311,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     soaker.add_argument("--bag", help="episode to loop (default: the demo episode)")
     soaker.add_argument("--estimator", default="classical", help="estimator_node mode")
     soaker.add_argument("--stall-s", type=float, default=60.0, help="no refined pose for this long is a stall")
+    soaker.add_argument(
+        "--composed", action="store_true", help="the five refinement nodes in one process (refinement_graph)"
+    )
     soaker.set_defaults(handler=soak)
     gen = commands.add_parser("generate", help="generate rosbag2 episodes of grasped objects")
     gen.add_argument("--objects", default="all", help="'all' or comma-separated object ids")

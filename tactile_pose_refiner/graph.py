@@ -163,6 +163,22 @@ def refiner_graph(
     return {name: NodeProcess(name, [params_file], dict(parameters.get(name, {}))) for name in REFINER_NODES}
 
 
+def composed_graph(
+    parameters: dict[str, dict[str, Any]] | None = None, params_file: Path | None = None
+) -> dict[str, NodeProcess]:
+    """The refinement graph as one process (nodes/composed.py): per-node overrides go into a
+    params file of their own, since a -p override would reach every node of the process."""
+    from tactile_pose_refiner.core.resources import config_path
+
+    files = [params_file or config_path("nodes")]
+    if parameters:
+        overrides = {name: {"ros__parameters": values} for name, values in parameters.items() if values}
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="tpr-overrides-", delete=False) as stream:
+            yaml.safe_dump(overrides, stream)
+        files.append(Path(stream.name))
+    return {"refinement_graph": NodeProcess("refinement_graph", files)}
+
+
 def replay_graph(
     bag: str | Path, parameters: dict[str, dict[str, Any]] | None = None, params_file: Path | None = None
 ) -> dict[str, NodeProcess]:

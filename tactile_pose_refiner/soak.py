@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.graph import NodeProcess, RunningGraph, isolated_ros_environment, refiner_graph
+from tactile_pose_refiner.core.resources import config_path, load_config
+from tactile_pose_refiner.graph import (
+    NodeProcess,
+    RunningGraph,
+    composed_graph,
+    isolated_ros_environment,
+    refiner_graph,
+)
 from tactile_pose_refiner.nodes.conversions import stamp_ns
 from tactile_pose_refiner.replay import GRAPH_INPUTS
 
@@ -67,20 +73,23 @@ class SoakResult:
         return bool(self.stalls or self.crashed or not self.latencies_ms or growth > limits.max_rss_growth)
 
 
-def soak_graph(bag: Path, estimator: str, parameters: dict | None = None) -> dict[str, NodeProcess]:
-    """The refinement graph with its robot settings (node -> overrides in `parameters`) and a
-    looping, re-stamped replay."""
+def soak_graph(
+    bag: Path, estimator: str, parameters: dict | None = None, composed: bool = False, rate: float = 1.0
+) -> dict[str, NodeProcess]:
+    """The refinement graph with its robot settings (node -> overrides in `parameters`), as
+    separate processes or one (`composed`), and a looping, re-stamped replay."""
     topics = load_config("topics")
     parameters = dict(parameters or {})
     parameters["estimator_node"] = {"mode": estimator, **parameters.get("estimator_node", {})}
-    nodes = refiner_graph(parameters)
+    nodes = composed_graph(parameters) if composed else refiner_graph(parameters)
     nodes["bag_replay_node"] = NodeProcess(
         "bag_replay_node",
-        list(nodes["refiner_node"].params_files),
+        [config_path("nodes")],
         {
             "bag": str(bag),
             "loop": True,
             "restamp": True,
+            "rate": float(rate),
             "wait_for_subscribers_s": 120.0,
             "wait_topics": ",".join(topics[key] for key in GRAPH_INPUTS),
             "start_delay_s": 2.0,
@@ -90,11 +99,16 @@ def soak_graph(bag: Path, estimator: str, parameters: dict | None = None) -> dic
 
 
 def run_soak(
-    bag: Path, limits: SoakLimits, estimator: str = "classical", log=print, parameters: dict | None = None
+    bag: Path,
+    limits: SoakLimits,
+    estimator: str = "classical",
+    log=print,
+    parameters: dict | None = None,
+    composed: bool = False,
 ) -> SoakResult:
     from tactile_pose_refiner.nodes.monitor import GraphMonitor
 
-    nodes = soak_graph(bag, estimator, parameters)
+    nodes = soak_graph(bag, estimator, parameters, composed)
     result = SoakResult()
     with (
         isolated_ros_environment() as env,
@@ -105,7 +119,7 @@ def run_soak(
         player = nodes.pop("bag_replay_node")
         for name, node in nodes.items():
             graph.start(name, node)
-        silent = monitor.wait_for_nodes(list(nodes), 120.0)
+        silent = monitor.wait_for_nodes(list(REFINEMENT_NODES), 120.0)
         if silent:
             log(f"not running after 120 s: {silent}")
         graph.start("bag_replay_node", player)
@@ -132,7 +146,7 @@ def run_soak(
         result.latencies_ms, result.stamps = poses.latencies_ms(), poses.stamps()
         for name, level, message in list(monitor.statuses):
             if level != 0:
-                result.diagnostics[(name.rsplit("/", 1)[-1], message.split(":")[0])] += 1
+                result.diagnostics[(name.rsplit("/", 1)[-1], _kind(message))] += 1
         graph.stop()
     return result
 
@@ -191,7 +205,7 @@ def report(result: SoakResult, limits: SoakLimits) -> list[str]:
         lines.append(
             f"{name:<18} {base:>20.0f} {samples[-1][1]:>8.0f} {100 * result.growth(name, limits.warmup_s):>7.1f}%"
         )
-        total += samples[-1][1] if name in REFINEMENT_NODES else 0.0
+        total += samples[-1][1] if name in REFINEMENT_NODES + ("refinement_graph",) else 0.0
     lines.append(f"the five refinement nodes together: {total:.0f} MB")
     if result.latencies_ms:
         p = np.percentile(result.latencies_ms, [5, 50, 95])
@@ -200,6 +214,11 @@ def report(result: SoakResult, limits: SoakLimits) -> list[str]:
     for (node, kind), count in sorted(result.diagnostics.items()):
         lines.append(f"diagnostics {node}: {kind} x{count}")
     return lines
+
+
+def _kind(message: str) -> str:
+    """A report without its numbers: 'missing input: no RGB-D bundle within 2.0 s' -> its first two parts."""
+    return ":".join(message.split(":")[:2]).strip()[:80]
 
 
 def _advancing(stamps: list[int]) -> bool:

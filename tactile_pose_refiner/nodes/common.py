@@ -60,6 +60,10 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        return 0  # SIGINT shut the context down while the executor was taking a message
     except ResourceError as exc:  # a broken config file: say which and stop before any input
         print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
         return 2

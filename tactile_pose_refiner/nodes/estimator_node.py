@@ -26,7 +26,7 @@ from collections import deque
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from tactile_pose_refiner.core.estimation import ESTIMATORS, make_estimator
 from tactile_pose_refiner.core.estimation.learned import CheckpointError
@@ -88,6 +88,7 @@ class EstimatorNode(GraphNode):
         self.hand = HandAssets.from_config()
         self.estimators: dict = {}
         self.object_sources: dict[str, str] = {}
+        self.working_pub = self.create_publisher(Header, "estimator/working_on", OUTPUT_QOS)
         self.frames = FrameInputs(self, self.inputs, self.on_bundle)
         self.queue = WorkQueue(self, self.estimate, self.params["queue_size"])
 
@@ -96,6 +97,7 @@ class EstimatorNode(GraphNode):
 
     def estimate(self, request) -> None:
         stamp, header, arrived = request
+        self.working_pub.publish(header)  # the refiner keeps this frame's bundle until the pose comes
         frame, degraded = self.frames.assemble(
             stamp, self.params["sync_tolerance_s"], arrived + self.params["input_wait_s"]
         )

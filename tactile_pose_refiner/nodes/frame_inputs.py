@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
@@ -28,12 +28,16 @@ from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RgbdBundle, TactileArray
-from tactile_pose_refiner.nodes.common import LATCHED, default_topic
+from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, default_topic
 from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
 
 NO_HAND_POSE = np.full((4, 4), np.nan)
 # The parameter FrameInputs.assemble reads in each node that uses it.
 SYNC_TOLERANCE = {"sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]")}
+
+
+PINNED_BUNDLES = 3
+INTERNAL_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 class InputError(RuntimeError):
@@ -44,20 +48,37 @@ class FrameInputs:
     def __init__(self, node, qos, on_bundle: Callable | None = None) -> None:
         """Subscribes on `node` with `qos`; on_bundle(msg) is called after each bundle is kept."""
         self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
+        # bundles the estimator announced it works on (estimator/working_on): an estimate on a
+        # loaded robot takes longer than the ring of the last 30 bundles (1 s at 30 Hz) lasts
+        self.pinned, self.wanted = StampedBuffer(PINNED_BUNDLES), deque(maxlen=PINNED_BUNDLES)
         self.joints, self.hand_poses = StampedBuffer(300), StampedBuffer(300)
         self.object_id: str | None = None
         keep = lambda buffer: lambda m: buffer.add(stamp_ns(m.header.stamp), m)  # noqa: E731
 
         def bundle_arrived(msg: RgbdBundle) -> None:
             self.bundles.add(stamp_ns(msg.header.stamp), msg)
+            if stamp_ns(msg.header.stamp) in self.wanted:  # announced before it arrived here
+                self.pinned.add(stamp_ns(msg.header.stamp), msg)
             if on_bundle is not None:
                 on_bundle(msg)
 
-        node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, qos)
-        node.create_subscription(TactileArray, "tactile/array", keep(self.tactile), qos)
-        node.create_subscription(JointState, "hand/joint_states", keep(self.joints), qos)
+        # The graph's own topics are read reliably even on a robot: a 1.8 MB bundle read best
+        # effort is lost whole when one fragment is, and under load they were, frame after frame.
+        internal = qos if qos.reliability == ReliabilityPolicy.RELIABLE else INTERNAL_QOS
+        node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, internal)
+        node.create_subscription(Header, "estimator/working_on", self._pin, OUTPUT_QOS)
+        node.create_subscription(TactileArray, "tactile/array", keep(self.tactile), internal)
+        node.create_subscription(JointState, "hand/joint_states", keep(self.joints), internal)
         node.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), qos)
         node.create_subscription(String, default_topic("object_id"), self._on_object_id, object_id_qos(qos))
+
+    def _pin(self, header: Header) -> None:
+        stamp = stamp_ns(header.stamp)
+        found = self.bundles.nearest(stamp, 0.0)
+        if found is not None:
+            self.pinned.add(stamp, found[0])
+        else:
+            self.wanted.append(stamp)
 
     def _on_object_id(self, msg: String) -> None:
         self.object_id = msg.data
@@ -65,7 +86,7 @@ class FrameInputs:
     def assemble(self, stamp: int, tolerance: float, deadline: float) -> tuple[Frame, list[str]]:
         """The Frame at `stamp` (ns) and what is missing from it; deadline (time.monotonic):
         until when its pieces may still arrive."""
-        found = self._wait_for(self.bundles, stamp, tolerance, deadline)
+        found = self._wait_for(self.bundles, stamp, tolerance, deadline) or self.pinned.nearest(stamp, tolerance)
         if found is None:
             raise InputError(f"missing input: no RGB-D bundle within {tolerance} s of stamp {stamp}")
         if not _wait_until(lambda: self.object_id is not None, deadline):
@@ -182,8 +203,11 @@ class WorkQueue:
                 request = self.pending.popleft()
             try:
                 self.handle(request)
-            except InputError as exc:
-                self.node.diagnostics.report("error", str(exc))
             except Exception as exc:  # noqa: BLE001 - a robot node reports and keeps running
-                self.node.get_logger().error(traceback.format_exc())
-                self.node.diagnostics.report("error", f"failed: {type(exc).__name__}: {exc}")
+                if not self.node.context.ok():
+                    return  # cut short by shutdown (SIGINT): nothing to report, nowhere to publish
+                if isinstance(exc, InputError):
+                    self.node.diagnostics.report("error", str(exc))
+                else:
+                    self.node.get_logger().error(traceback.format_exc())
+                    self.node.diagnostics.report("error", f"failed: {type(exc).__name__}: {exc}")

@@ -13,6 +13,7 @@ forwarded (the refiner then runs without touch) and reported as a warning.
 from __future__ import annotations
 
 import numpy as np
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
@@ -26,6 +27,7 @@ from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import TactileArray
 from tactile_pose_refiner.nodes.common import OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg, stamp_ns, tactile_to_msg
+from tactile_pose_refiner.nodes.frame_inputs import INTERNAL_QOS
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -52,7 +54,8 @@ class TactileNode(GraphNode):
         self.unplaced = StampedBuffer(20)  # readings that came before their joint state
         self.array_pub = self.create_publisher(TactileArray, "tactile/array", OUTPUT_QOS)
         self.contacts_pub = self.create_publisher(PointCloud2, "tactile/contacts", OUTPUT_QOS)
-        self.create_subscription(JointState, "hand/joint_states", self.on_joint_state, self.inputs)
+        internal = self.inputs if self.inputs.reliability == ReliabilityPolicy.RELIABLE else INTERNAL_QOS
+        self.create_subscription(JointState, "hand/joint_states", self.on_joint_state, internal)
         if self.params["input_format"] == "xela_vendor":
             self._subscribe_vendor()
         elif self.params["input_format"] == "tactile_array":
