@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from tactile_pose_refiner.core.gradients.tactile import contact_threshold
 from tactile_pose_refiner.core.mask_check import check_mask
 from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.core.scene.skin import TactileReading
+from tactile_pose_refiner.core.scene.skin import TactileReading, contact_threshold
 from tactile_pose_refiner.io.episode_bag import read_episode, write_episode
 from tactile_pose_refiner.sim.episode import EpisodeGenerator
 from tactile_pose_refiner.sim.realism import EpisodeDraw, RealismError, SensorErrors, load_preset

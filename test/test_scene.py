@@ -11,7 +11,8 @@ import torch
 import trimesh
 
 from tactile_pose_refiner.core.resources import ResourceError
-from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel
+from tactile_pose_refiner.core.scene.hand import HandModel
+from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog, ObjectModelError
 from tactile_pose_refiner.core.scene.skin import SkinLayout
 
@@ -188,3 +189,19 @@ def test_intrinsics_no_camera_has_are_named(fx, fy, cx, complaint):
 
     assert PinholeCamera.from_config().implausible() is None
     assert complaint in PinholeCamera(640, 480, fx, fy, cx, 240).implausible()
+
+
+def test_numpy_kinematics_of_the_sensor_nodes_match_the_differentiable_chain(hand):
+    """joint_state_node and tactile_node place links with HandKinematics (numpy, no torch):
+    the same link poses as pytorch-kinematics' chain the refiner differentiates through."""
+    from tactile_pose_refiner.core.scene.kinematics import HandKinematics
+
+    light = HandKinematics.from_config()
+    assert light.joint_names == hand.joint_names
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        q = rng.uniform(hand.lower, hand.upper)
+        expected, got = hand.link_poses(q), light.link_poses(q)
+        assert set(expected) <= set(got)
+        for link, pose in expected.items():
+            np.testing.assert_allclose(got[link], pose, atol=1e-6, err_msg=link)  # URDF rpy parsed twice

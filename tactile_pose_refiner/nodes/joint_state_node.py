@@ -15,7 +15,7 @@ import numpy as np
 from geometry_msgs.msg import PoseArray, TransformStamped
 from sensor_msgs.msg import JointState
 
-from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel
+from tactile_pose_refiner.core.scene.kinematics import HandInputError, HandKinematics
 from tactile_pose_refiner.nodes.common import OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg
 
@@ -30,7 +30,7 @@ PARAMETERS = {
 class JointStateNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("joint_state_node", PARAMETERS)
-        self.hand = HandModel.from_config()
+        self.hand = HandKinematics.from_config()  # numpy FK: this node never needs torch
         self.joints_pub = self.create_publisher(JointState, "hand/joint_states", OUTPUT_QOS)
         self.poses_pub = self.create_publisher(PoseArray, "hand/link_poses", OUTPUT_QOS)
         self.tf = self._tf_broadcaster() if self.params["publish_tf"] else None

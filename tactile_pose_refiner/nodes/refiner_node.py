@@ -27,12 +27,12 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from tactile_pose_refiner.core.device import resolve_device
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
-from tactile_pose_refiner.core.gradients.tactile import contact_positions
 from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+from tactile_pose_refiner.core.scene.skin import contact_positions
 from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns

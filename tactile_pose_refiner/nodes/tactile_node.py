@@ -17,11 +17,9 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
-from tactile_pose_refiner.core.gradients.tactile import contact_positions
 from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.core.scene.assets import HandAssets
-from tactile_pose_refiner.core.scene.hand import HandInputError
-from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
+from tactile_pose_refiner.core.scene.kinematics import HandInputError, HandKinematics
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileInputError, TactileReading, contact_positions
 from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import TactileArray
@@ -47,9 +45,12 @@ FORCE_RANGE_FACTOR = 10.0
 class TactileNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("tactile_node", PARAMETERS)
-        self.hand = HandAssets.from_config()  # model, skin layout, gamma: as the refiner sees them
-        self.known_ids = set(self.hand.layout.ids.tolist())
-        self.max_units = float(load_config("tactile")["max_units"])
+        tactile = load_config("tactile")  # skin layout and gamma as the refiner sees them
+        self.kinematics = HandKinematics.from_config()  # numpy FK: this node never needs torch
+        self.layout = SkinLayout.from_config(tactile["layout"])
+        self.gamma = float(tactile["contact_threshold_units"])
+        self.known_ids = set(self.layout.ids.tolist())
+        self.max_units = float(tactile["max_units"])
         self.joints = StampedBuffer(200)
         self.unplaced = StampedBuffer(20)  # readings that came before their joint state
         self.array_pub = self.create_publisher(TactileArray, "tactile/array", OUTPUT_QOS)
@@ -68,7 +69,7 @@ class TactileNode(GraphNode):
 
     def on_joint_state(self, msg: JointState) -> None:
         try:  # a state that cannot place the taxels never enters the buffer
-            self.hand.model.joint_vector(msg.name, msg.position)
+            self.kinematics.joint_vector(msg.name, msg.position)
         except HandInputError as exc:
             self.diagnostics.report("error", f"unusable joint state: {exc}")
             return
@@ -86,7 +87,7 @@ class TactileNode(GraphNode):
             )
             self.finish(2)
             return
-        self.converter = XelaStreamConverter(self.hand.layout, force_scale=self.params["force_scale"])
+        self.converter = XelaStreamConverter(self.layout, force_scale=self.params["force_scale"])
         self.create_subscription(SensStream, self.params["vendor_topic"], self.on_vendor_stream, self.inputs)
 
     def on_vendor_stream(self, msg) -> None:
@@ -152,8 +153,8 @@ class TactileNode(GraphNode):
         """(K, 3) taxels in contact in the hand base frame, at the nearest joint state (the
         same placement the tactile gradient uses)."""
         joints = self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"])[0]
-        link_poses = self.hand.model.link_poses(self.hand.model.joint_vector(joints.name, joints.position))
-        return contact_positions(reading, self.hand.layout, link_poses, np.eye(4), self.hand.contact_threshold)
+        link_poses = self.kinematics.link_poses(self.kinematics.joint_vector(joints.name, joints.position))
+        return contact_positions(reading, self.layout, link_poses, np.eye(4), self.gamma)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.gradients.tactile import contact_positions
 from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable
+from tactile_pose_refiner.core.scene.skin import contact_positions
 
 
 @dataclass

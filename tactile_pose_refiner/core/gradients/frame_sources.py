@@ -15,11 +15,12 @@ from tactile_pose_refiner.core.gradients.base import GradientSource, Unavailable
 from tactile_pose_refiner.core.gradients.depth import DepthSource
 from tactile_pose_refiner.core.gradients.physics import PhysicsSource
 from tactile_pose_refiner.core.gradients.render.base import mesh_depth
-from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_gaps, contact_positions
+from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_gaps
 from tactile_pose_refiner.core.mask_check import CheckedMask, check_mask
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand, hand_mesh
+from tactile_pose_refiner.core.scene.skin import contact_positions
 
 
 def build_sources(

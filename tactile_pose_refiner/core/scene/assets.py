@@ -11,8 +11,9 @@ from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
-from tactile_pose_refiner.core.scene.hand import HandInputError, HandModel, HandUnusable, PosedHand
+from tactile_pose_refiner.core.scene.hand import HandModel, HandUnusable, PosedHand
 from tactile_pose_refiner.core.scene.hand_fit import HandFitter
+from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel

@@ -20,15 +20,7 @@ import yourdfpy
 
 from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
 from tactile_pose_refiner.core.scene.distance import MeshDistance
-
-
-class HandInputError(ValueError):
-    """Joint states cannot be turned into a hand configuration (named in the message)."""
-
-
-# Encoder offsets and a hand pressed against an object leave positions a little outside the
-# URDF's limits; 20 degrees beyond them is a broken reading.
-LIMIT_SLACK_RAD = 0.35
+from tactile_pose_refiner.core.scene.kinematics import HandKinematics
 
 
 @dataclass(frozen=True)
@@ -98,10 +90,10 @@ class HandModel:
             raise ResourceError(f"cannot read hand URDF {self.urdf_path}: {exc}") from exc
         self.chain = pk.build_chain_from_urdf(text.encode()).to(dtype=torch.float64)
         self.joint_names: list[str] = list(self.chain.get_joint_parameter_names())
-        self.lower, self.upper = (np.asarray(v, dtype=np.float64) for v in self.chain.get_joint_limits())
-        self.name_map = {name: name for name in self.joint_names}
-        for mapping in (joint_name_maps or {}).values():
-            self.name_map.update(mapping)
+        self.kinematics = HandKinematics(self.urdf_path, joint_name_maps)
+        if self.kinematics.joint_names != self.joint_names:
+            raise ResourceError(f"hand URDF {self.urdf_path}: joint order differs between parsers")
+        self.lower, self.upper, self.name_map = self.kinematics.lower, self.kinematics.upper, self.kinematics.name_map
         self.links = self._load_link_geometry(package_dirs or {})
         self._surface_samples: dict[float, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
 
@@ -115,31 +107,9 @@ class HandModel:
 
     # --- configurations -------------------------------------------------------------------
     def joint_vector(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
-        """A JointState's (names, positions) in any configured naming -> q (16,) in URDF order.
-
-        Raises HandInputError on missing or repeated joints, length mismatch, non-finite values or
-        positions far outside the joint limits. Names that are no hand joint (an arm's) are ignored.
-        """
-        if len(names) != len(positions):
-            raise HandInputError(f"joint state has {len(names)} names but {len(positions)} positions")
-        by_urdf = {}
-        for name, value in zip(names, positions):
-            if name in self.name_map:
-                if self.name_map[name] in by_urdf:
-                    raise HandInputError(f"joint state names hand joint {self.name_map[name]} twice (as {name!r})")
-                by_urdf[self.name_map[name]] = float(value)
-        missing = [n for n in self.joint_names if n not in by_urdf]
-        if missing:
-            raise HandInputError(f"joint state lacks hand joints {missing} (got {list(names)})")
-        q = np.array([by_urdf[n] for n in self.joint_names])
-        if not np.isfinite(q).all():
-            bad = [n for n, v in zip(self.joint_names, q) if not np.isfinite(v)]
-            raise HandInputError(f"joint state has non-finite positions for {bad}")
-        outside = (q < self.lower - LIMIT_SLACK_RAD) | (q > self.upper + LIMIT_SLACK_RAD)
-        if outside.any():
-            bad = {n: round(float(v), 3) for n, v, o in zip(self.joint_names, q, outside) if o}
-            raise HandInputError(f"joint positions far outside the joint limits [rad]: {bad}")
-        return q
+        """A JointState's (names, positions) in any configured naming -> q (16,) in URDF order
+        (HandKinematics.joint_vector: raises HandInputError on unusable joint states)."""
+        return self.kinematics.joint_vector(names, positions)
 
     # --- kinematics -----------------------------------------------------------------------
     def link_poses_torch(self, q: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+
+from tactile_pose_refiner.core.resources import load_config
 
 
 class TactileInputError(ValueError):
@@ -168,3 +171,49 @@ class TactileModel:
         if rng is not None and self.noise_std_units > 0:
             forces = forces + rng.normal(0.0, self.noise_std_units, forces.shape)
         return np.clip(forces, -self.max_units, self.max_units)
+
+
+# --- the taxels in contact (torch-free: tactile_node places them too) ---------------------------
+def contact_positions(
+    reading: TactileReading,
+    layout: SkinLayout,
+    link_poses: dict[str, np.ndarray],
+    T_frame_base: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """(K, 3) positions of the taxels whose force exceeds gamma, in the frame of T_frame_base.
+
+    Positions come from the layout posed by forward kinematics (the message's own positions
+    are in link frames too; the layout is the calibrated source). Unknown taxel ids are skipped.
+    """
+    positions, _, _ = _touching(reading, layout, link_poses, T_frame_base, threshold)
+    return positions
+
+
+def contact_threshold(reading: TactileReading, gamma: float, noise_factor: float) -> float:
+    """gamma, raised to noise_factor x the reading's own noise where the skin is noisier than
+    gamma allows for: a robust per-axis sigma (1.4826 x the median absolute deviation over all
+    taxels, most of which touch nothing) takes in noise, crosstalk and drifted zeros, so noise
+    alone does not make contacts (3-axis noise passes 5 sigma on ~1 taxel in 10^5)."""
+    forces = np.asarray(reading.forces, dtype=np.float64)
+    if noise_factor <= 0 or len(forces) < 8:
+        return gamma
+    deviation = np.abs(forces - np.median(forces, axis=0))
+    sigma = 1.4826 * float(np.median(deviation))
+    return max(gamma, noise_factor * sigma)
+
+
+@lru_cache(maxsize=1)
+def _noise_factor() -> float:
+    return float(load_config("tactile").get("contact_noise_factor", 0.0))
+
+
+def _touching(reading, layout, link_poses, T_frame_base, threshold):
+    """Posed positions, outward normals (K, 3) and force rows (K, 3) of the taxels in contact
+    (force over gamma = `threshold`, raised where the reading is noisier: contact_threshold)."""
+    positions, normals = layout.posed(link_poses, T_frame_base)
+    row_of_id = {int(taxel_id): row for row, taxel_id in enumerate(layout.ids)}
+    threshold = contact_threshold(reading, threshold, _noise_factor())
+    touching = [i for i in np.nonzero(reading.in_contact(threshold))[0] if int(reading.taxel_ids[i]) in row_of_id]
+    rows = [row_of_id[int(reading.taxel_ids[i])] for i in touching]
+    return positions[rows], normals[rows], reading.forces[touching]

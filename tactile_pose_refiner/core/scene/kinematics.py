@@ -1,0 +1,96 @@
+"""The hand's forward kinematics in numpy, for the nodes that only place links and taxels
+(joint_state_node, tactile_node): the differentiable chain (pytorch-kinematics) brings torch,
+~420 MB per process, for what 16 matrix products do. Joint states are validated here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import yourdfpy
+from scipy.spatial.transform import Rotation
+
+from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
+
+# Encoder offsets and a hand pressed against an object leave positions a little outside the
+# URDF's limits; 20 degrees beyond them is a broken reading.
+LIMIT_SLACK_RAD = 0.35
+
+
+class HandInputError(ValueError):
+    """Joint states cannot be turned into a hand configuration (named in the message)."""
+
+
+class HandKinematics:
+    """Joint names, limits and link poses of a URDF; joint_names: the order of every q."""
+
+    def __init__(self, urdf_path: str | Path, joint_name_maps: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        self.urdf_path = Path(urdf_path)
+        try:
+            robot = yourdfpy.URDF.load(
+                str(self.urdf_path), build_scene_graph=False, load_meshes=False, load_collision_meshes=False
+            )
+        except Exception as exc:
+            raise ResourceError(f"cannot read hand URDF {self.urdf_path}: {exc}") from exc
+        self.joints = list(robot.robot.joints)
+        self.joint_names: list[str] = list(robot.actuated_joint_names)
+        by_name = {joint.name: joint for joint in self.joints}
+        self.lower = np.array([by_name[n].limit.lower for n in self.joint_names], dtype=np.float64)
+        self.upper = np.array([by_name[n].limit.upper for n in self.joint_names], dtype=np.float64)
+        self.root = next(iter({j.parent for j in self.joints} - {j.child for j in self.joints}))
+        self.name_map = {name: name for name in self.joint_names}
+        for mapping in (joint_name_maps or {}).values():
+            self.name_map.update(mapping)
+
+    @classmethod
+    def from_config(cls, name: str = "hand") -> HandKinematics:
+        config = load_config(name)
+        urdf = Path(config["urdf"])
+        return cls(urdf if urdf.is_absolute() else share_dir() / urdf, config.get("joint_name_maps"))
+
+    def joint_vector(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
+        """A JointState's (names, positions) in any configured naming -> q in URDF order.
+
+        Raises HandInputError on missing or repeated joints, length mismatch, non-finite values or
+        positions far outside the joint limits. Names that are no hand joint (an arm's) are ignored.
+        """
+        if len(names) != len(positions):
+            raise HandInputError(f"joint state has {len(names)} names but {len(positions)} positions")
+        by_urdf = {}
+        for name, value in zip(names, positions):
+            if name in self.name_map:
+                if self.name_map[name] in by_urdf:
+                    raise HandInputError(f"joint state names hand joint {self.name_map[name]} twice (as {name!r})")
+                by_urdf[self.name_map[name]] = float(value)
+        missing = [n for n in self.joint_names if n not in by_urdf]
+        if missing:
+            raise HandInputError(f"joint state lacks hand joints {missing} (got {list(names)})")
+        q = np.array([by_urdf[n] for n in self.joint_names])
+        if not np.isfinite(q).all():
+            bad = [n for n, v in zip(self.joint_names, q) if not np.isfinite(v)]
+            raise HandInputError(f"joint state has non-finite positions for {bad}")
+        outside = (q < self.lower - LIMIT_SLACK_RAD) | (q > self.upper + LIMIT_SLACK_RAD)
+        if outside.any():
+            bad = {n: round(float(v), 3) for n, v, o in zip(self.joint_names, q, outside) if o}
+            raise HandInputError(f"joint positions far outside the joint limits [rad]: {bad}")
+        return q
+
+    def link_poses(self, q: np.ndarray) -> dict[str, np.ndarray]:
+        """q -> link name -> (4, 4) T_root_link, every link of the tree."""
+        angle = dict(zip(self.joint_names, np.asarray(q, dtype=np.float64)))
+        poses = {self.root: np.eye(4)}
+        pending = list(self.joints)
+        while pending:  # URDF joints may be listed in any order: place children of placed parents
+            ready = [joint for joint in pending if joint.parent in poses]
+            for joint in ready:
+                motion = np.eye(4)
+                if joint.name in angle and joint.type == "prismatic":
+                    motion[:3, 3] = np.asarray(joint.axis) * angle[joint.name]
+                elif joint.name in angle:
+                    motion[:3, :3] = Rotation.from_rotvec(np.asarray(joint.axis) * angle[joint.name]).as_matrix()
+                poses[joint.child] = poses[joint.parent] @ np.asarray(joint.origin) @ motion
+            pending = [joint for joint in pending if joint not in ready]
+            if not ready:
+                raise ResourceError(f"hand URDF {self.urdf_path} is not a tree rooted at {self.root}")
+        return poses
