@@ -51,14 +51,18 @@ class SoakResult:
     diagnostics: Counter = field(default_factory=Counter)
     stalls: int = 0
     crashed: list[str] = field(default_factory=list)
+    first_pose_s: float = float("inf")
+
+    def baseline(self, node: str, warmup_s: float) -> float:
+        """Memory after warm-up: the first sample after warmup_s and after the first refined
+        pose (the first refinement builds the object's refiner), else the last sample."""
+        samples = self.rss_mb.get(node, [])
+        start = max(warmup_s, self.first_pose_s)
+        return next((mb for t, mb in samples if t >= start), samples[-1][1])
 
     def growth(self, node: str, warmup_s: float) -> float:
-        """Memory at the end against the first sample after warm-up (or the first)."""
         samples = self.rss_mb.get(node, [])
-        if len(samples) < 2:
-            return 0.0
-        base = next((mb for t, mb in samples if t >= warmup_s), samples[0][1])
-        return samples[-1][1] / base - 1.0
+        return samples[-1][1] / self.baseline(node, warmup_s) - 1.0 if samples else 0.0
 
     def summary(self, limits: SoakLimits) -> str:
         growth = max((self.growth(n, limits.warmup_s) for n in self.rss_mb), default=0.0)
@@ -132,6 +136,7 @@ def run_soak(
             count = poses.count()
             if count > len(result.latencies_ms):
                 last_pose = time.monotonic()
+                result.first_pose_s = min(result.first_pose_s, elapsed)
                 result.latencies_ms, result.stamps = poses.latencies_ms(), poses.stamps()
             elif time.monotonic() - last_pose > limits.stall_s:
                 result.stalls += 1
@@ -201,7 +206,7 @@ def report(result: SoakResult, limits: SoakLimits) -> list[str]:
     lines = [f"{'node':<18} {'RSS MB after warm-up':>20} {'at end':>8} {'growth':>8}"]
     total = 0.0
     for name, samples in result.rss_mb.items():
-        base = next((mb for t, mb in samples if t >= limits.warmup_s), samples[0][1])
+        base = result.baseline(name, limits.warmup_s)
         lines.append(
             f"{name:<18} {base:>20.0f} {samples[-1][1]:>8.0f} {100 * result.growth(name, limits.warmup_s):>7.1f}%"
         )
