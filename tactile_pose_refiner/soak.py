@@ -109,10 +109,11 @@ def run_soak(
     log=print,
     parameters: dict | None = None,
     composed: bool = False,
+    rate: float = 1.0,
 ) -> SoakResult:
     from tactile_pose_refiner.nodes.monitor import GraphMonitor
 
-    nodes = soak_graph(bag, estimator, parameters, composed)
+    nodes = soak_graph(bag, estimator, parameters, composed, rate)
     result = SoakResult()
     with (
         isolated_ros_environment() as env,

@@ -177,7 +177,7 @@ def test_a_short_soak_on_a_live_looping_replay_keeps_refining(tmp_path):
     write_episode(bag, frames)
     limits = SoakLimits(minutes=1.0, warmup_s=30.0, stall_s=50.0)
     short = {"refiner_node": {"iterations": 30}}  # CI-sized refinements: more poses in the minute
-    result = run_soak(bag, limits, estimator="ground_truth_noise", log=lambda text: None, parameters=short)
+    result = run_soak(bag, limits, estimator="ground_truth_noise", log=lambda text: None, parameters=short, rate=0.5)
     print("\n" + result.summary(limits))
     assert not result.crashed and result.stalls == 0, result.summary(limits)
     assert len(result.stamps) >= 2 and all(b > a for a, b in zip(result.stamps, result.stamps[1:]))
