@@ -184,7 +184,7 @@ class WorkQueue:
             self.pending.append(request)
             self.wake.notify()
 
-    def stop(self, timeout_s: float = 2.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking requests and wait (bounded) for the worker: a thread still running while
         the node and rclpy's context are destroyed can crash the process at exit."""
         with self.wake:

@@ -113,10 +113,16 @@ class RefinerNode(GraphNode):
         )
         refiner = self.refiner_for(frame.object_id)
         posed = self.hand.posed(frame)
-        refinement = refiner.refine(frame, T_initial, posed=posed)
+        refinement = refiner.refine(frame, T_initial, posed=posed, on_iteration=self._stop_when_shutting_down)
         if not np.isfinite(refinement.T).all():
             raise InputError("failed: the refinement produced a non-finite pose (not published)")
         self.publish(initial, frame, refiner, posed, refinement, degraded)
+
+    def _stop_when_shutting_down(self, iteration: int, T) -> None:
+        """Ends a refinement within an iteration of SIGINT: a worker still in torch or Warp code
+        while the interpreter finalises aborts the process."""
+        if self.queue.stopping:
+            raise InputError("stopped: the node is shutting down")
 
     def refiner_for(self, object_id: str) -> FrameRefiner:
         if object_id not in self.refiners:
