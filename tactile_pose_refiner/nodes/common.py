@@ -145,6 +145,15 @@ def input_qos(reliable: bool) -> QoSProfile:
     return QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def internal_qos(inputs: QoSProfile) -> QoSProfile:
+    """QoS of the graph's own topics (rgbd/bundle, tactile/array, hand/joint_states): reliable even
+    where the sensor inputs are best effort, since a 1.8 MB bundle read best effort is lost whole
+    when one fragment is, and under load they were, frame after frame."""
+    if inputs.reliability == ReliabilityPolicy.RELIABLE:
+        return inputs
+    return QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
 # Every publisher of the graph is reliable and transient local: it matches best-effort and
 # volatile subscribers (RViz, a robot's consumers) as well as the replay's reliable ones.
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Header, String
 
@@ -28,7 +28,7 @@ from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RgbdBundle, TactileArray
-from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, default_topic
+from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, default_topic, internal_qos
 from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
 
 NO_HAND_POSE = np.full((4, 4), np.nan)
@@ -37,7 +37,6 @@ SYNC_TOLERANCE = {"sync_tolerance_s": (0.05, "largest stamp offset of touch, joi
 
 
 PINNED_BUNDLES = 3
-INTERNAL_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 class InputError(RuntimeError):
@@ -62,9 +61,7 @@ class FrameInputs:
             if on_bundle is not None:
                 on_bundle(msg)
 
-        # The graph's own topics are read reliably even on a robot: a 1.8 MB bundle read best
-        # effort is lost whole when one fragment is, and under load they were, frame after frame.
-        internal = qos if qos.reliability == ReliabilityPolicy.RELIABLE else INTERNAL_QOS
+        internal = internal_qos(qos)
         node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, internal)
         node.create_subscription(Header, "estimator/working_on", self._pin, OUTPUT_QOS)
         node.create_subscription(TactileArray, "tactile/array", keep(self.tactile), internal)

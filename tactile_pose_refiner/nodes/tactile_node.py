@@ -13,7 +13,6 @@ forwarded (the refiner then runs without touch) and reported as a warning.
 from __future__ import annotations
 
 import numpy as np
-from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import JointState, PointCloud2
 from std_msgs.msg import Header
 
@@ -23,9 +22,16 @@ from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileInputError, 
 from tactile_pose_refiner.core.scene.xela import XelaStreamConverter
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import TactileArray
-from tactile_pose_refiner.nodes.common import OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node, stale_by
+from tactile_pose_refiner.nodes.common import (
+    OUTPUT_QOS,
+    RELIABLE_INPUTS,
+    GraphNode,
+    default_topic,
+    internal_qos,
+    run_node,
+    stale_by,
+)
 from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg, stamp_ns, tactile_to_msg
-from tactile_pose_refiner.nodes.frame_inputs import INTERNAL_QOS
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
@@ -55,8 +61,7 @@ class TactileNode(GraphNode):
         self.unplaced = StampedBuffer(20)  # readings that came before their joint state
         self.array_pub = self.create_publisher(TactileArray, "tactile/array", OUTPUT_QOS)
         self.contacts_pub = self.create_publisher(PointCloud2, "tactile/contacts", OUTPUT_QOS)
-        internal = self.inputs if self.inputs.reliability == ReliabilityPolicy.RELIABLE else INTERNAL_QOS
-        self.create_subscription(JointState, "hand/joint_states", self.on_joint_state, internal)
+        self.create_subscription(JointState, "hand/joint_states", self.on_joint_state, internal_qos(self.inputs))
         if self.params["input_format"] == "xela_vendor":
             self._subscribe_vendor()
         elif self.params["input_format"] == "tactile_array":
@@ -69,11 +74,11 @@ class TactileNode(GraphNode):
 
     def on_joint_state(self, msg: JointState) -> None:
         try:  # a state that cannot place the taxels never enters the buffer
-            self.kinematics.joint_vector(msg.name, msg.position)
+            q = self.kinematics.joint_vector(msg.name, msg.position)
         except HandInputError as exc:
             self.diagnostics.report("error", f"unusable joint state: {exc}")
             return
-        self.joints.add(stamp_ns(msg.header.stamp), msg)
+        self.joints.add(stamp_ns(msg.header.stamp), q)
         waiting = self.unplaced.take_near(stamp_ns(msg.header.stamp), self.params["joint_tolerance_s"])
         for reading in waiting:
             self.publish_contacts(reading)
@@ -152,8 +157,8 @@ class TactileNode(GraphNode):
     def contact_points(self, reading: TactileReading) -> np.ndarray:
         """(K, 3) taxels in contact in the hand base frame, at the nearest joint state (the
         same placement the tactile gradient uses)."""
-        joints = self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"])[0]
-        link_poses = self.kinematics.link_poses(self.kinematics.joint_vector(joints.name, joints.position))
+        q = self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"])[0]
+        link_poses = self.kinematics.link_poses(q)
         return contact_positions(reading, self.layout, link_poses, np.eye(4), self.gamma)
 
 

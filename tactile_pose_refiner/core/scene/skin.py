@@ -89,8 +89,6 @@ class SkinLayout:
 
     @classmethod
     def from_config(cls, name: str = "xela_layout") -> SkinLayout:
-        from tactile_pose_refiner.core.resources import load_config
-
         taxels = load_config(name)["taxels"]
         return cls(
             ids=np.array([t["id"] for t in taxels], dtype=np.int64),
@@ -144,8 +142,6 @@ class TactileModel:
 
     @classmethod
     def from_config(cls, name: str = "tactile") -> TactileModel:
-        from tactile_pose_refiner.core.resources import load_config
-
         config = load_config(name)
         return cls(**{k: float(config[k]) for k in cls.__dataclass_fields__})
 
