@@ -1,7 +1,7 @@
 """`tpr`: the command line of tactile_pose_refiner.
 
 Subcommands (stable names, see SPEC §8): demo, generate, import-isaac, metrics, bench-render,
-bench.
+bench, track.
 """
 
 from __future__ import annotations
@@ -133,9 +133,9 @@ def generate(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.sim.realism import RealismError
 
     try:
-        generator = EpisodeGenerator(args.realism)
+        generator = EpisodeGenerator(args.realism, args.motion)
         object_ids = generator.catalog.resolve_ids(args.objects)
-    except (ResourceError, RealismError) as exc:
+    except (ResourceError, RealismError, ValueError) as exc:
         print(f"tpr generate: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -159,8 +159,17 @@ def generate(args: argparse.Namespace) -> int:
                 f"taxels in contact per frame median {np.median(info.taxels_in_contact):.0f} "
                 f"(min {min(info.taxels_in_contact)}, max {max(info.taxels_in_contact)})"
                 + (f"; realism {_realism_summary(info.realism)}" if info.realism else "")
+                + (f"; in-hand motion {_motion_summary(info.motion)}" if info.motion else "")
             )
     return 0
+
+
+def _motion_summary(record: dict) -> str:
+    return (
+        f"turn {record['turn_rate_deg_s']:.1f} deg/s, slip {record['slip_mm_s']:.1f} mm/s, "
+        f"{record['regrasp_finger']} lifted over steps {record['regrasp_steps'][0]}-{record['regrasp_steps'][1]}, "
+        f"max penetration {record['max_penetration_mm']:.2f} mm"
+    )
 
 
 def _realism_summary(record: dict) -> str:
@@ -239,6 +248,13 @@ def bench(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.bench import refine_bench
 
     return refine_bench.main(args.options)
+
+
+def track(args: argparse.Namespace) -> int:
+    """The tracker over episodes, every frame, against the ground truth (see bench/track_bench.py)."""
+    from tactile_pose_refiner.bench import track_bench
+
+    return track_bench.main(args.options)
 
 
 def train_estimator(args: argparse.Namespace) -> int:
@@ -331,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sensor and calibration errors of a real robot: a preset of config/realism.yaml "
         "(clean, realistic, harsh); clean: exact hand, small noise",
     )
+    gen.add_argument(
+        "--motion",
+        default="none",
+        choices=("none", "in_hand"),
+        help="in_hand: the object also turns, slips and is regrasped in the hand (config/generator.yaml in_hand)",
+    )
     gen.set_defaults(handler=generate)
     isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")
     isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")
@@ -382,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     table.add_argument("options", nargs="*", help="see tpr bench --help")
     table.set_defaults(handler=bench)
+    tracking = commands.add_parser(
+        "track", add_help=False, prefix_chars="+", help="the tracker over episodes: rate and error per frame"
+    )
+    tracking.add_argument("options", nargs="*", help="see tpr track --help")
+    tracking.set_defaults(handler=track)
     return parser
 
 

@@ -381,6 +381,15 @@ class Trajectory(Section):
     start_time_s: float = key("stamps of episode k start at start_time_s + 1000 k")
 
 
+class InHand(Section):
+    turn_rate_deg_s: Range = key("finger-driven turning rate about an axis through the centroid [deg/s]")
+    slip_m_s: Range = key("slip speed along one direction [m/s]")
+    regrasp_s: float = key("one finger lifted this long, then closed again [s]")
+    palm_tolerance_m: float = key("a step pressing the object deeper into the palm is not taken [m]")
+    max_penetration_m: float = key("a step that would press a finger deeper than this is not taken [m]")
+    reopen_rad: float = key("each frame a finger opens this far from its last joints, then closes again [rad]")
+
+
 class GeneratorConfig(Section):
     fingers: dict[str, Finger] = key("per finger: its joints and links")
     spread_range: Range = key("random abduction of index/middle/ring [rad]")
@@ -390,6 +399,7 @@ class GeneratorConfig(Section):
     surface_point_spacing_m: float = key("surface sampling of the generator's contact checks")
     trajectory: Trajectory = key("arm trajectory in front of the fixed camera")
     joint_noise_std_rad: float = key("encoder noise on the recorded joint states")
+    in_hand: InHand = key("in-hand motion of `tpr generate --motion in_hand`")
 
 
 class DepthErrors(Section):
@@ -561,6 +571,61 @@ class TopicsConfig(Section):
     realism: str = key("the drawn sensor errors (generated episodes)")
 
 
+# --- tracker.yaml --------------------------------------------------------------------------------
+class TrackerSolver(Section):
+    iterations: int = key("Levenberg-Marquardt iterations per frame")
+    damping: float = key("lambda relative to the normal matrix's diagonal")
+    max_step_mm: float = key("a step is scaled down to this translation [mm]")
+    max_step_deg: float = key("... and this rotation [deg]")
+    stop_mm: float = key("converged once a step moves the object's rim less than this [mm]")
+    prior_mm: float = key("motion prior: sigma of the deviation from the prediction per frame [mm]")
+    prior_deg: float = key("... and of its rotation [deg]")
+
+
+class TrackerDepth(Section):
+    max_points: int = key("random subset of the mask's depth points")
+    sigma_mm: float = key("residual scale [mm]")
+    robust_k: float = key("Huber threshold [sigmas]")
+    outlier_mm: float = key("farther from the surface: no weight [mm]")
+    hand_exclusion_mm: float = key("depth points this close to the sensed hand are left out [mm]")
+
+
+class TrackerTouch(Section):
+    sigma_mm: float = key("residual scale [mm]")
+    robust_k: float = key("Huber threshold [sigmas]")
+    outlier_mm: float = key("farther from the gap: no weight [mm]")
+
+
+class TrackerPenetration(Section):
+    point_spacing_mm: float = key("hand surface sampling [mm]")
+    band_mm: float = key("hand points farther from the object at the prediction are left out [mm]")
+    compliance_mm: float = key("penetration the soft skin takes without pushing back [mm]")
+    sigma_mm: float = key("residual scale [mm]")
+    robust_k: float = key("Huber threshold [sigmas]")
+
+
+class TrackerMotion(Section):
+    velocity_decay: float = key("share of the object's velocity in the hand carried to the next frame")
+    max_gap_s: float = key("frames farther apart (or a time jump back): no velocity [s]")
+
+
+class TrackerConfidence(Section):
+    min_depth_points: int = key("fewer depth points: depth not judged (labelled degraded)")
+    min_depth_inliers: float = key("share of depth points within outlier_mm of the surface, else lost")
+    max_depth_rms_mm: float = key("inlier rms beyond this: lost [mm]")
+
+
+class TrackerConfig(Section):
+    device: Literal["cpu", "cuda", "auto"] = key("compute device")
+    start_iterations: int = key("iterations of a (re)initialisation")
+    solver: TrackerSolver = key("per-frame solver")
+    depth: TrackerDepth = key("depth residuals")
+    touch: TrackerTouch = key("touch residuals")
+    penetration: TrackerPenetration = key("hand penetration residuals")
+    motion: TrackerMotion = key("motion model")
+    confidence: TrackerConfidence = key("when a pose is lost")
+
+
 SCHEMAS: dict[str, type[Section]] = {
     "baselines": BaselinesConfig,
     "bench": BenchConfig,
@@ -578,6 +643,7 @@ SCHEMAS: dict[str, type[Section]] = {
     "render": RenderConfig,
     "tactile": TactileConfig,
     "topics": TopicsConfig,
+    "tracker": TrackerConfig,
     "xela_layout": TaxelLayout,
 }
 ROS_PARAMS_FILES = ("nodes", "tactile_sim", "topic_echo")  # checked against the nodes' parameters

@@ -17,8 +17,10 @@ from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_milli
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import HandModel
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+from tactile_pose_refiner.core.scene.sdf import object_sdf
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading
 from tactile_pose_refiner.sim.grasp import Grasp, GraspSynthesizer
+from tactile_pose_refiner.sim.in_hand import MOTION_STREAM, InHandGrasps, InHandMotion
 from tactile_pose_refiner.sim.realism import STREAM, EpisodeDraw, SensorErrors
 from tactile_pose_refiner.sim.render import RaycastRenderer
 
@@ -33,12 +35,19 @@ class EpisodeInfo:
     occlusion: list[float]  # per frame share of the object silhouette hidden by the hand
     realism: dict | None = None  # the sensor errors drawn for the episode (sim/realism.py)
     taxels_in_contact: list[int] | None = None  # per frame, taxels over gamma as read
+    motion: dict | None = None  # the in-hand motion drawn for the episode (sim/in_hand.py)
 
 
 class EpisodeGenerator:
-    """realism: a preset of config/realism.yaml (clean: exact hand, the generator's own noise)."""
+    """realism: a preset of config/realism.yaml (clean: exact hand, the generator's own noise);
+    motion: "none" (the object rests in the hand) or "in_hand" (it turns, slips and is regrasped)."""
 
-    def __init__(self, realism: str = "clean") -> None:
+    MOTIONS = ("none", "in_hand")
+
+    def __init__(self, realism: str = "clean", motion: str = "none") -> None:
+        if motion not in self.MOTIONS:
+            raise ValueError(f"unknown motion {motion!r}; known: {', '.join(self.MOTIONS)}")
+        self.motion = motion
         self.config = load_config("generator")
         self.camera_config = load_config("camera")
         self.hand = HandModel.from_config()
@@ -52,6 +61,7 @@ class EpisodeGenerator:
         self.grasps = GraspSynthesizer(self.hand, self.config)
         self.errors = SensorErrors(realism)
         self.taxel_neighbours = self.errors.taxel_neighbours(self.skin.positions, self.skin.links)
+        self.in_hand = InHandGrasps(self.grasps, self.config["in_hand"])
 
     def episode(self, object_id: str, steps: int, seed: int, index: int = 0) -> tuple[EpisodeInfo, Iterator[Frame]]:
         """Grasp now; frames lazily (rendering is the slow part)."""
@@ -77,21 +87,46 @@ class EpisodeGenerator:
         draw = self.errors.draw(errors_rng, len(self.hand.joint_names), len(self.skin.ids))
         if not self.errors.clean:
             info.realism = {"preset": self.errors.preset, **draw.record()}
-        return info, self._frames(info, model, distance, steps, rng, index, draw, errors_rng)
+        grasps = [grasp] * steps
+        if self.motion == "in_hand":
+            grasps = self._moving(
+                info, model, steps, np.random.default_rng([seed, index, MOTION_STREAM, zlib.crc32(object_id.encode())])
+            )
+        return info, self._frames(info, grasps, model, distance, steps, rng, index, draw, errors_rng)
 
-    def _frames(self, info, model, distance, steps, rng, index, draw: EpisodeDraw, errors_rng) -> Iterator[Frame]:
+    def _moving(self, info, model, steps, motion_rng) -> list[Grasp]:
+        """Per step grasps of an object moving in the hand (its own random stream: the grasp,
+        trajectory and sensor errors stay those of the episode without motion)."""
+        config = {**self.config["in_hand"], "frame_rate_hz": self.config["trajectory"]["frame_rate_hz"]}
+        motion = InHandMotion.draw(motion_rng, config, list(self.config["fingers"]), steps)
+        dt = 1.0 / config["frame_rate_hz"]
+        grasps = self.in_hand.sequence(
+            info.grasp, motion, steps, dt, model.geometry.centroid, object_sdf(model.geometry)
+        )
+        info.motion = {**motion.record(), "max_penetration_mm": 1000 * max(g.max_penetration_m for g in grasps)}
+        return grasps
+
+    def _frames(
+        self, info, grasps, model, distance, steps, rng, index, draw: EpisodeDraw, errors_rng
+    ) -> Iterator[Frame]:
         grasp = info.grasp
-        link_poses = self.hand.link_poses(grasp.q)
         centre = transform_points(grasp.T_base_obj, model.geometry.centroid[None])[0]
         trajectory = self._trajectory(centre, steps, rng)
         if view := self.errors.group("view"):
             trajectory = self._occluding_view(model, grasp, centre, steps, trajectory, view, errors_rng)
-        signed, object_normals, taxel_normals = self._taxel_contact(link_poses, grasp.T_base_obj, distance)
         timing = self.config["trajectory"]
         start_ns = int((timing["start_time_s"] + 1000 * index) * 1e9)
         names = [DRIVER_JOINT_PREFIX + name for name in self.hand.joint_names]
         exact = self.errors.clean
+        contact, contact_of = None, None
         for step, T_cam_base in enumerate(trajectory):
+            grasp = grasps[step]
+            if contact_of is not grasp:  # computed once while the object rests in the hand
+                contact, contact_of = (
+                    self._taxel_contact(self.hand.link_poses(grasp.q), grasp.T_base_obj, distance),
+                    grasp,
+                )
+            signed, object_normals, taxel_normals = contact
             T_cam_obj = T_cam_base @ grasp.T_base_obj
             hand_meshes = list(self.hand.meshes(grasp.q, T_cam_base).values())
             render = self.renderer.render(model, T_cam_obj, hand_meshes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
@@ -70,7 +71,7 @@ class Registration:
         hessian = jacobian.T @ (w[:, None] * jacobian) + 1e-9 * np.eye(6)
         omega_v = -np.linalg.solve(hessian, jacobian.T @ (w * residual))
         step = np.eye(4)
-        step[:3, :3] = _rotation(omega_v[:3])
+        step[:3, :3] = Rotation.from_rotvec(omega_v[:3]).as_matrix()
         step[:3, 3] = omega_v[3:]
         return step
 
@@ -172,12 +173,3 @@ class Registration:
         # compare with each image's mean removed: shading and exposure shift colours
         expected = colours[inside][matching]
         return float(np.abs((seen - seen.mean(0)) - (expected - expected.mean(0))).mean())
-
-
-def _rotation(omega: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(omega))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = omega / angle
-    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross

@@ -1,0 +1,1 @@
+"""Tracking: a second-order pose solver on stacked residuals and the per-frame tracker."""

@@ -1,0 +1,248 @@
+"""Tracking: the object's pose on every frame from the last one, at camera rate.
+
+Per frame: predict from the last pose (the hand's measured motion, plus the object's own motion
+in the hand frame, constant velocity with decay), then a few Levenberg-Marquardt iterations on
+stacked residuals (core/tracking/solver.py): depth points on the object surface, taxels in
+contact at the gap their force implies, hand points kept out of the object, and a prior on the
+deviation from the prediction. A confidence check (depth inliers, their rms, the step bound)
+labels each pose `tracking` or `lost`; a caller re-initialises a lost track with `start`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tactile_pose_refiner.core.device import resolve_device
+from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.geometry import invert
+from tactile_pose_refiner.core.gradients.tactile import contact_gaps
+from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
+from tactile_pose_refiner.core.scene.distance import NearestPoints
+from tactile_pose_refiner.core.scene.kinematics import HandInputError
+from tactile_pose_refiner.core.scene.skin import contact_positions
+from tactile_pose_refiner.core.tracking.solver import PoseSolver, ResidualBlock, SdfField, SolverSettings
+
+MM = 1e-3
+
+
+@dataclass
+class TrackResult:
+    T: np.ndarray  # (4, 4) T_cam_obj
+    covariance: np.ndarray  # (6, 6) ROS convention (x, y, z, rot x, rot y, rot z), camera frame
+    status: str  # "tracking", "reinitialised", "lost" (+ "; degraded: ..." where an input is missing)
+    ms: float
+    iterations: int
+    T_predicted: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def lost(self) -> bool:
+        return self.status.startswith("lost")
+
+
+@dataclass
+class FrameEvidence:
+    """A frame's measurements in the camera frame, ready for the solver."""
+
+    depth: np.ndarray  # (N, 3) object depth points, hand pixels removed
+    contacts: np.ndarray  # (K, 3) taxels in contact
+    gaps: np.ndarray  # (K,) signed distance each contact's force implies [m]
+    saturated: np.ndarray  # (K,) bool
+    hand_points: np.ndarray  # (M, 3) hand surface points
+    T_cam_base: np.ndarray
+    problems: list[str] = field(default_factory=list)
+
+
+class Tracker:
+    """One object's tracker; `start(frame, T)` (re)initialises, `step(frame)` tracks."""
+
+    def __init__(self, object_assets: ObjectAssets, hand: HandAssets, config: dict | None = None) -> None:
+        self.config = config or load_config("tracker")
+        self.device = resolve_device(str(self.config["device"]))
+        self.object = object_assets
+        self.hand = hand
+        field_ = SdfField(object_assets.sdf, self.device, torch.float32 if self.device == "cuda" else torch.float64)
+        self.solver = PoseSolver(field_, object_assets.body.com, object_assets.body.radius)
+        self.settings = SolverSettings.from_config(self.config["solver"])
+        spacing = float(self.config["penetration"]["point_spacing_mm"]) * MM
+        self.link_points = {link: points for link, (points, _) in hand.model.surface_points(spacing).items()}
+        self.rng = np.random.default_rng(0)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the track: the next frame needs `start`."""
+        self.T_base_obj: np.ndarray | None = None
+        self.velocity = np.zeros(6)  # the object's twist per second in the hand (about its centroid)
+        self.stamp_ns: int | None = None
+        self.lost_frames = 0
+
+    @property
+    def started(self) -> bool:
+        return self.T_base_obj is not None
+
+    def start(self, frame: Frame, T_cam_obj: np.ndarray, iterations: int | None = None) -> TrackResult:
+        """(Re)initialise from a pose (an estimate, a full refinement): a longer solve without
+        the motion prior."""
+        self.reset()
+        settings = SolverSettings(**{**self.settings.__dict__, "prior_mm": np.inf, "prior_deg": np.inf})
+        settings.iterations = int(iterations or self.config["start_iterations"])
+        result = self._update(frame, np.asarray(T_cam_obj, dtype=np.float64), settings, None, "reinitialised")
+        return result
+
+    def step(self, frame: Frame) -> TrackResult:
+        if not self.started:
+            raise RuntimeError("Tracker.step before start: initialise the track with a pose first")
+        dt = (frame.stamp_ns - self.stamp_ns) * 1e-9 if self.stamp_ns is not None else 0.0
+        if not 0.0 < dt <= float(self.config["motion"]["max_gap_s"]):  # a time jump or a long gap: no velocity
+            dt = 0.0
+        T_base_obj = self.solver.moved(self.T_base_obj, self.velocity * dt)
+        predicted = np.asarray(frame.T_cam_base, dtype=np.float64) @ T_base_obj
+        return self._update(frame, predicted, self.settings, predicted, "tracking")
+
+    def _update(self, frame, predicted, settings, prior, status) -> TrackResult:
+        started = time.perf_counter()
+        try:
+            evidence = self.evidence(frame, predicted)
+        except HandInputError as exc:
+            return self._unusable(predicted, started, f"lost; degraded: joint states unusable: {exc}")
+        blocks = self.blocks(evidence, predicted)
+        solved = self.solver.solve(predicted, blocks, settings, prior)
+        problems = self._confidence(solved.block_stats, solved.bounded, len(evidence.depth))
+        lost = bool(problems) and status != "reinitialised" or not np.isfinite(solved.T).all()
+        T = solved.T if np.isfinite(solved.T).all() else predicted
+        if lost:
+            self.lost_frames += 1
+            status = "lost (" + ", ".join(problems or ["non-finite pose"]) + ")"
+        else:
+            self.lost_frames = 0
+            if problems:  # a start that does not fit well: said, but tracked
+                status += " (" + ", ".join(problems) + ")"
+        if evidence.problems:
+            status += "; degraded: " + ", ".join(evidence.problems)
+        self._remember(T, evidence.T_cam_base, frame.stamp_ns, keep_velocity=not lost)
+        covariance = self.solver.covariance_ros(T, solved.information)
+        ms = (time.perf_counter() - started) * 1000
+        return TrackResult(T, covariance, status, ms, solved.iterations, predicted, solved.block_stats)
+
+    def _unusable(self, predicted, started, status) -> TrackResult:
+        self.lost_frames += 1
+        covariance = np.diag([1.0] * 3 + [np.pi**2] * 3)  # nothing measured this frame
+        return TrackResult(predicted, covariance, status, (time.perf_counter() - started) * 1000, 0, predicted)
+
+    def _remember(self, T_cam_obj: np.ndarray, T_cam_base: np.ndarray, stamp_ns: int, keep_velocity: bool) -> None:
+        """A tracked pose updates the velocity (decayed: a turn slows as often as it goes on);
+        a lost one clears it and keeps the last good pose in the hand."""
+        T_base_obj = invert(T_cam_base) @ T_cam_obj
+        if not keep_velocity:
+            self.velocity = np.zeros(6)
+            if self.T_base_obj is None:
+                self.T_base_obj = T_base_obj
+            return
+        dt = (stamp_ns - self.stamp_ns) * 1e-9 if self.stamp_ns is not None else 0.0
+        if self.T_base_obj is not None and 0.0 < dt <= float(self.config["motion"]["max_gap_s"]):
+            twist = self.solver.twist_between(self.T_base_obj, T_base_obj) / dt
+            self.velocity = float(self.config["motion"]["velocity_decay"]) * twist
+        self.T_base_obj, self.stamp_ns = T_base_obj, stamp_ns
+
+    def _confidence(self, stats: dict, bounded: bool, depth_points: int) -> list[str]:
+        limits = self.config["confidence"]
+        depth = stats.get("depth", {"points": 0, "inliers": 0, "rms_mm": 0.0})
+        problems = []
+        if depth_points >= int(limits["min_depth_points"]):
+            share = depth["inliers"] / max(depth["points"], 1)
+            if share < float(limits["min_depth_inliers"]):
+                problems.append(f"depth inliers {share:.0%}")
+            if depth["rms_mm"] > float(limits["max_depth_rms_mm"]):
+                problems.append(f"depth rms {depth['rms_mm']:.1f} mm")
+        if bounded:
+            problems.append("step at its bound")
+        return problems
+
+    # --- the frame's evidence -------------------------------------------------------------
+    def evidence(self, frame: Frame, T_cam_obj: np.ndarray) -> FrameEvidence:
+        """Depth points, contacts and hand points of the frame (camera frame)."""
+        problems = []
+        q = self.hand.model.joint_vector(frame.joint_names, frame.joint_positions)
+        T_cam_base = np.asarray(frame.T_cam_base, dtype=np.float64)
+        link_poses = self.hand.model.kinematics.link_poses(q)
+        hand_points = np.concatenate(
+            [
+                points @ (T_cam_base @ link_poses[link])[:3, :3].T + (T_cam_base @ link_poses[link])[:3, 3]
+                for link, points in self.link_points.items()
+            ]
+        )
+        depth = self._depth_points(frame, hand_points)
+        if len(depth) < int(self.config["confidence"]["min_depth_points"]):
+            problems.append(f"{len(depth)} depth points")
+        contacts, gaps, saturated = self._contacts(frame, link_poses, T_cam_base)
+        if len(contacts) == 0:
+            problems.append("no touch")
+        return FrameEvidence(depth, contacts, gaps, saturated, hand_points, T_cam_base, problems)
+
+    def _depth_points(self, frame: Frame, hand_points: np.ndarray) -> np.ndarray:
+        config = self.config["depth"]
+        if frame.depth_mm is None or frame.mask is None:
+            return np.zeros((0, 3))
+        points = frame.object_points()
+        points = points[np.isfinite(points).all(axis=1)]
+        if len(points) > int(config["max_points"]):
+            points = points[self.rng.choice(len(points), int(config["max_points"]), replace=False)]
+        if len(points):  # a mask a few pixels wide takes in the fingers: their pixels are no object
+            distance, _ = NearestPoints(hand_points).query(points, float(config["hand_exclusion_mm"]) * MM)
+            points = points[~np.isfinite(distance) | (distance > float(config["hand_exclusion_mm"]) * MM)]
+        return points
+
+    def _contacts(self, frame: Frame, link_poses, T_cam_base):
+        threshold = self.hand.contact_threshold
+        if frame.tactile is None or len(frame.tactile) == 0:
+            return np.zeros((0, 3)), np.zeros(0), np.zeros(0, dtype=bool)
+        if self.hand.skin is None:
+            positions = contact_positions(frame.tactile, self.hand.layout, link_poses, T_cam_base, threshold)
+            return positions, np.zeros(len(positions)), np.zeros(len(positions), dtype=bool)
+        return contact_gaps(frame.tactile, self.hand.layout, link_poses, T_cam_base, threshold, self.hand.skin)
+
+    def blocks(self, evidence: FrameEvidence, T_cam_obj: np.ndarray) -> list[ResidualBlock]:
+        tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=self.solver.field.dtype, device=self.device)  # noqa: E731
+        depth, touch, pen = self.config["depth"], self.config["touch"], self.config["penetration"]
+        blocks = [
+            ResidualBlock(
+                "depth",
+                tensor(evidence.depth),
+                tensor(np.zeros(len(evidence.depth))),
+                depth["sigma_mm"] * MM,
+                None,
+                float(depth["robust_k"]),
+                depth["outlier_mm"] * MM,
+            ),
+            ResidualBlock(
+                "touch",
+                tensor(evidence.contacts),
+                tensor(evidence.gaps),
+                touch["sigma_mm"] * MM,
+                tensor(np.where(evidence.saturated, 1.0, 0.0)),
+                float(touch["robust_k"]),
+                touch["outlier_mm"] * MM,
+            ),
+        ]
+        near = self._hand_points_near(evidence.hand_points, T_cam_obj, pen["band_mm"] * MM)
+        blocks.append(
+            ResidualBlock(
+                "penetration",
+                tensor(near),
+                tensor(np.full(len(near), -pen["compliance_mm"] * MM)),
+                pen["sigma_mm"] * MM,
+                tensor(-np.ones(len(near))),
+                float(pen["robust_k"]),
+            )
+        )
+        return blocks
+
+    def _hand_points_near(self, hand_points: np.ndarray, T_cam_obj: np.ndarray, band: float) -> np.ndarray:
+        """Hand points within `band` of the object at T (only those can enter it this frame)."""
+        local = (hand_points - T_cam_obj[:3, 3]) @ T_cam_obj[:3, :3]
+        return hand_points[self.object.sdf.sample(local) < band]
