@@ -295,3 +295,27 @@ def test_launch_and_graph_name_only_existing_executables_and_parameter_files():
         assert set(configured) == set(declared), name
         assert all(type(configured[k]) is type(v[0]) and v[1] for k, v in declared.items()), name
     assert NodeProcess("refiner_node", [config_path("nodes")]).command()[1:3] == ["--ros-args", "--params-file"]
+
+
+def test_track_mode_publishes_a_pose_on_every_frame(tmp_path):
+    """refiner_node mode:=track on a replayed in-hand episode (30 Hz stamps): the first initial
+    pose starts the track, then every frame gets a pose near the truth, labelled tracking."""
+    from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
+    path = tmp_path / "006_mustard_bottle_000"
+    grasp = scenes.stored_grasp("006_mustard_bottle")
+    _, frames = EpisodeGenerator(motion="in_hand").replay("006_mustard_bottle", grasp, steps=12, seed=3)
+    write_episode(path, frames)
+    run = replay_episode(
+        path,
+        {"refiner_node": {"mode": "track"}, "estimator_node": {"mode": "ground_truth_noise"}},
+        start_timeout_s=90,
+        frame_timeout_s=60,
+        log=lambda text: None,
+    )
+    rows = run.rows()
+    statuses = [row["status"] for row in rows]
+    assert len(rows) >= 10, (statuses, run.statuses[-20:])  # the frames before the first initial pose wait
+    assert statuses[0].startswith("reinitialised") and all(s.startswith("tracking") for s in statuses[1:]), statuses
+    assert max(row["pe_after"] for row in rows) < 0.2 and max(row["oe_after"] for row in rows) < 2.0
+    assert all(code in (0, None) for code, _, _ in run.exits.values())

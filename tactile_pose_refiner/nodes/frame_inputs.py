@@ -165,8 +165,10 @@ class WorkQueue:
     reported as an error; any other exception is logged with its traceback and reported: a robot
     node keeps running."""
 
-    def __init__(self, node, handle: Callable, size: int) -> None:
-        self.node, self.handle, self.size = node, handle, size
+    def __init__(self, node, handle: Callable, size: int, report_drops: bool = True) -> None:
+        """report_drops: say so on /diagnostics when a request is dropped (not when only the
+        latest camera frame matters, as in tracking)."""
+        self.node, self.handle, self.size, self.report_drops = node, handle, size, report_drops
         self.pending: deque = deque()
         self.wake = threading.Condition()
         self.stopping = False
@@ -177,7 +179,8 @@ class WorkQueue:
         with self.wake:
             if self.size > 0 and len(self.pending) >= self.size:
                 self.pending.popleft()
-                self.node.diagnostics.report("warn", "skipped frame: the node is busy (queue full)")
+                if self.report_drops:
+                    self.node.diagnostics.report("warn", "skipped frame: the node is busy (queue full)")
             self.pending.append(request)
             self.wake.notify()
 

@@ -37,6 +37,8 @@ from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, run_node, stale_by
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
+from tactile_pose_refiner.nodes.track_mode import PARAMETERS as TRACK_PARAMETERS
+from tactile_pose_refiner.nodes.track_mode import TrackMode
 
 # The paper's four sources keep their fixed fields for one release (RefinementDiagnostics.msg).
 DEPRECATED_SOURCE_FIELDS = ("physics", "render", "depth", "tactile")
@@ -51,6 +53,11 @@ PARAMETERS = {
     "queue_size": (1, "initial poses waiting while a refinement runs (oldest dropped); 0: all"),
     "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),
     "torch_threads": (1, "torch CPU threads (the refiner's tensors are small: 1 is fastest on 2 cores)"),
+    "mode": (
+        "refine",
+        "refine: each initial pose refined in full; track: a pose on every camera frame (track_mode.py)",
+    ),
+    **TRACK_PARAMETERS,
 }
 
 
@@ -64,9 +71,14 @@ class RefinerNode(GraphNode):
         self.config = self._refiner_config()
         self.initial_source = "unknown (no estimator/source message)"
         self._create_outputs()
-        self.frames = FrameInputs(self, self.inputs)
+        self.tracking = TrackMode(self) if self.params["mode"] == "track" else None
+        self.frames = FrameInputs(self, self.inputs, self.tracking.on_bundle if self.tracking else None)
         self.create_subscription(String, "estimator/source", self.on_initial_source, LATCHED)
         self.create_subscription(PoseStamped, "estimator/initial_pose", self.on_initial_pose, 50)
+        if self.tracking:
+            self.queue = self.tracking.queue
+            self.get_logger().info("tracking: a pose on every camera frame, started by an initial pose")
+            return
         # (initial pose, arrival time) pairs
         self.queue = WorkQueue(self, lambda item: self.refine(*item), self.params["queue_size"])
         self.get_logger().info(f"refining with variant {self.params['variant']} on {self.config['device']}")
@@ -98,6 +110,9 @@ class RefinerNode(GraphNode):
         stale = stale_by(self, msg.header.stamp, self.params["max_age_s"])
         if stale is not None:
             self.diagnostics.report("warn", f"stale input: initial pose is {stale:.2f} s off the clock")
+            return
+        if self.tracking:
+            self.tracking.on_initial_pose(msg)
             return
         self.queue.put((msg, time.monotonic()))
 
