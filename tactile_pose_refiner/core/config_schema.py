@@ -607,12 +607,21 @@ class TrackerPenetration(Section):
 class TrackerMotion(Section):
     velocity_decay: float = key("share of the object's velocity in the hand carried to the next frame")
     max_gap_s: float = key("frames farther apart (or a time jump back): no velocity [s]")
+    reach_mm: float = key("hand points this far beyond the object's reach at the prediction are left out [mm]")
 
 
 class TrackerConfidence(Section):
     min_depth_points: int = key("fewer depth points: depth not judged (labelled degraded)")
     min_depth_inliers: float = key("share of depth points within outlier_mm of the surface, else lost")
     max_depth_rms_mm: float = key("inlier rms beyond this: lost [mm]")
+
+
+class TrackerTextureTurn(Section):
+    enabled: bool = key("turn an axially symmetric object about its axis to the image's texture")
+    moment_tolerance: float = key("symmetric: two principal moments within this share")
+    grids_deg: list[Range] = key("[range, step] grids about the axis [deg], coarse then fine")
+    surface_points: int = key("textured surface samples")
+    depth_tolerance_mm: float = key("a sample counts where its depth agrees with the scene's this well [mm]")
 
 
 class TrackerConfig(Section):
@@ -624,6 +633,7 @@ class TrackerConfig(Section):
     penetration: TrackerPenetration = key("hand penetration residuals")
     motion: TrackerMotion = key("motion model")
     confidence: TrackerConfidence = key("when a pose is lost")
+    texture_turn: TrackerTextureTurn = key("the turn of a can about its axis, from texture")
 
 
 SCHEMAS: dict[str, type[Section]] = {

@@ -31,7 +31,7 @@ class ModelCloud:
 
     @classmethod
     def build(cls, model: ObjectModel, config: dict, symmetry: dict) -> ModelCloud:
-        points, normals, colours = _coloured_samples(model, int(config["surface_points"]), int(config["seed"]))
+        points, normals, colours = coloured_samples(model, int(config["surface_points"]), int(config["seed"]))
         centroid = points.mean(axis=0)
         radius = float(np.median(np.linalg.norm(points - centroid, axis=1)))
         tree = cKDTree(points)
@@ -43,7 +43,37 @@ class ModelCloud:
         return len(self.symmetries) > 1
 
 
-def _coloured_samples(model: ObjectModel, count: int, seed: int) -> tuple[np.ndarray, ...]:
+def camera_facing(points, normals, colours, T: np.ndarray, camera):
+    """Object-frame samples posed by T: the camera-facing ones (camera frame), their colours,
+    which of them land in the image, and those pixels (u, v)."""
+    points = points @ T[:3, :3].T + T[:3, 3]
+    facing = np.einsum("ij,ij->i", normals @ T[:3, :3].T, points) < 0.0
+    points, colours = points[facing], colours[facing]
+    pixels = np.round(camera.project(points)).astype(np.int64) if len(points) else np.zeros((0, 2), int)
+    inside = (
+        (points[:, 2] > 0)
+        & (pixels[:, 0] >= 0)
+        & (pixels[:, 0] < camera.width)
+        & (pixels[:, 1] >= 0)
+        & (pixels[:, 1] < camera.height)
+    )
+    return points, colours, inside, pixels[inside, 0], pixels[inside, 1]
+
+
+def colour_cost(points, normals, colours, T, camera, rgb, depth_m, depth_tolerance_m: float, min_points: int = 10):
+    """Mean absolute difference of mean-removed colours (shading and exposure shift colours)
+    over the camera-facing samples whose depth agrees with the scene's (the others are hidden);
+    inf when fewer than min_points are seen."""
+    posed, colours, inside, u, v = camera_facing(points, normals, colours, T, camera)
+    matching = np.abs(depth_m[v, u] - posed[inside, 2]) < depth_tolerance_m
+    if matching.sum() < min_points:
+        return np.inf
+    seen = rgb[v[matching], u[matching]].astype(np.float64) / 255.0
+    expected = colours[inside][matching]
+    return float(np.abs((seen - seen.mean(0)) - (expected - expected.mean(0))).mean())
+
+
+def coloured_samples(model: ObjectModel, count: int, seed: int) -> tuple[np.ndarray, ...]:
     visual = model.visual
     points, faces, barycentric = _sample(visual, count, seed)
     normals = visual.face_normals[faces]

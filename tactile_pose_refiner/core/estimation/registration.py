@@ -13,7 +13,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
-from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
+from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud, camera_facing, colour_cost
 from tactile_pose_refiner.core.geometry import invert, transform_points
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 
@@ -138,19 +138,7 @@ class Registration:
         return float((violated.sum() + outside) / len(inside))
 
     def _camera_facing(self, T: np.ndarray, camera: PinholeCamera):
-        points = transform_points(T, self.cloud.points)
-        normals = self.cloud.normals @ T[:3, :3].T
-        facing = np.einsum("ij,ij->i", normals, points) < 0.0
-        points, colours = points[facing], self.cloud.colours[facing]
-        pixels = np.round(camera.project(points)).astype(np.int64) if len(points) else np.zeros((0, 2), int)
-        inside = (
-            (points[:, 2] > 0)
-            & (pixels[:, 0] >= 0)
-            & (pixels[:, 0] < camera.width)
-            & (pixels[:, 1] >= 0)
-            & (pixels[:, 1] < camera.height)
-        )
-        return points, colours, inside, pixels[inside, 0], pixels[inside, 1]
+        return camera_facing(self.cloud.points, self.cloud.normals, self.cloud.colours, T, camera)
 
     def by_colour(
         self, T: np.ndarray, camera: PinholeCamera, rgb: np.ndarray, depth_m: np.ndarray
@@ -165,11 +153,5 @@ class Registration:
         return T @ self.cloud.symmetries[best], best
 
     def _colour_cost(self, T: np.ndarray, camera: PinholeCamera, rgb: np.ndarray, depth_m: np.ndarray) -> float:
-        points, colours, inside, u, v = self._camera_facing(T, camera)
-        matching = np.abs(depth_m[v, u] - points[inside, 2]) < float(self.config["colour_depth_tolerance_m"])
-        if matching.sum() < 10:
-            return np.inf
-        seen = rgb[v[matching], u[matching]].astype(np.float64) / 255.0
-        # compare with each image's mean removed: shading and exposure shift colours
-        expected = colours[inside][matching]
-        return float(np.abs((seen - seen.mean(0)) - (expected - expected.mean(0))).mean())
+        cloud, tolerance = self.cloud, float(self.config["colour_depth_tolerance_m"])
+        return colour_cost(cloud.points, cloud.normals, cloud.colours, T, camera, rgb, depth_m, tolerance)

@@ -13,13 +13,16 @@ pose with three residual kinds, and a 6x6 solve per iteration in torch runs on C
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.geometry import invert
-from tactile_pose_refiner.core.scene.sdf import SdfGrid
+
+if TYPE_CHECKING:  # numpy, scipy and torch only at run time: the GPU timing script needs no more
+    from tactile_pose_refiner.core.scene.sdf import SdfGrid
 
 
 class SdfField:
@@ -87,6 +90,43 @@ class ResidualBlock:
 
 
 @dataclass
+class StackedBlocks:
+    """Every block's points in one set of tensors, per-point settings beside them: one SDF pass
+    and one host copy per iteration (on CUDA each block alone was a launch-bound pass)."""
+
+    names: list[str]
+    counts: list[int]
+    points: torch.Tensor  # (N, 3)
+    target: torch.Tensor
+    side: torch.Tensor
+    sigma: torch.Tensor
+    robust_k: torch.Tensor
+    outlier_m: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return len(self.points)
+
+    @classmethod
+    def of(cls, blocks: list[ResidualBlock]) -> StackedBlocks:
+        like = blocks[0].points
+
+        def per_point(value, block: ResidualBlock) -> torch.Tensor:
+            return torch.full((len(block.points),), float(value), dtype=like.dtype, device=like.device)
+
+        return cls(
+            [block.name for block in blocks],
+            [len(block.points) for block in blocks],
+            torch.cat([block.points.reshape(-1, 3) for block in blocks]),
+            torch.cat([block.target for block in blocks]),
+            torch.cat([per_point(0, block) if block.side is None else block.side for block in blocks]),
+            torch.cat([per_point(block.sigma, block) for block in blocks]),
+            torch.cat([per_point(block.robust_k, block) for block in blocks]),
+            torch.cat([per_point(block.outlier_m, block) for block in blocks]),
+        )
+
+
+@dataclass
 class SolveResult:
     T: np.ndarray
     iterations: int
@@ -119,25 +159,26 @@ class PoseSolver:
         self.centroid = np.array(centroid, dtype=np.float64)
         self.radius = float(radius_m)
 
-    def residuals(self, T: np.ndarray, block: ResidualBlock) -> tuple[torch.Tensor, torch.Tensor]:
+    def residuals(self, T: np.ndarray, blocks: ResidualBlock | StackedBlocks) -> tuple[torch.Tensor, torch.Tensor]:
         """Whitened residuals (N,) and their Jacobian (N, 6) w.r.t. the twist at T."""
+        stacked = blocks if isinstance(blocks, StackedBlocks) else StackedBlocks.of([blocks])
         T_inv = torch.as_tensor(invert(T), dtype=self.field.dtype, device=self.field.device)
-        local = block.points @ T_inv[:3, :3].T + T_inv[:3, 3]
+        local = stacked.points @ T_inv[:3, :3].T + T_inv[:3, 3]
         value, gradient = self.field(local)
-        residual = value - block.target
+        residual = value - stacked.target
         arm = local - torch.as_tensor(self.centroid, dtype=local.dtype, device=local.device)
         jacobian = torch.cat([torch.linalg.cross(gradient, arm), -gradient], dim=1)  # d sdf(y + arm x w - v)
-        if block.side is not None:
-            active = (block.side == 0) | (block.side * residual > 0)
-            residual = torch.where(active, residual, torch.zeros_like(residual))
-            jacobian = torch.where(active[:, None], jacobian, torch.zeros_like(jacobian))
-        return residual / block.sigma, jacobian / block.sigma
+        active = (stacked.side == 0) | (stacked.side * residual > 0)
+        residual = torch.where(active, residual, torch.zeros_like(residual))
+        jacobian = torch.where(active[:, None], jacobian, torch.zeros_like(jacobian))
+        return residual / stacked.sigma, jacobian / stacked.sigma[:, None]
 
-    def weights(self, residual: torch.Tensor, block: ResidualBlock) -> torch.Tensor:
+    @staticmethod
+    def weights(residual: torch.Tensor, stacked: StackedBlocks) -> torch.Tensor:
         """IRLS weights: Huber beyond robust_k sigmas, none beyond outlier_m."""
         size = residual.abs()
-        weight = torch.where(size <= block.robust_k, torch.ones_like(size), block.robust_k / size.clamp(min=1e-12))
-        return torch.where(size * block.sigma > block.outlier_m, torch.zeros_like(weight), weight)
+        weight = torch.where(size <= stacked.robust_k, torch.ones_like(size), stacked.robust_k / size.clamp(min=1e-12))
+        return torch.where(size * stacked.sigma > stacked.outlier_m, torch.zeros_like(weight), weight)
 
     def solve(
         self,
@@ -145,50 +186,59 @@ class PoseSolver:
         blocks: list[ResidualBlock],
         settings: SolverSettings,
         T_prior: np.ndarray | None = None,
+        fixed_axis: np.ndarray | None = None,
     ) -> SolveResult:
+        """fixed_axis: an object-frame unit axis the pose does not turn about (a can's, whose
+        turn the residuals cannot see: core/tracking/texture.py sets it)."""
         T = np.array(T_start, dtype=np.float64)
+        stacked = StackedBlocks.of(blocks)
         prior = self._prior_information(settings)
+        basis = np.eye(6) if fixed_axis is None else _complement(np.r_[fixed_axis, np.zeros(3)])
         bounded, iterations = False, 0
         while iterations < settings.iterations:
             iterations += 1
-            H, g, _ = self._system(T, blocks, prior, T_prior)
-            step = -np.linalg.solve(H + settings.damping * np.diag(np.diag(H) + 1e-9), g)
+            H, g, _ = self._system(T, stacked, prior, T_prior)
+            H, g = basis.T @ H @ basis, basis.T @ g  # the step within the free directions
+            step = -basis @ np.linalg.solve(H + settings.damping * np.diag(np.diag(H) + 1e-9), g)
             step, bounded = self._bounded(step, settings)
             T = self.moved(T, step)
             if self._motion_mm(step) < settings.stop_mm:
                 break
-        H, _, cost = self._system(T, blocks, prior, T_prior)
-        stats = {block.name: self.block_stats(T, block) for block in blocks}
-        return SolveResult(T, iterations, cost, H, bounded, stats)
+        H, _, cost = self._system(T, stacked, prior, T_prior)
+        return SolveResult(T, iterations, cost, H, bounded, self.block_stats(T, stacked))
 
-    def _system(self, T, blocks, prior, T_prior) -> tuple[np.ndarray, np.ndarray, float]:
+    def _system(self, T, stacked, prior, T_prior) -> tuple[np.ndarray, np.ndarray, float]:
         """The normal matrix, gradient and cost at T, the prior on the deviation from T_prior in."""
-        H, g, cost = self._normal_equations(T, blocks)
+        H, g, cost = self._normal_equations(T, stacked)
         error = self.twist_between(T_prior, T) if T_prior is not None else np.zeros(6)
         return H + prior, g + prior @ error, cost + float(error @ prior @ error)
 
-    def _normal_equations(self, T: np.ndarray, blocks: list[ResidualBlock]) -> tuple[np.ndarray, np.ndarray, float]:
-        H, g, cost = np.zeros((6, 6)), np.zeros(6), 0.0
-        for block in blocks:
-            if len(block.points) == 0:
-                continue
-            residual, jacobian = self.residuals(T, block)
-            weight = self.weights(residual, block)
-            weighted = jacobian * weight[:, None]
-            H += (weighted.T @ jacobian).cpu().numpy()
-            g += (weighted.T @ residual).cpu().numpy()
-            cost += float((weight * residual**2).sum())
-        return H, g, cost
+    def _normal_equations(self, T: np.ndarray, stacked: StackedBlocks) -> tuple[np.ndarray, np.ndarray, float]:
+        """J^T W J, J^T W r and r^T W r in one pass over every block, one copy to the host."""
+        if stacked.count == 0:
+            return np.zeros((6, 6)), np.zeros(6), 0.0
+        residual, jacobian = self.residuals(T, stacked)
+        weight = self.weights(residual, stacked)
+        weighted = jacobian * weight[:, None]
+        system = torch.cat([weighted.T @ jacobian, (weighted.T @ residual)[:, None]], dim=1)
+        cost = (weight * residual**2).sum()
+        host = torch.cat([system.reshape(-1), cost.reshape(1)]).cpu().numpy().astype(np.float64)
+        return host[:42].reshape(6, 7)[:, :6], host[:42].reshape(6, 7)[:, 6], float(host[42])
 
-    def block_stats(self, T: np.ndarray, block: ResidualBlock) -> dict:
-        """Points, inliers (weight > 0) and the inliers' rms distance from target [mm]."""
-        if len(block.points) == 0:
-            return {"points": 0, "inliers": 0, "rms_mm": 0.0}
-        residual, _ = self.residuals(T, block)
-        inlier = self.weights(residual, block) > 0
-        distance = residual[inlier] * block.sigma
-        rms = float(distance.square().mean().sqrt()) * 1000 if inlier.any() else 0.0
-        return {"points": len(block.points), "inliers": int(inlier.sum()), "rms_mm": rms}
+    def block_stats(self, T: np.ndarray, stacked: StackedBlocks) -> dict[str, dict]:
+        """Per block: points, inliers (weight > 0) and the inliers' rms distance from target [mm]."""
+        if stacked.count == 0:
+            return {name: {"points": 0, "inliers": 0, "rms_mm": 0.0} for name in stacked.names}
+        residual, _ = self.residuals(T, stacked)
+        inlier = (self.weights(residual, stacked) > 0).cpu().numpy()
+        distance = (residual * stacked.sigma).cpu().numpy()
+        stats, start = {}, 0
+        for name, count in zip(stacked.names, stacked.counts):
+            kept = distance[start : start + count][inlier[start : start + count]]
+            rms = float(np.sqrt(np.mean(kept**2))) * 1000 if len(kept) else 0.0
+            stats[name] = {"points": count, "inliers": len(kept), "rms_mm": rms}
+            start += count
+        return stats
 
     def _prior_information(self, settings: SolverSettings) -> np.ndarray:
         rotation = (self.radius * np.radians(settings.prior_deg)) if np.isfinite(settings.prior_deg) else np.inf
@@ -233,3 +283,9 @@ class PoseSolver:
         G[:3, :3], G[:3, 3:] = R @ skew, R
         G[3:, :3] = R
         return G @ covariance @ G.T
+
+
+def _complement(direction: np.ndarray) -> np.ndarray:
+    """(n, n-1) orthonormal basis of the directions orthogonal to `direction` (n,)."""
+    u, _, _ = np.linalg.svd(direction[:, None] / np.linalg.norm(direction))
+    return u[:, 1:]

@@ -26,6 +26,7 @@ from tactile_pose_refiner.core.scene.distance import NearestPoints
 from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.skin import contact_positions
 from tactile_pose_refiner.core.tracking.solver import PoseSolver, ResidualBlock, SdfField, SolverSettings
+from tactile_pose_refiner.core.tracking.texture import TextureTurn
 
 MM = 1e-3
 
@@ -38,7 +39,8 @@ class TrackResult:
     ms: float
     iterations: int
     T_predicted: np.ndarray
-    stats: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)  # per residual block: points, inliers, rms_mm
+    turn_deg: float = 0.0  # the texture turn about a symmetric object's axis
 
     @property
     def lost(self) -> bool:
@@ -53,7 +55,7 @@ class FrameEvidence:
     contacts: np.ndarray  # (K, 3) taxels in contact
     gaps: np.ndarray  # (K,) signed distance each contact's force implies [m]
     saturated: np.ndarray  # (K,) bool
-    hand_points: np.ndarray  # (M, 3) hand surface points
+    hand_points: np.ndarray  # (M, 3) hand surface points near the object
     T_cam_base: np.ndarray
     problems: list[str] = field(default_factory=list)
 
@@ -71,6 +73,13 @@ class Tracker:
         self.settings = SolverSettings.from_config(self.config["solver"])
         spacing = float(self.config["penetration"]["point_spacing_mm"]) * MM
         self.link_points = {link: points for link, (points, _) in hand.model.surface_points(spacing).items()}
+        self.link_spheres = {  # (centre, radius) of each link's points, link frame
+            link: (points.mean(axis=0), float(np.linalg.norm(points - points.mean(axis=0), axis=1).max()))
+            for link, points in self.link_points.items()
+        }
+        self.texture = TextureTurn(
+            object_assets.model, object_assets.body.inertia, object_assets.body.com, self.config["texture_turn"]
+        )
         self.rng = np.random.default_rng(0)
         self.reset()
 
@@ -111,7 +120,8 @@ class Tracker:
         except HandInputError as exc:
             return self._unusable(predicted, started, f"lost; degraded: joint states unusable: {exc}")
         blocks = self.blocks(evidence, predicted)
-        solved = self.solver.solve(predicted, blocks, settings, prior)
+        solved = self.solver.solve(predicted, blocks, settings, prior, self.texture.axis)
+        solved.T, turn_deg = self.texture.turn(solved.T, frame)
         problems = self._confidence(solved.block_stats, solved.bounded, len(evidence.depth))
         lost = bool(problems) and status != "reinitialised" or not np.isfinite(solved.T).all()
         T = solved.T if np.isfinite(solved.T).all() else predicted
@@ -127,7 +137,7 @@ class Tracker:
         self._remember(T, evidence.T_cam_base, frame.stamp_ns, keep_velocity=not lost)
         covariance = self.solver.covariance_ros(T, solved.information)
         ms = (time.perf_counter() - started) * 1000
-        return TrackResult(T, covariance, status, ms, solved.iterations, predicted, solved.block_stats)
+        return TrackResult(T, covariance, status, ms, solved.iterations, predicted, solved.block_stats, turn_deg)
 
     def _unusable(self, predicted, started, status) -> TrackResult:
         self.lost_frames += 1
@@ -146,6 +156,8 @@ class Tracker:
         dt = (stamp_ns - self.stamp_ns) * 1e-9 if self.stamp_ns is not None else 0.0
         if self.T_base_obj is not None and 0.0 < dt <= float(self.config["motion"]["max_gap_s"]):
             twist = self.solver.twist_between(self.T_base_obj, T_base_obj) / dt
+            if self.texture.active:  # the turn about the axis is the texture's per frame: noisy, not carried
+                twist[:3] -= (twist[:3] @ self.texture.axis) * self.texture.axis
             self.velocity = float(self.config["motion"]["velocity_decay"]) * twist
         self.T_base_obj, self.stamp_ns = T_base_obj, stamp_ns
 
@@ -170,12 +182,7 @@ class Tracker:
         q = self.hand.model.joint_vector(frame.joint_names, frame.joint_positions)
         T_cam_base = np.asarray(frame.T_cam_base, dtype=np.float64)
         link_poses = self.hand.model.kinematics.link_poses(q)
-        hand_points = np.concatenate(
-            [
-                points @ (T_cam_base @ link_poses[link])[:3, :3].T + (T_cam_base @ link_poses[link])[:3, 3]
-                for link, points in self.link_points.items()
-            ]
-        )
+        hand_points = self._hand_points_around(T_cam_base, link_poses, T_cam_obj)
         depth = self._depth_points(frame, hand_points)
         if len(depth) < int(self.config["confidence"]["min_depth_points"]):
             problems.append(f"{len(depth)} depth points")
@@ -183,6 +190,25 @@ class Tracker:
         if len(contacts) == 0:
             problems.append("no touch")
         return FrameEvidence(depth, contacts, gaps, saturated, hand_points, T_cam_base, problems)
+
+    def _hand_points_around(self, T_cam_base, link_poses, T_cam_obj) -> np.ndarray:
+        """The surface points (camera frame) of the hand links near enough to the object at
+        T_cam_obj to touch it or to be mistaken for it in the mask: a link whose bounding sphere
+        stays farther than the penetration band or the depth exclusion, plus reach_mm for a
+        prediction that is off, is left out whole (one SDF sample per link)."""
+        config = self.config
+        reach = MM * (
+            max(config["penetration"]["band_mm"], config["depth"]["hand_exclusion_mm"]) + config["motion"]["reach_mm"]
+        )
+        links = list(self.link_points)
+        posed = {link: T_cam_base @ link_poses[link] for link in links}
+        centres = np.array([posed[link][:3, :3] @ self.link_spheres[link][0] + posed[link][:3, 3] for link in links])
+        local = (centres - T_cam_obj[:3, 3]) @ T_cam_obj[:3, :3]
+        clearance = self.object.sdf.sample(local) - np.array([self.link_spheres[link][1] for link in links])
+        near = [link for link, gap in zip(links, clearance) if gap < reach]
+        if not near:
+            return np.zeros((0, 3))
+        return np.concatenate([self.link_points[link] @ posed[link][:3, :3].T + posed[link][:3, 3] for link in near])
 
     def _depth_points(self, frame: Frame, hand_points: np.ndarray) -> np.ndarray:
         config = self.config["depth"]
