@@ -23,7 +23,9 @@ def demo(args: argparse.Namespace) -> int:
 
     if args.live:
         return soak(
-            argparse.Namespace(minutes=args.minutes, bag=None, estimator="classical", stall_s=60.0, composed=False)
+            argparse.Namespace(
+                minutes=args.minutes, bag=None, estimator="classical", stall_s=60.0, composed=False, track=False
+            )
         )
     config = load_config("demo")
     bag = _demo_episode(config["episode"])
@@ -67,8 +69,14 @@ def soak(args: argparse.Namespace) -> int:
 
     bag = Path(args.bag) if args.bag else _demo_episode(load_config("demo")["episode"])
     limits = SoakLimits(args.minutes, warmup_s=min(60.0, 20.0 * args.minutes), stall_s=args.stall_s)
+    parameters = {"refiner_node": {"mode": "track"}} if args.track else None
     result = run_soak(
-        bag, limits, args.estimator, log=lambda text: print(f"  {text}", flush=True), composed=args.composed
+        bag,
+        limits,
+        args.estimator,
+        log=lambda text: print(f"  {text}", flush=True),
+        parameters=parameters,
+        composed=args.composed,
     )
     for line in report(result, limits):
         print(line)
@@ -331,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     soaker.add_argument("--bag", help="episode to loop (default: the demo episode)")
     soaker.add_argument("--estimator", default="classical", help="estimator_node mode")
     soaker.add_argument("--stall-s", type=float, default=60.0, help="no refined pose for this long is a stall")
+    soaker.add_argument("--track", action="store_true", help="refiner_node in mode track: a pose on every frame")
     soaker.add_argument(
         "--composed", action="store_true", help="the five refinement nodes in one process (refinement_graph)"
     )

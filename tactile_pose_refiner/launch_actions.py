@@ -19,6 +19,11 @@ def arguments() -> list:
         DeclareLaunchArgument("device", default_value="cpu", description="cpu, cuda or auto"),
         DeclareLaunchArgument("variant", default_value="ours", description="refiner variant (config/refiner.yaml)"),
         DeclareLaunchArgument(
+            "mode",
+            default_value="refine",
+            description="refiner_node mode: refine (each estimate) or track (every frame)",
+        ),
+        DeclareLaunchArgument(
             "estimator",
             default_value="classical",
             description="estimator_node mode: classical, learned, ground_truth_noise (replay only), none",
@@ -28,13 +33,17 @@ def arguments() -> list:
 
 
 def graph_actions(nodes: dict) -> list:
-    """One launch_ros Node per NodeProcess; the refiner's device and variant and the estimator's
-    mode from arguments."""
+    """One launch_ros Node per NodeProcess; the refiner's device, variant and mode and the
+    estimator's mode from arguments."""
     actions = []
     for name, node in nodes.items():
         overrides = dict(node.parameters)
         if name == "refiner_node":
-            overrides.update(device=LaunchConfiguration("device"), variant=LaunchConfiguration("variant"))
+            overrides.update(
+                device=LaunchConfiguration("device"),
+                variant=LaunchConfiguration("variant"),
+                mode=LaunchConfiguration("mode"),
+            )
         if name == "estimator_node":
             overrides.update(mode=LaunchConfiguration("estimator"))
         actions.append(

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--teleport-at", type=int, help="a forced loss: the track is moved 3 cm / 30 deg off before this frame"
     )
     parser.add_argument("--no-div", action="store_true", help="skip abs(dIV) (exact booleans, ~30 ms a frame)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (as refiner_node's torch_threads)")
     parser.add_argument("--json", help="write the summary and per-frame rows here")
     parser.add_argument("--plots", help="folder for error-over-time plots (one PNG per episode)")
     return parser
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))  # small tensors: one thread is faster and steadier
     episodes = episodes_under(Path(args.data))
     if not episodes:
         print(f"tpr track: no rosbag2 episodes under {args.data}", file=sys.stderr)
