@@ -168,3 +168,6 @@ def test_frames_without_depth_or_touch_give_labelled_finite_poses():
     bad_joints = dataclasses.replace(frames[3], joint_positions=np.full_like(frames[3].joint_positions, np.nan))
     result = tracker.step(bad_joints)
     assert result.lost and "joint states unusable" in result.status and np.isfinite(result.T).all()
+    no_hand = dataclasses.replace(frames[4], T_cam_base=np.full((4, 4), np.nan))
+    result = tracker.step(no_hand)
+    assert result.lost and "hand base pose" in result.status and np.isfinite(result.T).all()

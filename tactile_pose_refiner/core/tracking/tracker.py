@@ -89,6 +89,7 @@ class Tracker:
         self.velocity = np.zeros(6)  # the object's twist per second in the hand (about its centroid)
         self.stamp_ns: int | None = None
         self.lost_frames = 0
+        self.last_T = np.eye(4)  # the last pose output (camera frame)
 
     @property
     def started(self) -> bool:
@@ -111,6 +112,8 @@ class Tracker:
             dt = 0.0
         T_base_obj = self.solver.moved(self.T_base_obj, self.velocity * dt)
         predicted = np.asarray(frame.T_cam_base, dtype=np.float64) @ T_base_obj
+        if not np.isfinite(predicted).all():
+            return self._unusable(time.perf_counter(), "lost; degraded: hand base pose not finite")
         return self._update(frame, predicted, self.settings, predicted, "tracking")
 
     def _update(self, frame, predicted, settings, prior, status) -> TrackResult:
@@ -118,12 +121,12 @@ class Tracker:
         try:
             evidence = self.evidence(frame, predicted)
         except HandInputError as exc:
-            return self._unusable(predicted, started, f"lost; degraded: joint states unusable: {exc}")
+            return self._unusable(started, f"lost; degraded: joint states unusable: {exc}", predicted)
         blocks = self.blocks(evidence, predicted)
         solved = self.solver.solve(predicted, blocks, settings, prior, self.texture.axis)
         solved.T, turn_deg = self.texture.turn(solved.T, frame)
         problems = self._confidence(solved.block_stats, solved.bounded, len(evidence.depth))
-        lost = bool(problems) and status != "reinitialised" or not np.isfinite(solved.T).all()
+        lost = (bool(problems) and status != "reinitialised") or not np.isfinite(solved.T).all()
         T = solved.T if np.isfinite(solved.T).all() else predicted
         if lost:
             self.lost_frames += 1
@@ -139,14 +142,18 @@ class Tracker:
         ms = (time.perf_counter() - started) * 1000
         return TrackResult(T, covariance, status, ms, solved.iterations, predicted, solved.block_stats, turn_deg)
 
-    def _unusable(self, predicted, started, status) -> TrackResult:
+    def _unusable(self, started, status, predicted=None) -> TrackResult:
+        """A frame nothing can be measured on: the prediction (or, without a usable hand pose,
+        the last pose) labelled lost, with a covariance that says nothing is known."""
         self.lost_frames += 1
-        covariance = np.diag([1.0] * 3 + [np.pi**2] * 3)  # nothing measured this frame
-        return TrackResult(predicted, covariance, status, (time.perf_counter() - started) * 1000, 0, predicted)
+        T = predicted if predicted is not None and np.isfinite(predicted).all() else self.last_T
+        covariance = np.diag([1.0] * 3 + [np.pi**2] * 3)
+        return TrackResult(T, covariance, status, (time.perf_counter() - started) * 1000, 0, T)
 
     def _remember(self, T_cam_obj: np.ndarray, T_cam_base: np.ndarray, stamp_ns: int, keep_velocity: bool) -> None:
         """A tracked pose updates the velocity (decayed: a turn slows as often as it goes on);
         a lost one clears it and keeps the last good pose in the hand."""
+        self.last_T = T_cam_obj
         T_base_obj = invert(T_cam_base) @ T_cam_obj
         if not keep_velocity:
             self.velocity = np.zeros(6)
