@@ -607,6 +607,8 @@ class TrackerPenetration(Section):
 class TrackerMotion(Section):
     velocity_decay: float = key("share of the object's velocity in the hand carried to the next frame")
     max_gap_s: float = key("frames farther apart (or a time jump back): no velocity [s]")
+    max_speed_m_s: float = key("faster in the hand than this is a jump, not a velocity [m/s]")
+    max_turn_deg_s: float = key("... or turning faster than this [deg/s]")
     reach_mm: float = key("hand points this far beyond the object's reach at the prediction are left out [mm]")
 
 

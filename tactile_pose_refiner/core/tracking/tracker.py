@@ -166,6 +166,12 @@ class Tracker:
             if self.texture.active:  # the turn about the axis is the texture's per frame: noisy, not carried
                 twist[:3] -= (twist[:3] @ self.texture.axis) * self.texture.axis
             self.velocity = float(self.config["motion"]["velocity_decay"]) * twist
+            motion = self.config["motion"]
+            if (
+                np.linalg.norm(twist[3:]) > motion["max_speed_m_s"]
+                or np.degrees(np.linalg.norm(twist[:3])) > motion["max_turn_deg_s"]
+            ):  # faster than fingers move an object: a jump (a correction, a reset), not a velocity
+                self.velocity = np.zeros(6)
         self.T_base_obj, self.stamp_ns = T_base_obj, stamp_ns
 
     def _confidence(self, stats: dict, bounded: bool, depth_points: int) -> list[str]:
