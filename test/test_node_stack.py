@@ -310,7 +310,7 @@ def test_track_mode_publishes_a_pose_on_every_frame(tmp_path):
         path,
         {"refiner_node": {"mode": "track"}, "estimator_node": {"mode": "ground_truth_noise"}},
         start_timeout_s=90,
-        frame_timeout_s=60,
+        frame_timeout_s=20,  # a frame whose bundle came before the first initial pose gets none
         log=lambda text: None,
     )
     rows = run.rows()
@@ -318,4 +318,6 @@ def test_track_mode_publishes_a_pose_on_every_frame(tmp_path):
     assert len(rows) >= 10, (statuses, run.statuses[-20:])  # the frames before the first initial pose wait
     assert statuses[0].startswith("reinitialised") and all(s.startswith("tracking") for s in statuses[1:]), statuses
     assert max(row["pe_after"] for row in rows) < 0.2 and max(row["oe_after"] for row in rows) < 2.0
+    estimator = [message for name, _, message in run.statuses if name.endswith("/estimator_node")]
+    assert "resting: the refiner's track holds" in estimator, estimator  # no estimates while tracking
     assert all(code in (0, None) for code, _, _ in run.exits.values())

@@ -16,7 +16,9 @@ stamp, so a replay gives the same starts as `tpr bench`. mode `none`: nothing pu
 Publishes `estimator/initial_pose` (PoseStamped, reliable), `estimator/initial_pose_cov`
 (PoseWithCovarianceStamped: the noise model's variances, or for an estimator variances that
 grow as its confidence falls), `estimator/source` (std_msgs/String, transient local: which
-estimator, with any fallback) and the confidence on /diagnostics.
+estimator, with any fallback) and the confidence on /diagnostics. A refiner in track mode says
+on `refiner/needs_estimate` (Bool, latched) when it needs a start; while it says False the
+classical and learned estimators rest.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections import deque
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
-from std_msgs.msg import Header, String
+from std_msgs.msg import Bool, Header, String
 
 from tactile_pose_refiner.core.estimation import ESTIMATORS, make_estimator
 from tactile_pose_refiner.core.estimation.learned import CheckpointError
@@ -89,11 +91,23 @@ class EstimatorNode(GraphNode):
         self.estimators: dict = {}
         self.object_sources: dict[str, str] = {}
         self.working_pub = self.create_publisher(Header, "estimator/working_on", OUTPUT_QOS)
+        self._listen_to_tracking()
         self.frames = FrameInputs(self, self.inputs, self.on_bundle)
         self.queue = WorkQueue(self, self.estimate, self.params["queue_size"])
 
     def on_bundle(self, msg) -> None:
-        self.queue.put((stamp_ns(msg.header.stamp), msg.header, time.monotonic()))
+        if self.estimates_wanted:
+            self.queue.put((stamp_ns(msg.header.stamp), msg.header, time.monotonic()))
+
+    def _listen_to_tracking(self) -> None:
+        self.estimates_wanted = True  # until a tracking refiner says its track holds
+        self.create_subscription(Bool, "refiner/needs_estimate", self.on_needs_estimate, LATCHED)
+
+    def on_needs_estimate(self, msg: Bool) -> None:
+        """A tracking refiner says when it needs a start; while its track holds, no estimates."""
+        if msg.data != self.estimates_wanted:
+            self.diagnostics.report("ok", "estimating" if msg.data else "resting: the refiner's track holds")
+        self.estimates_wanted = msg.data
 
     def estimate(self, request) -> None:
         stamp, header, arrived = request
@@ -158,6 +172,7 @@ class EstimatorNode(GraphNode):
             f"ground_truth_noise:{self.noise.setting} (replay only: the ground truth moved by the noise model)"
         )
         self.early_truths: deque = deque(maxlen=30)  # ground truths that came before the object id
+        self._listen_to_tracking()
         self.create_subscription(String, default_topic("object_id"), self.on_object_id, object_id_qos(self.inputs))
         self.create_subscription(PoseStamped, default_topic("ground_truth_pose"), self.on_ground_truth, self.inputs)
 
@@ -170,6 +185,8 @@ class EstimatorNode(GraphNode):
         if self.object_id is None:
             self.early_truths.append(msg)
             self.diagnostics.report("warn", "waiting for input: no object id yet")
+            return
+        if not self.estimates_wanted:
             return
         pivot = self._pivot(self.object_id)
         T_gt = pose_fields_to_matrix(msg.pose)

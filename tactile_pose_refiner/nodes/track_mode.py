@@ -7,6 +7,8 @@ initial poses are ignored; after `recover_after_frames` lost frames in a row, or
 `refiner/reset`, the next one restarts it. Every tracked frame publishes `refiner/pose`,
 `refiner/pose_with_covariance` (the solver's covariance, ROS convention) and
 `refiner/diagnostics` whose status says `tracking`, `reinitialised` or `lost (...)`.
+`refiner/needs_estimate` (Bool, latched) says whether an initial pose is wanted: estimator_node
+rests while the track holds.
 """
 
 from __future__ import annotations
@@ -16,19 +18,19 @@ import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
-from std_msgs.msg import Empty, Header
+from std_msgs.msg import Bool, Empty, Header
 
 from tactile_pose_refiner.core.geometry import invert, pose_fields_to_matrix
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.tracking.tracker import Tracker, TrackResult
 from tactile_pose_refiner.msg import RefinementDiagnostics
-from tactile_pose_refiner.nodes.common import OUTPUT_QOS
+from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, ns_to_stamp, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import InputError, WorkQueue
 
 PARAMETERS = {
     "recover_after_frames": (15, "track mode: this many lost frames in a row and the next initial pose restarts it"),
-    "track_input_wait_s": (0.1, "track mode: how long after a bundle its touch and joints may arrive [s]"),
+    "track_input_wait_s": (0.2, "track mode: how long after a bundle its touch and joints may arrive [s]"),
 }
 
 
@@ -43,6 +45,10 @@ class TrackMode:
             PoseWithCovarianceStamped, "refiner/pose_with_covariance", OUTPUT_QOS
         )
         node.create_subscription(Empty, "refiner/reset", self.on_reset, 10)
+        # tells estimator_node when an estimate is wanted: on 2 cores it would take a core from tracking
+        self.needs_estimate_pub = node.create_publisher(Bool, "refiner/needs_estimate", LATCHED)
+        self.announced: bool | None = None
+        self.announce()
         self.queue = WorkQueue(node, lambda item: self.track(*item), node.params["queue_size"], report_drops=False)
         self.waiting_reported = False
 
@@ -64,7 +70,15 @@ class TrackMode:
             if self.tracker is not None:
                 self.tracker.reset()
             self.start_request = None
+        self.announce()
         self.node.diagnostics.report("ok", "track reset: waiting for an initial pose")
+
+    def announce(self) -> None:
+        """Publish refiner/needs_estimate when it changes."""
+        wanted = self.needs_start()
+        if wanted != self.announced:
+            self.needs_estimate_pub.publish(Bool(data=wanted))
+            self.announced = wanted
 
     def needs_start(self) -> bool:
         tracker = self.tracker
@@ -93,6 +107,7 @@ class TrackMode:
             return
         self.waiting_reported = False
         self.publish(frame, result, degraded)
+        self.announce()
 
     def _tracker_for(self, object_id: str) -> Tracker:
         if object_id not in self.trackers:
