@@ -183,6 +183,7 @@ def summarise(records: list[dict]) -> dict:
 def _means(rows: list[dict]) -> dict:
     summary = {metric: float(np.mean([r[metric] for r in rows])) for metric in METRICS}
     summary["ms_per_frame"] = float(np.mean([r["ms"] for r in rows]))
+    summary["ms_median_per_frame"] = float(np.median([r["ms"] for r in rows]))
     summary["n_frames"] = len(rows)
     summary["degraded_frames"] = sum(r["status"] != "ok" for r in rows)
     objects = defaultdict(list)

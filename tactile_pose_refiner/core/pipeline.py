@@ -8,6 +8,8 @@ after when the frame's hand is usable.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from tactile_pose_refiner.core.device import resolve_device
@@ -61,6 +63,7 @@ class FrameRefiner:
     ) -> Refinement:
         """Refine T_initial (4, 4) on `frame` with a variant (default: config's). measure: fill
         IV/CA before and after (a caller that takes its own metrics skips them)."""
+        started = time.perf_counter()
         chosen = self.variant(variant)
         names = tuple(chosen["sources"])
         checkpoint = chosen.get("checkpoint")
@@ -90,6 +93,8 @@ class FrameRefiner:
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
         refinement.diagnostics.status = with_implausible(refinement, self.config["plausibility"])
+        # the frame's whole work as a caller waits for it: sources built, runs, turn, measures
+        refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
         return refinement
 
     def _settings(self, variant: dict, posed: PosedHand | HandUnusable) -> dict:
