@@ -622,13 +622,23 @@ class TrackerTextureTurn(Section):
     enabled: bool = key("turn an axially symmetric object about its axis to the image's texture")
     moment_tolerance: float = key("symmetric: two principal moments within this share")
     grids_deg: list[Range] = key("[range, step] grids about the axis [deg], coarse then fine")
+    start_grids_deg: list[Range] = key("... on a (re)initialisation [deg]")
     surface_points: int = key("textured surface samples")
     depth_tolerance_mm: float = key("a sample counts where its depth agrees with the scene's this well [mm]")
 
 
+class TrackerStart(Section):
+    iterations: int = key("solver iterations")
+    hypotheses: int = key("solves from the pose and hypotheses - 1 drawn about it; the best fit is kept")
+    spread_mm: float = key("sigma of the drawn shifts [mm]")
+    spread_deg: float = key("sigma of the drawn turns about the centre of mass [deg]")
+    seed: int = key("seed of the draws")
+    tie: float = key("fits within this share of the best tie; the one nearest the start wins")
+
+
 class TrackerConfig(Section):
     device: Literal["cpu", "cuda", "auto"] = key("compute device")
-    start_iterations: int = key("iterations of a (re)initialisation")
+    start: TrackerStart = key("a (re)initialisation from an estimate or a full refinement")
     solver: TrackerSolver = key("per-frame solver")
     depth: TrackerDepth = key("depth residuals")
     touch: TrackerTouch = key("touch residuals")

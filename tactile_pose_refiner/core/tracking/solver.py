@@ -226,17 +226,21 @@ class PoseSolver:
         return host[:42].reshape(6, 7)[:, :6], host[:42].reshape(6, 7)[:, 6], float(host[42])
 
     def block_stats(self, T: np.ndarray, stacked: StackedBlocks) -> dict[str, dict]:
-        """Per block: points, inliers (weight > 0) and the inliers' rms distance from target [mm]."""
+        """Per block: points, inliers (weight > 0), the inliers' rms distance from target [mm],
+        and a truncated squared cost (whitened, an outlier costs its bound: unlike the robust
+        cost it rises when points leave the surface, so it ranks poses)."""
         if stacked.count == 0:
-            return {name: {"points": 0, "inliers": 0, "rms_mm": 0.0} for name in stacked.names}
+            return {name: {"points": 0, "inliers": 0, "rms_mm": 0.0, "score": 0.0} for name in stacked.names}
         residual, _ = self.residuals(T, stacked)
         inlier = (self.weights(residual, stacked) > 0).cpu().numpy()
         distance = (residual * stacked.sigma).cpu().numpy()
+        truncated = torch.minimum(residual.square(), (stacked.outlier_m / stacked.sigma).square()).cpu().numpy()
         stats, start = {}, 0
         for name, count in zip(stacked.names, stacked.counts):
-            kept = distance[start : start + count][inlier[start : start + count]]
+            block = slice(start, start + count)
+            kept = distance[block][inlier[block]]
             rms = float(np.sqrt(np.mean(kept**2))) * 1000 if len(kept) else 0.0
-            stats[name] = {"points": count, "inliers": len(kept), "rms_mm": rms}
+            stats[name] = {"points": count, "inliers": len(kept), "rms_mm": rms, "score": float(truncated[block].sum())}
             start += count
         return stats
 

@@ -32,9 +32,10 @@ class TextureTurn:
     def active(self) -> bool:
         return self.axis is not None
 
-    def turn(self, T: np.ndarray, frame: Frame) -> tuple[np.ndarray, float]:
-        """T turned about the axis to the lowest colour cost on the configured grids, and the
-        turn [deg]; T itself where the object is not symmetric or the frame has no image."""
+    def turn(self, T: np.ndarray, frame: Frame, start: bool = False) -> tuple[np.ndarray, float]:
+        """T turned about the axis to the lowest colour cost on the configured grids (start: the
+        wider ones of a (re)initialisation, whose pose may be many degrees off), and the turn
+        [deg]; T itself where the object is not symmetric or the frame has no image."""
         if self.axis is None or frame.rgb is None or frame.depth_mm is None:
             return T, 0.0
         depth_m, tolerance = frame.depth_m, float(self.config["depth_tolerance_mm"]) * 1e-3
@@ -44,4 +45,5 @@ class TextureTurn:
                 self.points, self.normals, self.colours, pose, frame.camera, frame.rgb, depth_m, tolerance
             )
 
-        return turn_to_lowest(T, self.axis, self.centre, score, self.config["grids_deg"])
+        grids = self.config["start_grids_deg" if start else "grids_deg"]
+        return turn_to_lowest(T, self.axis, self.centre, score, grids)

@@ -95,14 +95,32 @@ class Tracker:
     def started(self) -> bool:
         return self.T_base_obj is not None
 
-    def start(self, frame: Frame, T_cam_obj: np.ndarray, iterations: int | None = None) -> TrackResult:
+    def start(
+        self, frame: Frame, T_cam_obj: np.ndarray, iterations: int | None = None, hypotheses: int | None = None
+    ) -> TrackResult:
         """(Re)initialise from a pose (an estimate, a full refinement): a longer solve without
-        the motion prior."""
+        the motion prior, from the pose and hypotheses - 1 others drawn about it (config
+        `start`); the one that fits depth, touch and the hand best is kept."""
         self.reset()
+        config = self.config["start"]
         settings = SolverSettings(**{**self.settings.__dict__, "prior_mm": np.inf, "prior_deg": np.inf})
-        settings.iterations = int(iterations or self.config["start_iterations"])
-        result = self._update(frame, np.asarray(T_cam_obj, dtype=np.float64), settings, None, "reinitialised")
-        return result
+        settings.iterations = int(iterations or config["iterations"])
+        T = np.asarray(T_cam_obj, dtype=np.float64)
+        alternatives = self._hypotheses(T, int(hypotheses or config["hypotheses"]) - 1)
+        return self._update(frame, T, settings, None, "reinitialised", alternatives)
+
+    def _hypotheses(self, T: np.ndarray, count: int) -> list[np.ndarray]:
+        """count poses about T: rotations about the centre of mass and shifts drawn with the
+        configured spread, seeded (the same frame starts the same way)."""
+        config = self.config["start"]
+        rng = np.random.default_rng(int(config["seed"]))
+        poses = []
+        for _ in range(max(0, count)):
+            twist = np.r_[
+                rng.normal(0, np.radians(config["spread_deg"]), 3), rng.normal(0, config["spread_mm"] * MM, 3)
+            ]
+            poses.append(self.solver.moved(T, twist))
+        return poses
 
     def step(self, frame: Frame) -> TrackResult:
         if not self.started:
@@ -116,15 +134,20 @@ class Tracker:
             return self._unusable(time.perf_counter(), "lost; degraded: hand base pose not finite")
         return self._update(frame, predicted, self.settings, predicted, "tracking")
 
-    def _update(self, frame, predicted, settings, prior, status) -> TrackResult:
+    def _update(self, frame, predicted, settings, prior, status, alternatives=()) -> TrackResult:
         started = time.perf_counter()
         try:
             evidence = self.evidence(frame, predicted)
         except HandInputError as exc:
             return self._unusable(started, f"lost; degraded: joint states unusable: {exc}", predicted)
-        blocks = self.blocks(evidence, predicted)
-        solved = self.solver.solve(predicted, blocks, settings, prior, self.texture.axis)
-        solved.T, turn_deg = self.texture.turn(solved.T, frame)
+        solved = self._best_fit(
+            [
+                self.solver.solve(T, self.blocks(evidence, T), settings, prior, self.texture.axis)
+                for T in [predicted, *alternatives]
+            ],
+            predicted,
+        )
+        solved.T, turn_deg = self.texture.turn(solved.T, frame, start=prior is None)
         problems = self._confidence(solved.block_stats, solved.bounded, len(evidence.depth))
         lost = (bool(problems) and status != "reinitialised") or not np.isfinite(solved.T).all()
         T = solved.T if np.isfinite(solved.T).all() else predicted
@@ -141,6 +164,19 @@ class Tracker:
         covariance = self.solver.covariance_ros(T, solved.information)
         ms = (time.perf_counter() - started) * 1000
         return TrackResult(T, covariance, status, ms, solved.iterations, predicted, solved.block_stats, turn_deg)
+
+    def _best_fit(self, results: list, start: np.ndarray):
+        """The solve whose truncated cost is lowest; within `tie` of it, the one nearest the start
+        (a can upside down, a box turned half round fit depth and touch alike: the start decides)."""
+        if self.texture.active:  # a can upside down fits alike: keep the start's end up
+            axis = start[:3, :3] @ self.texture.axis
+            results = [r for r in results if (r.T[:3, :3] @ self.texture.axis) @ axis > 0] or results[:1]
+        scores = [sum(stats["score"] for stats in result.block_stats.values()) for result in results]
+        tied = [r for r, score in zip(results, scores) if score <= min(scores) * (1.0 + self.config["start"]["tie"])]
+        twists = [self.solver.twist_between(start, result.T) for result in tied]
+        return tied[
+            int(np.argmin([self.solver.radius * np.linalg.norm(t[:3]) + np.linalg.norm(t[3:]) for t in twists]))
+        ]
 
     def _unusable(self, started, status, predicted=None) -> TrackResult:
         """A frame nothing can be measured on: the prediction (or, without a usable hand pose,
