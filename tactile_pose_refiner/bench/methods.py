@@ -4,8 +4,10 @@ output pose, timed; then the frame's metrics of that pose against the ground tru
 Methods: initial (no refinement), icp, icp_cp (ICP with checkpointing on L_DR), estimator (the
 initial pose estimator of config/estimator.yaml's `default`, from the frame alone: it ignores
 the initial pose), lm (the tracker's Levenberg-Marquardt start on depth, touch and hand contact,
-with the texture turn of cans: core/tracking), and every refiner variant of config/refiner.yaml (physics, physics_cp,
-render, depth, tactile, ours, no_render, ...). A method may carry an iteration count: "ours@100".
+with the texture turn of cans: core/tracking), lm_ours (lm, and where its fit is poor - depth or
+touch disagreeing with it - the `ours` refinement from the initial pose), and every refiner
+variant of config/refiner.yaml (physics, physics_cp, render, depth, tactile, ours, no_render,
+...). A method may carry an iteration count: "ours@100".
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tactile_pose_refiner.core.scene.hand import hand_mesh
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.tracking.tracker import Tracker
 
-BASELINES = ("initial", "icp", "icp_cp", "estimator", "lm")
+BASELINES = ("initial", "icp", "icp_cp", "estimator", "lm", "lm_ours")
 
 
 def parse_method(name: str) -> tuple[str, int | None]:
@@ -110,9 +112,13 @@ class ObjectBench:
                 result.ms,
                 result.status if result.ok else f"no estimate: {result.status}",
             )
-        if base == "lm":
+        if base in ("lm", "lm_ours"):
             result = self.tracker.start(frame, T_initial, iterations)
-            return MethodResult(result.T, result.ms, result.status.replace("reinitialised", "ok", 1))
+            if base == "lm" or not result.status.startswith("reinitialised ("):  # "(...)": a poor fit
+                return MethodResult(result.T, result.ms, result.status.replace("reinitialised", "ok", 1))
+            refinement = self.refiner.refine(frame, T_initial, "ours", None, posed, measure=False)
+            status = f"{refinement.diagnostics.status}; lm fit poor: {result.status}"
+            return MethodResult(refinement.T, result.ms + refinement.diagnostics.wall_ms, status)
         if base in ("icp", "icp_cp"):
             checkpoint = render_score(self.model, frame, posed, T_initial) if base == "icp_cp" else None
             result = self.icp.run(frame.object_points(), T_initial, iterations, checkpoint)

@@ -616,6 +616,8 @@ class TrackerConfidence(Section):
     min_depth_points: int = key("fewer depth points: depth not judged (labelled degraded)")
     min_depth_inliers: float = key("share of depth points within outlier_mm of the surface, else lost")
     max_depth_rms_mm: float = key("inlier rms beyond this: lost [mm]")
+    min_touch_points: int = key("with this many taxels in contact ...")
+    min_touch_inliers: float = key("... this share must lie within touch outlier_mm of the surface, else lost")
 
 
 class TrackerTextureTurn(Section):

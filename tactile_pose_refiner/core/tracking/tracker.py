@@ -80,7 +80,6 @@ class Tracker:
         self.texture = TextureTurn(
             object_assets.model, object_assets.body.inertia, object_assets.body.com, self.config["texture_turn"]
         )
-        self.rng = np.random.default_rng(0)
         self.reset()
 
     def reset(self) -> None:
@@ -220,6 +219,11 @@ class Tracker:
                 problems.append(f"depth inliers {share:.0%}")
             if depth["rms_mm"] > float(limits["max_depth_rms_mm"]):
                 problems.append(f"depth rms {depth['rms_mm']:.1f} mm")
+        touch = stats.get("touch", {"points": 0, "inliers": 0})
+        if touch["points"] >= int(limits["min_touch_points"]):
+            share = touch["inliers"] / touch["points"]
+            if share < float(limits["min_touch_inliers"]):  # the skin feels the object elsewhere
+                problems.append(f"touch inliers {share:.0%}")
         if bounded:
             problems.append("step at its bound")
         return problems
@@ -266,7 +270,8 @@ class Tracker:
         points = frame.object_points()
         points = points[np.isfinite(points).all(axis=1)]
         if len(points) > int(config["max_points"]):
-            points = points[self.rng.choice(len(points), int(config["max_points"]), replace=False)]
+            rng = np.random.default_rng(frame.stamp_ns % 2**32)  # the same frame, the same points
+            points = points[rng.choice(len(points), int(config["max_points"]), replace=False)]
         if len(points):  # a mask a few pixels wide takes in the fingers: their pixels are no object
             distance, _ = NearestPoints(hand_points).query(points, float(config["hand_exclusion_mm"]) * MM)
             points = points[~np.isfinite(distance) | (distance > float(config["hand_exclusion_mm"]) * MM)]
