@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             plot_episode(rows, Path(args.plots) / f"{path.name}.png", path.name)
         per_episode[path.name]["rows"] = rows
     summary = overall(per_episode)
+    div = "" if np.isnan(summary["div_cm3_mean"]) else f", abs(dIV) {summary['div_cm3_mean']:.3f} cm3"
     print(
         f"tpr track: {summary['frames']} frames, {summary['ms_median']:.1f} ms median "
         f"(p95 {summary['ms_p95']:.1f}), {summary['hz']:.1f} Hz; PE {summary['pe_mm_mean']:.2f} mm, "
-        f"OE {summary['oe_deg_mean']:.2f} deg, abs(dIV) {summary['div_cm3_mean']:.3f} cm3; "
+        f"OE {summary['oe_deg_mean']:.2f} deg{div}; "
         f"lost frames {summary['lost_frames']}, recoveries {summary['recoveries']}"
     )
     if args.json:
