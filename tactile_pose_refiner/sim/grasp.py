@@ -71,17 +71,17 @@ class GraspSynthesizer:
 
         open_poses = self.hand.link_poses(q)
         near, far = 0.0, 0.02 + float(np.linalg.norm(model.geometry.extents))
-        if self._clearance(open_poses, object_pose(far), distance, self.hand.links) < gap:
+        if self.clearance(open_poses, object_pose(far), distance, self.hand.links) < gap:
             return None
         for _ in range(24):  # push the object out along the palm normal until it clears by `gap`
             middle = 0.5 * (near + far)
-            if self._clearance(open_poses, object_pose(middle), distance, self.hand.links) < gap:
+            if self.clearance(open_poses, object_pose(middle), distance, self.hand.links) < gap:
                 near = middle
             else:
                 far = middle
         T_base_obj = object_pose(far)
-        touching = [name for name in config["fingers"] if self._close_finger(q, name, T_base_obj, distance)]
-        penetration = -min(0.0, self._clearance(self.hand.link_poses(q), T_base_obj, distance, self.hand.links))
+        touching = [name for name in config["fingers"] if self.close_finger(q, name, T_base_obj, distance)]
+        penetration = -min(0.0, self.clearance(self.hand.link_poses(q), T_base_obj, distance, self.hand.links))
         return Grasp(q, T_base_obj, touching, penetration)
 
     def _open_hand(self, rng) -> np.ndarray:
@@ -91,7 +91,7 @@ class GraspSynthesizer:
             q[self.index[finger["spread"]]] = rng.uniform(*spread_range)
         return q
 
-    def _close_finger(self, q, name, T_base_obj, distance) -> bool:
+    def close_finger(self, q, name, T_base_obj, distance) -> bool:
         """Close one finger in place (q is modified); True when it touches the object."""
         finger = self.config["fingers"][name]
         closing = self.config["closing"]
@@ -102,7 +102,7 @@ class GraspSynthesizer:
 
         def set_closing(t: float) -> float:
             q[joints] = start + t * (end - start)
-            return self._clearance(self.hand.link_poses(q), T_base_obj, distance, links)
+            return self.clearance(self.hand.link_poses(q), T_base_obj, distance, links)
 
         previous = 0.0
         if set_closing(0.0) <= target:
@@ -119,7 +119,7 @@ class GraspSynthesizer:
         set_closing(closing["no_contact_stop"])
         return False
 
-    def _clearance(self, poses, T_base_obj, distance, links) -> float:
+    def clearance(self, poses, T_base_obj, distance, links) -> float:
         """Smallest signed distance of the given links' surface points to the object [m],
         with the hand's link poses T_base_link."""
         T_obj_base = invert(T_base_obj)

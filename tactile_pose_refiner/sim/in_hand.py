@@ -114,7 +114,7 @@ class InHandGrasps:
 
     def _palm_clearance(self, q, T_base_obj, distance) -> float:
         synthesizer = self.synthesizer
-        return synthesizer._clearance(synthesizer.hand.link_poses(q), T_base_obj, distance, self.palm_links)
+        return synthesizer.clearance(synthesizer.hand.link_poses(q), T_base_obj, distance, self.palm_links)
 
     def _reclosed(self, q_previous: np.ndarray, T_base_obj: np.ndarray, lifted: str | None, distance) -> Grasp:
         """Every finger opened by reopen_rad from the previous frame's joints (the lifted one fully
@@ -127,7 +127,7 @@ class InHandGrasps:
             joints = [index[joint] for joint in finger["flex"]]
             fully_open = np.clip(0.0, hand.lower[joints], hand.upper[joints])
             q[joints] = fully_open if name == lifted else np.maximum(fully_open, q[joints] - self.reopen_rad)
-            if name != lifted and synthesizer._close_finger(q, name, T_base_obj, distance):
+            if name != lifted and synthesizer.close_finger(q, name, T_base_obj, distance):
                 touching.append(name)
-        penetration = -min(0.0, synthesizer._clearance(hand.link_poses(q), T_base_obj, distance, hand.links))
+        penetration = -min(0.0, synthesizer.clearance(hand.link_poses(q), T_base_obj, distance, hand.links))
         return Grasp(q, T_base_obj, touching, penetration)
