@@ -114,7 +114,7 @@ class ObjectBench:
             )
         if base in ("lm", "lm_ours"):
             result = self.tracker.start(frame, T_initial, iterations)
-            if base == "lm" or not result.status.startswith("reinitialised ("):  # "(...)": a poor fit
+            if base == "lm" or not result.problems or result.lost:  # a start that fits poorly falls back
                 return MethodResult(result.T, result.ms, result.status.replace("reinitialised", "ok", 1))
             refinement = self.refiner.refine(frame, T_initial, "ours", None, posed, measure=False)
             status = f"{refinement.diagnostics.status}; lm fit poor: {result.status}"

@@ -142,33 +142,32 @@ def _teleported(T_base_obj: np.ndarray, pivot: np.ndarray) -> np.ndarray:
 
 
 def episode_summary(rows: list[dict]) -> dict:
-    """Tracked frames only (a start or a recovery is timed apart: it is the init's work)."""
-    tracked = [r for r in rows if not r["start"]] or rows
-    ms = np.array([r["ms"] for r in tracked])
-    summary = {
-        "frames": len(rows),
-        "ms_median": float(np.median(ms)),
-        "ms_p95": float(np.percentile(ms, 95)),
-        "hz": float(1000.0 / np.median(ms)),
-        "pe_mm_mean": float(np.mean([r["pe_mm"] for r in rows])),
-        "pe_mm_max": float(np.max([r["pe_mm"] for r in rows])),
-        "oe_deg_mean": float(np.mean([r["oe_deg"] for r in rows])),
-        "oe_deg_max": float(np.max([r["oe_deg"] for r in rows])),
-        "drift_mm": rows[-1]["pe_mm"],
-        "drift_deg": rows[-1]["oe_deg"],
-        "lost_frames": sum(r["status"].startswith("lost") for r in rows),
-        "longest_loss_frames": _longest_run([r["status"].startswith("lost") for r in rows]),
-        "recoveries": sum(r["recovery"] for r in rows),
-        "start_ms": float(np.mean([r["ms"] for r in rows if r["start"]])),
-    }
-    if "div_cm3" in rows[0]:
-        summary["div_cm3_mean"] = float(np.mean([r["div_cm3"] for r in rows]))
+    """An episode's summary: the shared one plus maxima, drift, the longest loss, the start."""
+    summary = _summary(rows)
+    summary.update(
+        pe_mm_max=float(np.max([r["pe_mm"] for r in rows])),
+        oe_deg_max=float(np.max([r["oe_deg"] for r in rows])),
+        drift_mm=rows[-1]["pe_mm"],
+        drift_deg=rows[-1]["oe_deg"],
+        longest_loss_frames=_longest_run([r["status"].startswith("lost") for r in rows]),
+        start_ms=float(np.mean([r["ms"] for r in rows if r["start"]])),
+    )
+    if "div_cm3" not in rows[0]:
+        del summary["div_cm3_mean"]
+    else:
         summary["div_cm3_max"] = float(np.max([r["div_cm3"] for r in rows]))
     return summary
 
 
 def overall(per_episode: dict) -> dict:
+    """Every episode's frames together (the JSON contract's keys), per episode beside them."""
     rows = [row for episode in per_episode.values() for row in episode["rows"]]
+    return {**_summary(rows), "per_episode": per_episode}
+
+
+def _summary(rows: list[dict]) -> dict:
+    """Time over tracked frames only (a start or a recovery is timed apart: it is the init's
+    work); errors, losses and recoveries over every frame; abs(dIV) nan where not measured."""
     tracked = [r for r in rows if not r["start"]] or rows
     ms = np.array([r["ms"] for r in tracked])
     mean = lambda key: float(np.mean([r[key] for r in rows])) if key in rows[0] else float("nan")  # noqa: E731
@@ -182,7 +181,6 @@ def overall(per_episode: dict) -> dict:
         "div_cm3_mean": mean("div_cm3"),
         "lost_frames": sum(r["status"].startswith("lost") for r in rows),
         "recoveries": sum(r["recovery"] for r in rows),
-        "per_episode": per_episode,
     }
 
 

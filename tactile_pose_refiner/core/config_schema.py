@@ -582,26 +582,27 @@ class TrackerSolver(Section):
     prior_deg: float = key("... and of its rotation [deg]")
 
 
-class TrackerDepth(Section):
-    max_points: int = key("random subset of the mask's depth points")
+class TrackerResidual(Section):
+    """What every residual block of the tracker has (Tracker._block reads it)."""
+
     sigma_mm: float = key("residual scale [mm]")
     robust_k: float = key("Huber threshold [sigmas]")
+
+
+class TrackerDepth(TrackerResidual):
+    max_points: int = key("random subset of the mask's depth points")
     outlier_mm: float = key("farther from the surface: no weight [mm]")
     hand_exclusion_mm: float = key("depth points this close to the sensed hand are left out [mm]")
 
 
-class TrackerTouch(Section):
-    sigma_mm: float = key("residual scale [mm]")
-    robust_k: float = key("Huber threshold [sigmas]")
+class TrackerTouch(TrackerResidual):
     outlier_mm: float = key("farther from the gap: no weight [mm]")
 
 
-class TrackerPenetration(Section):
+class TrackerPenetration(TrackerResidual):
     point_spacing_mm: float = key("hand surface sampling [mm]")
     band_mm: float = key("hand points farther from the object at the prediction are left out [mm]")
     compliance_mm: float = key("penetration the soft skin takes without pushing back [mm]")
-    sigma_mm: float = key("residual scale [mm]")
-    robust_k: float = key("Huber threshold [sigmas]")
 
 
 class TrackerMotion(Section):

@@ -197,42 +197,52 @@ class PoseSolver:
         bounded, iterations = False, 0
         while iterations < settings.iterations:
             iterations += 1
-            H, g, _ = self._system(T, stacked, prior, T_prior)
+            H, g, _ = self._system(T, self._evaluate(T, stacked), prior, T_prior)
             H, g = basis.T @ H @ basis, basis.T @ g  # the step within the free directions
             step = -basis @ np.linalg.solve(H + settings.damping * np.diag(np.diag(H) + 1e-9), g)
             step, bounded = self._bounded(step, settings)
             T = self.moved(T, step)
             if self._motion_mm(step) < settings.stop_mm:
                 break
-        H, _, cost = self._system(T, stacked, prior, T_prior)
-        return SolveResult(T, iterations, cost, H, bounded, self.block_stats(T, stacked))
+        evaluated = self._evaluate(T, stacked)  # the solution's residuals: its information and its stats
+        H, _, cost = self._system(T, evaluated, prior, T_prior)
+        return SolveResult(T, iterations, cost, H, bounded, self.block_stats(stacked, evaluated))
 
-    def _system(self, T, stacked, prior, T_prior) -> tuple[np.ndarray, np.ndarray, float]:
-        """The normal matrix, gradient and cost at T, the prior on the deviation from T_prior in."""
-        H, g, cost = self._normal_equations(T, stacked)
+    def _system(self, T, evaluated, prior, T_prior) -> tuple[np.ndarray, np.ndarray, float]:
+        """The normal matrix, gradient and cost at T (its residuals `evaluated`), the prior on the
+        deviation from T_prior in."""
+        H, g, cost = self._normal_equations(evaluated)
         error = self.twist_between(T_prior, T) if T_prior is not None else np.zeros(6)
         return H + prior, g + prior @ error, cost + float(error @ prior @ error)
 
-    def _normal_equations(self, T: np.ndarray, stacked: StackedBlocks) -> tuple[np.ndarray, np.ndarray, float]:
-        """J^T W J, J^T W r and r^T W r in one pass over every block, one copy to the host."""
+    def _evaluate(self, T: np.ndarray, stacked: StackedBlocks):
+        """Whitened residuals, Jacobian and IRLS weights at T (None without points)."""
         if stacked.count == 0:
-            return np.zeros((6, 6)), np.zeros(6), 0.0
+            return None
         residual, jacobian = self.residuals(T, stacked)
-        weight = self.weights(residual, stacked)
+        return residual, jacobian, self.weights(residual, stacked)
+
+    @staticmethod
+    def _normal_equations(evaluated) -> tuple[np.ndarray, np.ndarray, float]:
+        """J^T W J, J^T W r and r^T W r in one pass over every block, one copy to the host."""
+        if evaluated is None:
+            return np.zeros((6, 6)), np.zeros(6), 0.0
+        residual, jacobian, weight = evaluated
         weighted = jacobian * weight[:, None]
         system = torch.cat([weighted.T @ jacobian, (weighted.T @ residual)[:, None]], dim=1)
         cost = (weight * residual**2).sum()
         host = torch.cat([system.reshape(-1), cost.reshape(1)]).cpu().numpy().astype(np.float64)
         return host[:42].reshape(6, 7)[:, :6], host[:42].reshape(6, 7)[:, 6], float(host[42])
 
-    def block_stats(self, T: np.ndarray, stacked: StackedBlocks) -> dict[str, dict]:
+    @staticmethod
+    def block_stats(stacked: StackedBlocks, evaluated) -> dict[str, dict]:
         """Per block: points, inliers (weight > 0), the inliers' rms distance from target [mm],
         and a truncated squared cost (whitened, an outlier costs its bound: unlike the robust
         cost it rises when points leave the surface, so it ranks poses)."""
-        if stacked.count == 0:
+        if evaluated is None:
             return {name: {"points": 0, "inliers": 0, "rms_mm": 0.0, "score": 0.0} for name in stacked.names}
-        residual, _ = self.residuals(T, stacked)
-        inlier = (self.weights(residual, stacked) > 0).cpu().numpy()
+        residual, _, weight = evaluated
+        inlier = (weight > 0).cpu().numpy()
         distance = (residual * stacked.sigma).cpu().numpy()
         truncated = torch.minimum(residual.square(), (stacked.outlier_m / stacked.sigma).square()).cpu().numpy()
         stats, start = {}, 0

@@ -41,6 +41,7 @@ class TrackResult:
     T_predicted: np.ndarray
     stats: dict = field(default_factory=dict)  # per residual block: points, inliers, rms_mm
     turn_deg: float = 0.0  # the texture turn about a symmetric object's axis
+    problems: list[str] = field(default_factory=list)  # what the confidence check found (a poor fit)
 
     @property
     def lost(self) -> bool:
@@ -162,7 +163,9 @@ class Tracker:
         self._remember(T, evidence.T_cam_base, frame.stamp_ns, keep_velocity=not lost)
         covariance = self.solver.covariance_ros(T, solved.information)
         ms = (time.perf_counter() - started) * 1000
-        return TrackResult(T, covariance, status, ms, solved.iterations, predicted, solved.block_stats, turn_deg)
+        return TrackResult(
+            T, covariance, status, ms, solved.iterations, predicted, solved.block_stats, turn_deg, problems
+        )
 
     def _best_fit(self, results: list, start: np.ndarray):
         """The solve whose truncated cost is lowest; within `tie` of it, the one nearest the start
@@ -200,13 +203,12 @@ class Tracker:
             twist = self.solver.twist_between(self.T_base_obj, T_base_obj) / dt
             if self.texture.active:  # the turn about the axis is the texture's per frame: noisy, not carried
                 twist[:3] -= (twist[:3] @ self.texture.axis) * self.texture.axis
-            self.velocity = float(self.config["motion"]["velocity_decay"]) * twist
             motion = self.config["motion"]
-            if (
+            jumped = (  # faster than fingers move an object: a jump (a correction, a reset), not a velocity
                 np.linalg.norm(twist[3:]) > motion["max_speed_m_s"]
                 or np.degrees(np.linalg.norm(twist[:3])) > motion["max_turn_deg_s"]
-            ):  # faster than fingers move an object: a jump (a correction, a reset), not a velocity
-                self.velocity = np.zeros(6)
+            )
+            self.velocity = np.zeros(6) if jumped else float(motion["velocity_decay"]) * twist
         self.T_base_obj, self.stamp_ns = T_base_obj, stamp_ns
 
     def _confidence(self, stats: dict, bounded: bool, depth_points: int) -> list[str]:
@@ -273,8 +275,9 @@ class Tracker:
             rng = np.random.default_rng(frame.stamp_ns % 2**32)  # the same frame, the same points
             points = points[rng.choice(len(points), int(config["max_points"]), replace=False)]
         if len(points):  # a mask a few pixels wide takes in the fingers: their pixels are no object
-            distance, _ = NearestPoints(hand_points).query(points, float(config["hand_exclusion_mm"]) * MM)
-            points = points[~np.isfinite(distance) | (distance > float(config["hand_exclusion_mm"]) * MM)]
+            exclusion = float(config["hand_exclusion_mm"]) * MM
+            distance, _ = NearestPoints(hand_points).query(points, exclusion)
+            points = points[~np.isfinite(distance) | (distance > exclusion)]
         return points
 
     def _contacts(self, frame: Frame, link_poses, T_cam_base):
@@ -287,40 +290,32 @@ class Tracker:
         return contact_gaps(frame.tactile, self.hand.layout, link_poses, T_cam_base, threshold, self.hand.skin)
 
     def blocks(self, evidence: FrameEvidence, T_cam_obj: np.ndarray) -> list[ResidualBlock]:
-        tensor = lambda array: torch.as_tensor(np.asarray(array), dtype=self.solver.field.dtype, device=self.device)  # noqa: E731
-        depth, touch, pen = self.config["depth"], self.config["touch"], self.config["penetration"]
-        blocks = [
-            ResidualBlock(
-                "depth",
-                tensor(evidence.depth),
-                tensor(np.zeros(len(evidence.depth))),
-                depth["sigma_mm"] * MM,
-                None,
-                float(depth["robust_k"]),
-                depth["outlier_mm"] * MM,
-            ),
-            ResidualBlock(
-                "touch",
-                tensor(evidence.contacts),
-                tensor(evidence.gaps),
-                touch["sigma_mm"] * MM,
-                tensor(np.where(evidence.saturated, 1.0, 0.0)),
-                float(touch["robust_k"]),
-                touch["outlier_mm"] * MM,
-            ),
-        ]
+        """Depth points on the surface, taxels at their gaps (saturated ones one-sided), hand
+        points near the object kept out of it beyond the skin's compliance (one-sided)."""
+        pen = self.config["penetration"]
         near = self._hand_points_near(evidence.hand_points, T_cam_obj, pen["band_mm"] * MM)
-        blocks.append(
-            ResidualBlock(
-                "penetration",
-                tensor(near),
-                tensor(np.full(len(near), -pen["compliance_mm"] * MM)),
-                pen["sigma_mm"] * MM,
-                tensor(-np.ones(len(near))),
-                float(pen["robust_k"]),
-            )
+        return [
+            self._block("depth", evidence.depth, np.zeros(len(evidence.depth))),
+            self._block("touch", evidence.contacts, evidence.gaps, np.where(evidence.saturated, 1.0, 0.0)),
+            self._block("penetration", near, np.full(len(near), -pen["compliance_mm"] * MM), -np.ones(len(near))),
+        ]
+
+    def _block(self, name: str, points, target, side=None) -> ResidualBlock:
+        """A residual block with the scale, Huber threshold and outlier bound of its config section."""
+        config = self.config[name]
+
+        def tensor(array):
+            return torch.as_tensor(np.asarray(array), dtype=self.solver.field.dtype, device=self.device)
+
+        return ResidualBlock(
+            name,
+            tensor(points),
+            tensor(target),
+            config["sigma_mm"] * MM,
+            None if side is None else tensor(side),
+            float(config["robust_k"]),
+            config.get("outlier_mm", np.inf) * MM,
         )
-        return blocks
 
     def _hand_points_near(self, hand_points: np.ndarray, T_cam_obj: np.ndarray, band: float) -> np.ndarray:
         """Hand points within `band` of the object at T (only those can enter it this frame)."""
