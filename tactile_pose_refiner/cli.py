@@ -358,9 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--motion",
-        default="none",
-        choices=("none", "in_hand"),
-        help="in_hand: the object also turns, slips and is regrasped in the hand (config/generator.yaml in_hand)",
+        default="arm",
+        choices=("arm", "in_hand"),
+        help="arm: the object rests in the hand while the arm moves; in_hand: it also turns, slips and is "
+        "regrasped in the hand (config/generator.yaml in_hand)",
     )
     gen.set_defaults(handler=generate)
     isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")

@@ -205,3 +205,16 @@ def test_a_can_turned_about_its_axis_is_turned_back_by_its_texture():
     assert orientation_error_deg(T0, frame.T_cam_obj) > 39.0
     assert orientation_error_deg(result.T, frame.T_cam_obj) < 2.0, result.turn_deg
     assert position_error_cm(result.T, frame.T_cam_obj) < 0.2
+
+
+def test_command_line_names_of_spec_section_8():
+    """Scripts outside the project call `tpr generate --motion arm|in_hand` and `tpr track --data
+    DIR --json FILE` (SPEC §8)."""
+    from tactile_pose_refiner.bench.track_bench import build_parser as track_parser
+    from tactile_pose_refiner.cli import build_parser
+
+    for motion in ("arm", "in_hand"):
+        assert build_parser().parse_args(["generate", "--out", "DIR", "--motion", motion]).motion == motion
+    assert build_parser().parse_args(["generate", "--out", "DIR"]).motion == "arm"
+    args = track_parser().parse_args(["--data", "DIR", "--json", "FILE"])
+    assert (args.data, args.json) == ("DIR", "FILE")

@@ -40,11 +40,12 @@ class EpisodeInfo:
 
 class EpisodeGenerator:
     """realism: a preset of config/realism.yaml (clean: exact hand, the generator's own noise);
-    motion: "none" (the object rests in the hand) or "in_hand" (it turns, slips and is regrasped)."""
+    motion: "arm" (the object rests in the hand; only the arm moves) or "in_hand" (it also turns,
+    slips and is regrasped in the hand)."""
 
-    MOTIONS = ("none", "in_hand")
+    MOTIONS = ("arm", "in_hand")
 
-    def __init__(self, realism: str = "clean", motion: str = "none") -> None:
+    def __init__(self, realism: str = "clean", motion: str = "arm") -> None:
         if motion not in self.MOTIONS:
             raise ValueError(f"unknown motion {motion!r}; known: {', '.join(self.MOTIONS)}")
         self.motion = motion
