@@ -57,6 +57,7 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
         assert np.isfinite(entry["T_refined"]).all()
         assert entry["result"].object_id == "005_tomato_soup_can"
         assert entry["result"].initial_pose_source.startswith("ground_truth_noise:accurate")
+        assert entry["result"].start.startswith(("lm: ", "lm fit poor")), entry["result"].start
         assert entry["result"].iterations >= 1 and entry["result"].device == ("cuda" if cuda else "cpu")
         assert cuda or "degraded: device cuda unusable, ran on cpu" in entry["result"].status
         result = entry["result"]  # per-source arrays, and the deprecated fields agreeing with them

@@ -222,6 +222,7 @@ def test_a_realistic_frame_is_refined_against_the_true_hand_where_the_old_refine
     posed, true_hand = bench.refiner.hand.posed(frame), bench.refiner.hand.posed_true(frame)
     truth = bench.truth(frame, true_hand)
     T0 = InitialPoseNoise("paper").noisy(frame.T_cam_obj, bench.refiner.object.body.com, f"{object_id}_000/{index}")
+    assert posed.correction.status == "ok" and bench.refiner._polish_iterations(posed) == 0  # the solve's pose stands
     result = bench.run("ours", frame, T0, posed, None)
     metrics = bench.metrics(result.T, frame.T_cam_obj, true_hand, truth)
     print(

@@ -179,8 +179,8 @@ def test_noise_model_matches_its_calibration():
 
 
 def test_refines_a_real_scan_in_a_real_grasp():
-    """Pudding box scan, stored grasp: from the accurate-estimator noise the full method lowers
-    the intersection volume's error and the pose error (CI-sized: 40 iterations)."""
+    """Pudding box scan, stored grasp: from the accurate-estimator noise the paper's schedule
+    lowers the intersection volume's error and the pose error (CI-sized: 40 iterations)."""
     from tactile_pose_refiner.core.pipeline import FrameRefiner
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 
@@ -190,7 +190,7 @@ def test_refines_a_real_scan_in_a_real_grasp():
     posed = refiner.hand.posed(frame)
     truth_iv = refiner.plausibility(frame.T_cam_obj, posed).iv_cm3
     T0 = InitialPoseNoise("accurate").noisy(frame.T_cam_obj, refiner.object.body.com, "test/1")
-    result = refiner.refine(frame, T0, "ours", iterations=40, posed=posed)
+    result = refiner.refine(frame, T0, "ours_paper", iterations=40, posed=posed)
     d = result.diagnostics
     pe0, pe1 = position_error_cm(T0, frame.T_cam_obj), position_error_cm(result.T, frame.T_cam_obj)
     oe0, oe1 = orientation_error_deg(T0, frame.T_cam_obj), orientation_error_deg(result.T, frame.T_cam_obj)
@@ -205,6 +205,49 @@ def test_refines_a_real_scan_in_a_real_grasp():
     assert pe1 < 0.5 * pe0 and oe1 < 0.5 * oe0
     assert set(d.final_losses()) == {"physics", "render", "depth", "tactile"}
     assert all(w > 0 for w in d.mean_weights().values())  # every source took part
+
+
+def test_the_default_refinement_polishes_a_second_order_solve_in_a_few_iterations():
+    """`ours` (start: lm): from the paper's noise (2 cm, 15 deg) the Levenberg-Marquardt solve
+    finds the basin and the heuristic refiner only polishes it, with all four sources and the
+    checkpoint: config polish.iterations iterations, not the 50-130 the paper's schedule takes
+    from there, to a tenth of a millimetre."""
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    torch.set_num_threads(1)
+    frame = scenes.frame("008_pudding_box")
+    refiner = FrameRefiner(ObjectCatalog.from_config().load("008_pudding_box"))
+    T0 = InitialPoseNoise("paper").noisy(frame.T_cam_obj, refiner.object.body.com, "test/1")
+    result = refiner.refine(frame, T0, "ours")
+    d = result.diagnostics
+    pe, oe = position_error_cm(result.T, frame.T_cam_obj), orientation_error_deg(result.T, frame.T_cam_obj)
+    print(f"\nPE {pe:.4f} cm, OE {oe:.3f} deg, start: {d.start}, {d.iterations} iterations, {d.wall_ms:.0f} ms")
+    assert d.start.startswith("lm: ") and d.start.endswith(
+        f"polished {refiner.config['polish']['iterations']} iterations"
+    )
+    assert d.iterations == refiner.config["polish"]["iterations"] and d.status == "ok"
+    assert set(d.final_losses()) == {"physics", "render", "depth", "tactile"}
+    assert pe < 0.02 and oe < 0.2
+
+
+def test_a_second_order_solve_that_fits_poorly_falls_back_to_the_whole_schedule():
+    """Started 12 cm off, the solve cannot reach the object's depth points; its poor fit is said,
+    and the refiner runs from the initial pose instead of from it."""
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    torch.set_num_threads(1)
+    frame = scenes.frame("008_pudding_box")
+    refiner = FrameRefiner(ObjectCatalog.from_config().load("008_pudding_box"))
+    T0 = frame.T_cam_obj.copy()
+    T0[:3, 3] += [0.12, 0.0, 0.0]
+    seen = []
+    result = refiner.refine(frame, T0, "ours", iterations=2, on_iteration=lambda k, T: seen.append(T), measure=False)
+    print(f"\nstart: {result.diagnostics.start}")
+    assert result.diagnostics.start.startswith("lm fit poor (") and "whole schedule" in result.diagnostics.start
+    assert result.diagnostics.iterations == 2
+    assert np.linalg.norm(seen[0][:3, 3] - T0[:3, 3]) < 0.01  # the schedule's first step, from T0
 
 
 def test_frame_without_hand_or_mask_degrades_to_the_initial_pose():

@@ -4,10 +4,9 @@ output pose, timed; then the frame's metrics of that pose against the ground tru
 Methods: initial (no refinement), icp, icp_cp (ICP with checkpointing on L_DR), estimator (the
 initial pose estimator of config/estimator.yaml's `default`, from the frame alone: it ignores
 the initial pose), lm (the tracker's Levenberg-Marquardt start on depth, touch and hand contact,
-with the texture turn of cans: core/tracking), lm_ours (lm, and where its fit is poor - depth or
-touch disagreeing with it - the `ours` refinement from the initial pose), and every refiner
-variant of config/refiner.yaml (physics, physics_cp, render, depth, tactile, ours, no_render,
-...). A method may carry an iteration count: "ours@100".
+with the texture turn of cans: core/tracking; `ours` starts from it), and every refiner variant
+of config/refiner.yaml (physics, physics_cp, render, depth, tactile, ours, ours_paper,
+no_render, ...). A method may carry an iteration count: "ours@100".
 """
 
 from __future__ import annotations
@@ -31,9 +30,8 @@ from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.hand import hand_mesh
 from tactile_pose_refiner.core.scene.objects import ObjectModel
-from tactile_pose_refiner.core.tracking.tracker import Tracker
 
-BASELINES = ("initial", "icp", "icp_cp", "estimator", "lm", "lm_ours")
+BASELINES = ("initial", "icp", "icp_cp", "estimator", "lm")
 
 
 def parse_method(name: str) -> tuple[str, int | None]:
@@ -82,10 +80,6 @@ class ObjectBench:
         return self.estimates[(name, key)]
 
     @cached_property
-    def tracker(self) -> Tracker:
-        return Tracker(self.refiner.object, self.refiner.hand)
-
-    @cached_property
     def cloud(self) -> ModelCloud:
         """The model as both estimators see it, built once for either."""
         return ModelCloud.build(self.model, self.estimator_config["model"], self.estimator_config["symmetry"])
@@ -112,13 +106,9 @@ class ObjectBench:
                 result.ms,
                 result.status if result.ok else f"no estimate: {result.status}",
             )
-        if base in ("lm", "lm_ours"):
-            result = self.tracker.start(frame, T_initial, iterations)
-            if base == "lm" or not result.problems or result.lost:  # a start that fits poorly falls back
-                return MethodResult(result.T, result.ms, result.status.replace("reinitialised", "ok", 1))
-            refinement = self.refiner.refine(frame, T_initial, "ours", None, posed, measure=False)
-            status = f"{refinement.diagnostics.status}; lm fit poor: {result.status}"
-            return MethodResult(refinement.T, result.ms + refinement.diagnostics.wall_ms, status)
+        if base == "lm":
+            result = self.refiner.tracker.start(frame, T_initial, iterations)
+            return MethodResult(result.T, result.ms, result.status.replace("reinitialised", "ok", 1))
         if base in ("icp", "icp_cp"):
             checkpoint = render_score(self.model, frame, posed, T_initial) if base == "icp_cp" else None
             result = self.icp.run(frame.object_points(), T_initial, iterations, checkpoint)

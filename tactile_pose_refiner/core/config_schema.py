@@ -29,6 +29,9 @@ class Section(BaseModel):
 class Variant(Section):
     sources: list[str] = key("active gradient sources")
     checkpoint: str | None = key("source whose loss picks the output state; null: the last state")
+    start: Literal["initial", "lm"] = key(
+        "initial: the schedule from the initial pose; lm: a second-order solve first, then `polish`", "initial"
+    )
 
 
 class Step(Section):
@@ -40,6 +43,17 @@ class Step(Section):
     grow: float = key("a source's step grows by this after its candidate improved its loss")
     shrink: float = key("... and shrinks by this after it did not")
     rms_decay: float = key("RMSProp preconditioning of each source's direction (0: the raw gradient)")
+
+
+class PartialStep(Section):
+    initial_mm: float | None = key("override of step.initial_mm", None)
+    min_mm: float | None = key("override of step.min_mm", None)
+    max_mm: float | None = key("override of step.max_mm", None)
+    decay: float | None = key("override of step.decay", None)
+    reversal_decay: float | None = key("override of step.reversal_decay", None)
+    grow: float | None = key("override of step.grow", None)
+    shrink: float | None = key("override of step.shrink", None)
+    rms_decay: float | None = key("override of step.rms_decay", None)
 
 
 class LossScale(Section):
@@ -58,6 +72,7 @@ class PartialLossScale(Section):
 
 class CorrectedHand(Section):
     loss_scale: PartialLossScale = key("loss scales where the hand was corrected from depth", None)
+    polish_iterations: int | None = key("polish iterations where the hand was corrected (0: the solve's pose)", None)
 
 
 class SymmetryTurn(Section):
@@ -68,6 +83,12 @@ class SymmetryTurn(Section):
 
 class Restart(Section):
     iterations: int = key("iterations of the run restarted from the converged output (0: off)")
+
+
+class Polish(Section):
+    iterations: int = key("iterations of the heuristic refiner from the second-order solve's pose")
+    step: PartialStep = key("step schedule overrides of the polish (short, small steps)")
+    grids_deg: list[Range] = key("symmetry turn grids after the polish [range, step] (deg)")
 
 
 class Plausibility(Section):
@@ -86,6 +107,7 @@ class RefinerConfig(Section):
     corrected_hand: CorrectedHand = key("overrides where the hand was corrected from depth", None)
     symmetry_turn: SymmetryTurn = key("the output turned about a symmetry axis")
     restart: Restart = key("one more run from the converged output")
+    polish: Polish = key("variants with `start: lm`: the heuristic refiner's short run from the solve's pose")
     checkpoint_tolerance: float = key("a state within this share of the lowest checkpoint loss ties with it")
     physics_hand_band_m: float = key("hand points within this of the object at the initial pose take part [m]")
     plausibility: Plausibility = key("limits beyond which a refined pose is labelled implausible")

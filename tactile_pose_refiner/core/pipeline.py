@@ -9,6 +9,7 @@ after when the frame's hand is usable.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest
+from tactile_pose_refiner.core.tracking.tracker import Tracker
 
 
 class FrameRefiner:
@@ -68,11 +70,19 @@ class FrameRefiner:
         names = tuple(chosen["sources"])
         checkpoint = chosen.get("checkpoint")
         posed = self.hand.posed(frame) if posed is None else posed
+        settings, grids = self._settings(chosen, posed), self.config["symmetry_turn"]["grids_deg"]
+        T_from, start = T_initial, None
+        if chosen.get("start", "initial") == "lm":
+            T_from, start = self._second_order_start(frame, T_initial)
+            if start.startswith("lm:"):  # a good fit: the refiner only polishes it
+                settings, grids = self._polish_settings(settings), self.config["polish"]["grids_deg"]
+                iterations = self._polish_iterations(posed) if iterations is None else iterations
+                start += f", polished {iterations} iterations" if iterations else ", hand corrected: not polished"
         built = build_sources(
             frame,
             self.object,
             self.hand,
-            T_initial,
+            T_from,
             tuple(dict.fromkeys(names + ((checkpoint,) if checkpoint else ()))),
             self._warp_device(),
             posed,
@@ -83,31 +93,64 @@ class FrameRefiner:
             built[checkpoint] if checkpoint else None,
             self.object.body.com,
             self.object.body.radius,
-            self._settings(chosen, posed),
+            settings,
         )
-        refinement = refiner.run(T_initial, iterations, on_iteration)
-        if checkpoint:
-            self._turn_about_symmetry_axis(refinement, built[checkpoint])
+        refinement = refiner.run(T_from, iterations, on_iteration)
+        if checkpoint and refinement.diagnostics.iterations:
+            self._turn_about_symmetry_axis(refinement, built[checkpoint], grids)
         refinement = refiner.restarted(refinement, iterations, on_iteration)
         if measure and not isinstance(posed, HandUnusable):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
         refinement.diagnostics.status = with_implausible(refinement, self.config["plausibility"])
+        refinement.diagnostics.start = start or "initial pose"
         # the frame's whole work as a caller waits for it: sources built, runs, turn, measures
         refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
         return refinement
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker(self.object, self.hand)
+
+    def _second_order_start(self, frame: Frame, T_initial: np.ndarray) -> tuple[np.ndarray, str]:
+        """The tracker's Levenberg-Marquardt solve from T_initial (depth, touch, hand contact; a
+        can turned by its texture) and a line on it; a poor fit (depth or touch disagreeing with
+        it) gives T_initial back, for the whole schedule."""
+        solved = self.tracker.start(frame, T_initial)
+        summary = f"{solved.iterations} iterations, {solved.ms:.0f} ms"
+        if solved.problems or solved.lost or not np.isfinite(solved.T).all():
+            return T_initial, f"lm fit poor ({', '.join(solved.problems) or solved.status}; {summary}): whole schedule"
+        return solved.T, f"lm: {summary}"
+
+    def _polish_settings(self, settings: dict) -> dict:
+        """The refiner's settings for a short run from a solved pose: the polish's step schedule,
+        no restart."""
+        step = {key: value for key, value in self.config["polish"]["step"].items() if value is not None}
+        return {**settings, "step": {**settings["step"], **step}, "restart": {"iterations": 0}}
+
+    def _polish_iterations(self, posed: PosedHand | HandUnusable) -> int:
+        """The polish's iterations; config `corrected_hand` may override them where the hand had
+        to be corrected from depth."""
+        override = (self.config.get("corrected_hand") or {}).get("polish_iterations")
+        if override is not None and self._hand_corrected(posed):
+            return int(override)
+        return int(self.config["polish"]["iterations"])
+
+    @staticmethod
+    def _hand_corrected(posed: PosedHand | HandUnusable) -> bool:
+        correction = None if isinstance(posed, HandUnusable) else posed.correction
+        return correction is not None and correction.status == "ok"
 
     def _settings(self, variant: dict, posed: PosedHand | HandUnusable) -> dict:
         """The variant's refiner settings; where the hand had to be corrected from depth (its
         encoders or calibration were off), config `corrected_hand` overrides them."""
         settings = variant_config(self.config, variant)
-        correction = None if isinstance(posed, HandUnusable) else posed.correction
-        override = self.config.get("corrected_hand") or {}
-        if correction is None or correction.status != "ok" or not override:
+        override = {key: value for key, value in (self.config.get("corrected_hand") or {}).items() if key in settings}
+        if not self._hand_corrected(posed) or not override:
             return settings
         return {**settings, **{key: {**settings[key], **value} for key, value in override.items()}}
 
-    def _turn_about_symmetry_axis(self, refinement: Refinement, checkpoint) -> None:
+    def _turn_about_symmetry_axis(self, refinement: Refinement, checkpoint, grids_deg: list) -> None:
         """A body symmetric about an axis: the output turned about it to the lowest checkpoint
         loss (core/symmetry.py; config `symmetry_turn`)."""
         settings = self.config.get("symmetry_turn") or {}
@@ -117,7 +160,7 @@ class FrameRefiner:
         if axis is None:
             return
         refinement.T, refinement.diagnostics.turn_deg = turn_to_lowest(
-            refinement.T, axis, self.object.body.com, lambda T: loss_value(checkpoint, T), settings["grids_deg"]
+            refinement.T, axis, self.object.body.com, lambda T: loss_value(checkpoint, T), grids_deg
         )
 
     def plausibility(self, T: np.ndarray, posed: PosedHand) -> Plausibility:

@@ -46,6 +46,7 @@ class Diagnostics:
     status: str = "ok"
     wall_ms: float = 0.0
     turn_deg: float = 0.0  # the output's turn about the object's symmetry axis (pipeline)
+    start: str = ""  # where the refiner started: the initial pose, or a second-order solve (pipeline)
 
     def final_losses(self) -> dict[str, float]:
         return {name: values[-1] for name, values in self.losses.items() if values}

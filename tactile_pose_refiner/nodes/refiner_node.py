@@ -46,8 +46,11 @@ DEPRECATED_SOURCE_FIELDS = ("physics", "render", "depth", "tactile")
 PARAMETERS = {
     **RELIABLE_INPUTS,
     "device": ("cpu", "compute device of the refinement: cpu, cuda or auto (cuda without CUDA: cpu, labelled)"),
-    "variant": ("ours", "refiner variant of config/refiner.yaml (ours, no_render, physics, ...)"),
-    "iterations": (0, "iterations per frame; 0: config/refiner.yaml's"),
+    "variant": ("ours", "refiner variant of config/refiner.yaml (ours, ours_paper, no_render, physics, ...)"),
+    "iterations": (
+        0,
+        "iterations of a whole schedule per frame; 0: config/refiner.yaml's (a polish runs polish.iterations)",
+    ),
     **SYNC_TOLERANCE,
     "input_wait_s": (2.0, "how long after an initial pose its bundle, touch and joints may arrive [s]"),
     "queue_size": (1, "initial poses waiting while a refinement runs (oldest dropped); 0: all"),
@@ -161,6 +164,7 @@ class RefinerNode(GraphNode):
             f"refined: {result.status}",
             object_id=frame.object_id,
             wall_time_ms=f"{result.wall_time_ms:.0f}",
+            start=result.start,
             iv_before_cm3=f"{result.intersection_volume_before_cm3:.2f}",
             iv_after_cm3=f"{result.intersection_volume_after_cm3:.2f}",
         )
@@ -174,6 +178,7 @@ class RefinerNode(GraphNode):
             header=header,
             object_id=frame.object_id,
             initial_pose_source=self.initial_source,
+            start=d.start,
             iterations=int(d.iterations),
             checkpoint_iteration=int(d.kept_iteration),
             wall_time_ms=float(d.wall_ms),
