@@ -1,7 +1,8 @@
 """`tpr`: the command line of tactile_pose_refiner.
 
 Subcommands (stable names, see SPEC §8): demo, generate, import-isaac, metrics, bench-render,
-bench, track.
+bench, track, soak, add-object. `--catalog FILE` (repeatable) on any of them adds a user's object
+catalog to the bundled one for that command and every process it starts (it sets TPR_CATALOG).
 """
 
 from __future__ import annotations
@@ -215,8 +216,7 @@ def import_isaac(args: argparse.Namespace) -> int:
         with EpisodeWriter(out) as writer:
             for frame in tqdm(isaac_frames(args.source), unit="frame", desc="tpr import-isaac"):
                 writer.write(frame)
-    except IsaacImportError as exc:
-        shutil.rmtree(out, ignore_errors=True)  # never leave a partial episode behind
+    except IsaacImportError as exc:  # the writer leaves no partial episode behind
         print(f"tpr import-isaac: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -322,9 +322,68 @@ def config(args: argparse.Namespace) -> int:
     return config_check.main(args.folder)
 
 
+def add_object(args: argparse.Namespace) -> int:
+    """Check a user's mesh and write its entry into their catalog file."""
+    from tactile_pose_refiner import add_object as adder
+
+    return adder.main(args)
+
+
+CATALOG_HELP = "a user's object catalog (YAML, `objects:`) merged over the bundled one; repeatable; env TPR_CATALOG"
+
+
+def take_catalogs(argv: list[str]) -> tuple[list[str], list[str]]:
+    """argv without its `--catalog FILE` / `--catalog=FILE` options, and those files (any
+    command, including those that pass their options on to their own parser)."""
+    rest, catalogs = [], []
+    words = iter(argv)
+    for word in words:
+        if word == "--catalog":
+            catalogs.append(next(words, ""))
+        elif word.startswith("--catalog="):
+            catalogs.append(word.split("=", 1)[1])
+        else:
+            rest.append(word)
+    return rest, catalogs
+
+
+def use_catalogs(catalogs: list[str]) -> None:
+    """The catalogs for this command and every process it starts (bench workers, nodes)."""
+    import os
+    from pathlib import Path
+
+    from tactile_pose_refiner.core.scene.objects import CATALOG_ENV
+
+    paths = [str(Path(c).expanduser().resolve()) for c in catalogs]
+    os.environ[CATALOG_ENV] = os.pathsep.join(
+        paths + [p for p in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if p]
+    )
+
+
+def catalog_problem() -> str | None:
+    """Why the user's catalogs (TPR_CATALOG) cannot be read, before any process starts on them."""
+    from tactile_pose_refiner.core.scene.objects import ObjectModelError, read_catalog_file, user_catalog_paths
+
+    try:
+        for path in user_catalog_paths():
+            read_catalog_file(path)
+    except ObjectModelError as exc:
+        return str(exc)
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tpr", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tpr", description=__doc__.splitlines()[0], epilog=f"--catalog FILE (any command): {CATALOG_HELP}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+    adder = commands.add_parser("add-object", help="check a mesh and write its entry into your own catalog file")
+    adder.add_argument("mesh", help="mesh file (any format trimesh reads; OBJ textures via their material)")
+    adder.add_argument("--id", required=True, help="catalog id of the object")
+    adder.add_argument("--mass", type=float, required=True, help="mass [kg]")
+    adder.add_argument("--catalog", required=True, help="your catalog file (created if absent; never the package's)")
+    adder.add_argument("--scale", type=float, default=1.0, help="vertices times this are metres (0.001: millimetres)")
+    adder.set_defaults(handler=add_object)
     demo_parser = commands.add_parser("demo", help="refine the default episode through the node graph")
     demo_parser.add_argument(
         "--iterations", type=int, default=0, help="refiner iterations per frame (0: config/demo.yaml's)"
@@ -423,7 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["add-object"]:  # its --catalog is the file it writes, not one to read
+        args = build_parser().parse_args(argv)
+    else:
+        argv, catalogs = take_catalogs(argv)
+        if catalogs:
+            use_catalogs(catalogs)
+        problem = catalog_problem()
+        if problem:
+            print(f"tpr: {problem}", file=sys.stderr)
+            return 2
+        args = build_parser().parse_args(argv)
     started = time.perf_counter()
     code = args.handler(args)
     print(f"tpr {args.command}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)

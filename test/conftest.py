@@ -17,6 +17,7 @@ _session = contextlib.ExitStack()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    os.environ.pop("TPR_CATALOG", None)  # the tests use the bundled catalog, not the user's own
     log_dir = Path(_session.enter_context(tempfile.TemporaryDirectory(prefix="tpr-test-ros-log-")))
     os.environ.update(_session.enter_context(isolated_ros_environment(log_dir)))
 

@@ -250,6 +250,28 @@ def test_a_second_order_solve_that_fits_poorly_falls_back_to_the_whole_schedule(
     assert np.linalg.norm(seen[0][:3, 3] - T0[:3, 3]) < 0.01  # the schedule's first step, from T0
 
 
+def test_a_solve_that_polishes_to_an_implausible_fit_falls_back_to_the_whole_schedule():
+    """A solve that passed its own check but sits in a wrong basin (here: 2 cm off, said to fit):
+    the short polish cannot leave it, its depth fit is implausible, and the whole schedule runs
+    from the initial pose instead (measured: a clean gelatin box frame, 1.3 cm / 22 deg)."""
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+    from tactile_pose_refiner.core.tracking.tracker import TrackResult
+
+    torch.set_num_threads(1)
+    frame = scenes.frame("008_pudding_box")
+    refiner = FrameRefiner(ObjectCatalog.from_config().load("008_pudding_box"))
+    wrong = frame.T_cam_obj.copy()
+    wrong[:3, 3] += [0.0, 0.02, 0.0]
+    refiner.tracker.start = lambda frame, T: TrackResult(wrong, np.eye(6), "reinitialised", 1.0, 5, wrong)
+    seen = []
+    result = refiner.refine(frame, frame.T_cam_obj, "ours", iterations=2, on_iteration=lambda k, T: seen.append(T))
+    print(f"\nstart: {result.diagnostics.start}")
+    assert "result implausible (depth loss" in result.diagnostics.start
+    assert result.diagnostics.start.endswith("whole schedule") and len(seen) == 4  # 2 polished, 2 from the start
+    assert position_error_cm(result.T, frame.T_cam_obj) < 0.3 and result.diagnostics.status == "ok"
+
+
 def test_frame_without_hand_or_mask_degrades_to_the_initial_pose():
     from tactile_pose_refiner.core.pipeline import FrameRefiner
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog

@@ -569,8 +569,16 @@ class DemoConfig(Section):
 
 
 class CatalogObject(Section):
-    mesh: str = key("mesh path, relative to the share dir or absolute")
+    mesh: str = key("mesh path: absolute, or relative to the share dir (bundled) or to the catalog file (a user's)")
     mass_kg: float = key("mass")
+    scale: float = key("the mesh's vertices times this are metres (0.001: a mesh in millimetres)", 1.0)
+    symmetry: Literal["auto", "none"] = key(
+        "auto: an axis where two principal moments agree (the cans' turn search); none: never", "auto"
+    )
+    com_m: list[float] | None = key("centre of mass in the mesh frame [m] (default: the convex hull's)", None)
+    inertia_kg_m2: list[list[float]] | None = key(
+        "3x3 inertia about the centre of mass, mesh axes (default: the hull's, scaled to the mass)", None
+    )
 
 
 class ObjectsConfig(Section):

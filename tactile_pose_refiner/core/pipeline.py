@@ -23,7 +23,7 @@ from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
-from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest
+from tactile_pose_refiner.core.symmetry import object_symmetry_axis, turn_to_lowest
 from tactile_pose_refiner.core.tracking.tracker import Tracker
 
 
@@ -67,17 +67,36 @@ class FrameRefiner:
         IV/CA before and after (a caller that takes its own metrics skips them)."""
         started = time.perf_counter()
         chosen = self.variant(variant)
-        names = tuple(chosen["sources"])
-        checkpoint = chosen.get("checkpoint")
         posed = self.hand.posed(frame) if posed is None else posed
-        settings, grids = self._settings(chosen, posed), self.config["symmetry_turn"]["grids_deg"]
-        T_from, start = T_initial, None
+        settings, start, refinement = self._settings(chosen, posed), "initial pose", None
         if chosen.get("start", "initial") == "lm":
-            T_from, start = self._second_order_start(frame, T_initial)
+            T_solved, start = self._second_order_start(frame, T_initial)
             if start.startswith("lm:"):  # a good fit: the refiner only polishes it
-                settings, grids = self._polish_settings(settings), self.config["polish"]["grids_deg"]
-                iterations = self._polish_iterations(posed) if iterations is None else iterations
-                start += f", polished {iterations} iterations" if iterations else ", hand corrected: not polished"
+                polish = self._polish_iterations(posed) if iterations is None else iterations
+                start += f", polished {polish} iterations" if polish else ", hand corrected: not polished"
+                grids = self.config["polish"]["grids_deg"]
+                polish_settings = self._polish_settings(settings)
+                refinement = self._run(frame, chosen, posed, T_solved, polish_settings, polish, grids, on_iteration)
+                problems = implausible(refinement, self.config["plausibility"])
+                if problems:  # a solve that fit depth and touch well enough, in a wrong basin
+                    start += f"; result implausible ({', '.join(problems)}): whole schedule"
+                    refinement = None
+        if refinement is None:
+            grids = self.config["symmetry_turn"]["grids_deg"]
+            refinement = self._run(frame, chosen, posed, T_initial, settings, iterations, grids, on_iteration)
+        if measure and not isinstance(posed, HandUnusable):
+            refinement.before = self.plausibility(T_initial, posed)
+            refinement.after = self.plausibility(refinement.T, posed)
+        refinement.diagnostics.status = with_implausible(refinement, self.config["plausibility"])
+        refinement.diagnostics.start = start
+        # the frame's whole work as a caller waits for it: sources built, runs, turn, measures
+        refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
+        return refinement
+
+    def _run(self, frame, chosen, posed, T_from, settings, iterations, grids, on_iteration=None) -> Refinement:
+        """The variant's sources built about T_from, the heuristic refiner run from it, the
+        output turned about a symmetry axis, and the restart."""
+        names, checkpoint = tuple(chosen["sources"]), chosen.get("checkpoint")
         built = build_sources(
             frame,
             self.object,
@@ -98,15 +117,7 @@ class FrameRefiner:
         refinement = refiner.run(T_from, iterations, on_iteration)
         if checkpoint and refinement.diagnostics.iterations:
             self._turn_about_symmetry_axis(refinement, built[checkpoint], grids)
-        refinement = refiner.restarted(refinement, iterations, on_iteration)
-        if measure and not isinstance(posed, HandUnusable):
-            refinement.before = self.plausibility(T_initial, posed)
-            refinement.after = self.plausibility(refinement.T, posed)
-        refinement.diagnostics.status = with_implausible(refinement, self.config["plausibility"])
-        refinement.diagnostics.start = start or "initial pose"
-        # the frame's whole work as a caller waits for it: sources built, runs, turn, measures
-        refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
-        return refinement
+        return refiner.restarted(refinement, iterations, on_iteration)
 
     @cached_property
     def tracker(self) -> Tracker:
@@ -156,7 +167,9 @@ class FrameRefiner:
         settings = self.config.get("symmetry_turn") or {}
         if not settings.get("enabled", False):
             return
-        axis = symmetry_axis(self.object.body.inertia, float(settings["moment_tolerance"]))
+        axis = object_symmetry_axis(
+            self.object.model.symmetry, self.object.body.inertia, float(settings["moment_tolerance"])
+        )
         if axis is None:
             return
         refinement.T, refinement.diagnostics.turn_deg = turn_to_lowest(
@@ -173,17 +186,23 @@ class FrameRefiner:
 def with_implausible(refinement: Refinement, limits: dict) -> str:
     """The refinement's status, "degraded: implausible result ..." where its fit or its hand
     contact is beyond what a real frame gives (absurd intrinsics, a wrong mesh, a broken hand)."""
+    problems = implausible(refinement, limits)
+    status = refinement.diagnostics.status
+    if not problems:
+        return status
+    label = f"implausible result ({', '.join(problems)})"
+    return f"degraded: {label}" if status == "ok" else f"{status}; {label}"
+
+
+def implausible(refinement: Refinement, limits: dict) -> list[str]:
+    """Where the refinement's final depth fit or its intersection (when measured) exceed the limits."""
     problems = []
     depth_loss = refinement.diagnostics.final_losses().get("depth")
     if depth_loss is not None and depth_loss > limits["max_depth_loss_mm2"]:
         problems.append(f"depth loss {depth_loss:.3g} mm2 > {limits['max_depth_loss_mm2']:g}")
     if refinement.after is not None and refinement.after.iv_cm3 > limits["max_intersection_cm3"]:
         problems.append(f"intersection {refinement.after.iv_cm3:.3g} cm3 > {limits['max_intersection_cm3']:g}")
-    status = refinement.diagnostics.status
-    if not problems:
-        return status
-    label = f"implausible result ({', '.join(problems)})"
-    return f"degraded: {label}" if status == "ok" else f"{status}; {label}"
+    return problems
 
 
 def variant_config(config: dict, variant: dict) -> dict:

@@ -31,6 +31,12 @@ def symmetry_axis(inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
     return None
 
 
+def object_symmetry_axis(symmetry: str, inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
+    """The axis of an object whose catalog entry leaves its symmetry to the moments ("auto"),
+    None where it declares none (a box whose moments happen to agree)."""
+    return None if symmetry == "none" else symmetry_axis(inertia, tolerance)
+
+
 def turned(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, angle_rad: float) -> np.ndarray:
     """T (4, 4) turned by angle about the object-frame axis through centre (object frame)."""
     return apply_delta(T, np.r_[np.zeros(3), angle_rad * (T[:3, :3] @ axis)], centre)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -51,14 +52,21 @@ def typestore():
 
 
 class EpisodeWriter:
-    """Writes Frames to a rosbag2 directory (one episode per bag)."""
+    """Writes Frames to a rosbag2 directory (one episode per bag). The bag is written in a
+    hidden folder beside `path` and moved there once closed without an error: an interrupted
+    or failed write leaves nothing that looks like an episode."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.exists():
+            raise FileExistsError(f"{self.path} exists")
         self.topics = load_config("topics")
         self.store = typestore()
         self.types = self.store.types
-        self.writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self.staging = self.path.parent / f".{self.path.name}.partial"
+        shutil.rmtree(self.staging, ignore_errors=True)  # an earlier write that was killed
+        self.staging.mkdir(parents=True)
+        self.writer = Writer(self.staging / self.path.name, version=9, storage_plugin=StoragePlugin.MCAP)
         self.connections = {}
 
     def __enter__(self) -> EpisodeWriter:
@@ -72,8 +80,13 @@ class EpisodeWriter:
         self.connections[key] = self.writer.add_connection(self.topics[key], TYPES[key], typestore=self.store)
         return self.connections[key]
 
-    def __exit__(self, *exc_info) -> None:
-        self.writer.close()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        try:
+            self.writer.close()
+            if exc_type is None:
+                (self.staging / self.path.name).rename(self.path)
+        finally:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
     def write(self, frame: Frame) -> None:
         header = self._header(frame.stamp_ns, frame.camera.frame_id)

@@ -227,6 +227,20 @@ def stale_by(node: Node, stamp, max_age_s: float) -> float | None:
     return age if abs(age) > max_age_s else None
 
 
+CATALOG_PARAMETER = {
+    "catalog": ("", "a user's object catalog file(s), ':'-separated, merged over the bundled one; empty: TPR_CATALOG")
+}
+
+
+def object_catalog(parameter: str):
+    """The object catalog of a node's `catalog` parameter (empty: the environment's TPR_CATALOG)."""
+    import os
+
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    return ObjectCatalog.from_config(catalogs=parameter.split(os.pathsep) if parameter.strip() else None)
+
+
 def default_topic(key: str) -> str:
     """Recorded/driver topic name of config/topics.yaml (remappable with -r)."""
     return str(load_config("topics")[key])

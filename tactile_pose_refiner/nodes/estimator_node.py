@@ -36,12 +36,21 @@ from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
 from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets
-from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node
+from tactile_pose_refiner.nodes.common import (
+    CATALOG_PARAMETER,
+    LATCHED,
+    OUTPUT_QOS,
+    RELIABLE_INPUTS,
+    GraphNode,
+    default_topic,
+    object_catalog,
+    run_node,
+)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue, object_id_qos
 
 PARAMETERS = {
+    **CATALOG_PARAMETER,
     **RELIABLE_INPUTS,
     "mode": ("classical", "classical, learned, ground_truth_noise (replay/benchmark only) or none"),
     "noise_setting": ("accurate", "ground_truth_noise: noise model of config/bench.yaml (accurate or paper)"),
@@ -58,7 +67,7 @@ BASE_SIGMA_M, BASE_SIGMA_RAD = 0.004, np.radians(4.4)
 class EstimatorNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("estimator_node", PARAMETERS)
-        self.catalog = ObjectCatalog.from_config()
+        self.catalog = object_catalog(self.params["catalog"])
         self.pose_pub = self.create_publisher(PoseStamped, "estimator/initial_pose", OUTPUT_QOS)
         self.cov_pub = self.create_publisher(PoseWithCovarianceStamped, "estimator/initial_pose_cov", OUTPUT_QOS)
         self.source_pub = self.create_publisher(String, "estimator/source", LATCHED)

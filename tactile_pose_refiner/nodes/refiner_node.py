@@ -31,10 +31,18 @@ from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable
-from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.core.scene.skin import contact_positions
 from tactile_pose_refiner.msg import RefinementDiagnostics
-from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, run_node, stale_by
+from tactile_pose_refiner.nodes.common import (
+    CATALOG_PARAMETER,
+    LATCHED,
+    OUTPUT_QOS,
+    RELIABLE_INPUTS,
+    GraphNode,
+    object_catalog,
+    run_node,
+    stale_by,
+)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
 from tactile_pose_refiner.nodes.track_mode import PARAMETERS as TRACK_PARAMETERS
@@ -44,6 +52,7 @@ from tactile_pose_refiner.nodes.track_mode import TrackMode
 DEPRECATED_SOURCE_FIELDS = ("physics", "render", "depth", "tactile")
 
 PARAMETERS = {
+    **CATALOG_PARAMETER,
     **RELIABLE_INPUTS,
     "device": ("cpu", "compute device of the refinement: cpu, cuda or auto (cuda without CUDA: cpu, labelled)"),
     "variant": ("ours", "refiner variant of config/refiner.yaml (ours, ours_paper, no_render, physics, ...)"),
@@ -68,7 +77,7 @@ class RefinerNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("refiner_node", PARAMETERS)
         torch.set_num_threads(max(1, self.params["torch_threads"]))
-        self.catalog = ObjectCatalog.from_config()
+        self.catalog = object_catalog(self.params["catalog"])
         self.hand = HandAssets.from_config()  # one hand model shared by every object's refiner
         self.refiners: dict[str, FrameRefiner] = {}
         self.config = self._refiner_config()

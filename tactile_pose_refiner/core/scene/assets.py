@@ -34,7 +34,7 @@ class ObjectAssets:
         return cls(
             model,
             object_sdf(mesh),
-            RigidBody.from_mesh(mesh, model.mass_kg),
+            RigidBody.from_mesh(mesh, model.mass_kg, model.com_m, model.inertia_kg_m2),
             MeshDistance(mesh.vertices, mesh.faces, device),
         )
 

@@ -3,10 +3,18 @@
 Each object has a visual mesh (texture seams keep duplicated vertices, UVs intact) and a
 geometry mesh (seam vertices merged) used for distances, volumes and sampling. Real scans
 are often not watertight; `watertight` says so and the distance code uses winding numbers.
+
+The bundled catalog (config/objects.yaml) is merged with the user's own catalog files: those a
+command is given (`--catalog FILE`, node parameter `catalog`), else those named by the
+environment variable TPR_CATALOG (os.pathsep-separated). A user's entry replaces a bundled one
+of the same id; its mesh path is relative to the file that names it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
+from tactile_pose_refiner.core.resources import ResourceError, load_config, load_yaml, share_dir
+
+CATALOG_ENV = "TPR_CATALOG"
+log = logging.getLogger(__name__)
 
 
 class ObjectModelError(ResourceError):
@@ -30,6 +41,10 @@ class ObjectModel:
     mass_kg: float
     visual: trimesh.Trimesh  # with .visual.uv; may duplicate seam vertices
     texture: np.ndarray | None  # (H, W, 3) uint8, None for untextured meshes
+    symmetry: str = "auto"  # auto: an axis where two principal moments agree; none: never
+    com_m: np.ndarray | None = None  # (3,) declared centre of mass (None: the convex hull's)
+    inertia_kg_m2: np.ndarray | None = None  # (3, 3) declared inertia about it (None: the hull's)
+    notes: list[str] = field(default_factory=list)  # what loading had to work around (a missing texture)
     geometry: trimesh.Trimesh = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,25 +70,46 @@ class ObjectModel:
         return self.texture[row, column]
 
     def vertex_colors(self) -> np.ndarray:
-        """(V, 3) uint8 colour of each visual vertex (texture lookup, or the mesh's colours)."""
+        """(V, 3) uint8 colour of each visual vertex: the texture's, the mesh's own vertex or
+        face colours, else its material's colour (grey without one)."""
         if self.texture is not None and self.uv is not None:
             return self.sample_texture(self.uv)
-        visual = self.visual.visual  # TextureVisuals without an image converts; ColorVisuals is one
-        colors = visual.to_color() if hasattr(visual, "to_color") else visual
-        return np.asarray(colors.vertex_colors)[:, :3]
+        visual = self.visual.visual
+        if getattr(visual, "kind", None) in ("vertex", "face"):  # ColorVisuals with colours of its own
+            return np.asarray(visual.vertex_colors)[:, :3]
+        colour = getattr(getattr(visual, "material", None), "main_color", None)
+        colour = np.asarray(colour if colour is not None else UNTEXTURED_GREY, dtype=np.uint8)[:3]
+        return np.tile(colour, (len(self.visual.vertices), 1))
+
+
+UNTEXTURED_GREY = (128, 128, 128)
 
 
 class ObjectCatalog:
-    """Object ids -> ObjectModel, from config/objects.yaml (or any {id: {mesh, mass_kg}})."""
+    """Object ids -> ObjectModel, from catalog entries {id: {mesh, mass_kg, scale, ...}}
+    (config/objects.yaml's `objects`); each entry's relative mesh path is resolved against the
+    folder of the file that named it."""
 
     def __init__(self, entries: dict[str, dict], base_dir: Path) -> None:
-        self.entries = entries
+        self.entries = dict(entries)
         self.base_dir = base_dir
+        self.base_dirs = {object_id: Path(base_dir) for object_id in entries}
         self._cache: dict[str, ObjectModel] = {}
 
     @classmethod
-    def from_config(cls, name: str = "objects") -> ObjectCatalog:
-        return cls(load_config(name)["objects"], share_dir())
+    def from_config(cls, name: str = "objects", catalogs: Sequence[str | os.PathLike] | None = None) -> ObjectCatalog:
+        """The bundled catalog with the user's merged over it: `catalogs`, else TPR_CATALOG."""
+        catalog = cls(load_config(name)["objects"], share_dir())
+        for path in user_catalog_paths(catalogs):
+            catalog.merge(read_catalog_file(path), path.parent)
+        return catalog
+
+    def merge(self, entries: dict[str, dict], base_dir: Path) -> None:
+        """Add (or replace) entries whose relative mesh paths start at base_dir."""
+        for object_id, entry in entries.items():
+            self.entries[object_id] = entry
+            self.base_dirs[object_id] = Path(base_dir)
+            self._cache.pop(object_id, None)
 
     @property
     def ids(self) -> list[str]:
@@ -86,12 +122,21 @@ class ObjectCatalog:
             self._entry(object_id)
         return ids
 
+    def mesh_path(self, object_id: str) -> Path:
+        path = Path(self._entry(object_id)["mesh"]).expanduser()
+        return path if path.is_absolute() else self.base_dirs[object_id] / path
+
     def load(self, object_id: str) -> ObjectModel:
         if object_id not in self._cache:
             entry = self._entry(object_id)
-            path = Path(entry["mesh"])
-            path = path if path.is_absolute() else self.base_dir / path
-            self._cache[object_id] = load_object(object_id, path, float(entry.get("mass_kg", 0.5)))
+            model = load_object(
+                object_id, self.mesh_path(object_id), float(entry.get("mass_kg", 0.5)), float(entry.get("scale", 1.0))
+            )
+            model.symmetry = entry.get("symmetry", "auto")
+            model.com_m = None if entry.get("com_m") is None else np.asarray(entry["com_m"], dtype=np.float64)
+            inertia = entry.get("inertia_kg_m2")
+            model.inertia_kg_m2 = None if inertia is None else np.asarray(inertia, dtype=np.float64).reshape(3, 3)
+            self._cache[object_id] = model
         return self._cache[object_id]
 
     def _entry(self, object_id: str) -> dict:
@@ -100,8 +145,34 @@ class ObjectCatalog:
         return self.entries[object_id]
 
 
-def load_object(object_id: str, path: Path, mass_kg: float) -> ObjectModel:
-    """Load a mesh file with its texture; clear errors naming the file."""
+def user_catalog_paths(catalogs: Sequence[str | os.PathLike] | None = None) -> list[Path]:
+    """The user's catalog files: `catalogs` when given, else TPR_CATALOG's (a missing file raises)."""
+    if catalogs is None:
+        catalogs = [part for part in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if part.strip()]
+    paths = [Path(str(path)).expanduser().resolve() for path in catalogs if str(path).strip()]
+    for path in paths:
+        if not path.is_file():
+            raise ObjectModelError(f"object catalog not found: {path}")
+    return paths
+
+
+def read_catalog_file(path: Path) -> dict[str, dict]:
+    """A user's catalog file's `objects`, checked against the catalog's schema (an empty file
+    has none)."""
+    from tactile_pose_refiner.core.config_schema import ConfigError, validate
+
+    content = load_yaml(path) if path.stat().st_size else {}
+    content = content or {"objects": {}}
+    try:
+        validate("objects", content, str(path))
+    except ConfigError as exc:
+        raise ObjectModelError(str(exc)) from None
+    return dict(content.get("objects") or {})
+
+
+def load_object(object_id: str, path: Path, mass_kg: float, scale: float = 1.0) -> ObjectModel:
+    """Load a mesh file with its texture, its vertices times `scale` (metres); clear errors
+    naming the file."""
     if not path.is_file():
         raise ObjectModelError(f"object '{object_id}': mesh file not found: {path}")
     try:
@@ -112,10 +183,15 @@ def load_object(object_id: str, path: Path, mass_kg: float) -> ObjectModel:
         raise ObjectModelError(f"object '{object_id}': {path} holds no triangles")
     if not np.isfinite(mesh.vertices).all():
         raise ObjectModelError(f"object '{object_id}': {path} has non-finite vertices")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ObjectModelError(f"object '{object_id}': scale must be a positive number, got {scale}")
+    if scale != 1.0:
+        mesh.apply_scale(scale)
     problem = not_a_hand_held_solid(mesh)
     if problem is not None:
         raise ObjectModelError(f"object '{object_id}': {path} {problem}")
-    return ObjectModel(object_id, path, mass_kg, mesh, _texture(object_id, path, mesh))
+    texture, notes = _texture(object_id, path, mesh)
+    return ObjectModel(object_id, path, mass_kg, mesh, texture, notes=notes)
 
 
 # A hand-held object in metres: every side between 1 mm and 1 m.
@@ -128,20 +204,25 @@ def not_a_hand_held_solid(mesh: trimesh.Trimesh) -> str | None:
     if len(mesh.faces) < 4 or extents.min() < MIN_EXTENT_M:
         return f"is not a solid: {len(mesh.faces)} faces, sides {np.round(extents, 4).tolist()} m"
     if extents.max() > MAX_EXTENT_M:
-        return f"is {extents.max():.3g} m long: meshes must be in metres (is it in millimetres?)"
+        return (
+            f"is {extents.max():.3g} m long: meshes must be in metres (in millimetres? give it scale 0.001, "
+            "tpr add-object --scale 0.001)"
+        )
     return None
 
 
-def _texture(object_id: str, path: Path, mesh: trimesh.Trimesh) -> np.ndarray | None:
+def _texture(object_id: str, path: Path, mesh: trimesh.Trimesh) -> tuple[np.ndarray | None, list[str]]:
+    """The mesh's texture image, or None (untextured: vertex colours or grey) with a note on a
+    texture its material names but that cannot be read."""
+    image = getattr(getattr(mesh.visual, "material", None), "image", None)
+    if image is not None:
+        return np.asarray(image.convert("RGB")), []
     material_texture = _declared_texture(path)
     if material_texture is None:
-        return None  # untextured mesh: vertex/face colours or grey
-    image = getattr(getattr(mesh.visual, "material", None), "image", None)
-    if image is None:
-        raise ObjectModelError(
-            f"object '{object_id}': texture {material_texture} named by the material of {path} is missing or unreadable"
-        )
-    return np.asarray(image.convert("RGB"))
+        return None, []
+    note = f"texture {material_texture} named by the material of {path} is missing or unreadable: untextured"
+    log.warning("object '%s': %s", object_id, note)
+    return None, [note]
 
 
 def _declared_texture(path: Path) -> Path | None:

@@ -15,14 +15,15 @@ import numpy as np
 from tactile_pose_refiner.core.estimation.model_cloud import colour_cost, coloured_samples
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.scene.objects import ObjectModel
-from tactile_pose_refiner.core.symmetry import symmetry_axis, turn_to_lowest
+from tactile_pose_refiner.core.symmetry import object_symmetry_axis, turn_to_lowest
 
 
 class TextureTurn:
     """The texture turn of one object: active where its inertia has a symmetry axis."""
 
     def __init__(self, model: ObjectModel, inertia: np.ndarray, centre: np.ndarray, config: dict) -> None:
-        self.axis = symmetry_axis(inertia, float(config["moment_tolerance"])) if config["enabled"] else None
+        tolerance = float(config["moment_tolerance"])
+        self.axis = object_symmetry_axis(model.symmetry, inertia, tolerance) if config["enabled"] else None
         self.centre = np.asarray(centre, dtype=np.float64)
         self.config = config
         if self.axis is not None:
