@@ -60,18 +60,10 @@ def graph_actions(nodes: dict) -> list:
 
 
 def visualisation_actions(share: Path) -> list:
-    """The hand model for RViz (robot_state_publisher on the mapped joint states) and RViz."""
-    urdf = (share / "urdf" / "allegro_hand_right.urdf").read_text()
+    """RViz. joint_state_node publishes the hand's TF tree and robot_description itself (a
+    robot_state_publisher beside it would give every link a second parent)."""
     show = IfCondition(LaunchConfiguration("rviz"))
     return [
-        Node(
-            package="robot_state_publisher",
-            executable="robot_state_publisher",
-            output="screen",
-            parameters=[{"robot_description": urdf}],
-            remappings=[("joint_states", "hand/joint_states")],
-            condition=show,
-        ),
         Node(
             package="rviz2", executable="rviz2", arguments=["-d", str(share / "rviz" / "refiner.rviz")], condition=show
         ),

@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO
 
 LAUNCH_FILES = ("refiner.launch.py", "replay.launch.py")
-ROBOT_EXECUTABLES = {"robot_state_publisher", "rviz2"}  # exec_depend in package.xml
+ROBOT_EXECUTABLES = {"rviz2"}  # exec_depend in package.xml
 
 
 class Recorded:
@@ -90,10 +90,12 @@ def test_rviz_shows_topics_the_graph_publishes():
         "/rgbd/object_points",
         "/tactile/contacts",
         "/robot_description",
+        "/refiner/pose",
+        "/estimator/initial_pose",
         yaml.safe_load((REPO / "config" / "topics.yaml").read_text())["color_image"],
     }
     assert topics <= published, topics - published
-    assert {"/refiner/markers", "/rgbd/object_points", "/robot_description"} <= topics
+    assert {"/refiner/markers", "/rgbd/object_points", "/robot_description", "/refiner/pose"} <= topics
 
 
 def test_launch_file_loads_with_real_launch_where_installed():

@@ -20,7 +20,8 @@ REQUIRED_DEPENDENCIES = {
     "diagnostic_msgs",
     "visualization_msgs",
     "message_filters",
-    "tf2_ros",
+    "tf2_ros_py",  # the rosdep key of Python's `import tf2_ros` (tf2_ros is the C++ package)
+    "tf2_msgs",
     "launch_ros",
     "launch_testing",
     "rosidl_default_generators",

@@ -1,29 +1,43 @@
 """joint_state_node: Allegro JointState (either driver naming) -> the hand's state for the
-other nodes.
+other nodes, and the hand's TF tree.
 
-Subscribes `/joint_states` (sensor_msgs/JointState, SensorDataQoS). Publishes
-`hand/joint_states` (the 16 URDF joints, same stamp; what tactile_node and refiner_node use)
-and `hand/link_poses` (geometry_msgs/PoseArray of the links sorted by name, as logged at start,
-in the hand base frame), and broadcasts TF base -> link where tf2_ros is
-importable. A state that lacks hand joints or holds NaN is reported on /diagnostics and not
-forwarded.
+Subscribes `/joint_states` (sensor_msgs/JointState, SensorDataQoS) and the hand base pose in the
+camera frame (`/hand/base_pose`). Publishes `hand/joint_states` (the 16 URDF joints, same stamp;
+what tactile_node and refiner_node use), `hand/link_poses` (geometry_msgs/PoseArray of the links
+sorted by name, as logged at start, in the hand base frame) and `robot_description` (the URDF,
+its links named as in TF). It owns the hand's TF tree: one transform per URDF joint (parent
+link -> child link) and camera -> hand base from the base pose, frame names prefixed with
+`frame_prefix` (the vendor driver's `ah_`), sent through tf2_ros where it is importable (else
+through tf2_msgs on /tf where that is; else none, logged). A state that lacks hand joints or
+holds NaN is reported on /diagnostics and not forwarded.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from geometry_msgs.msg import PoseArray, TransformStamped
+from geometry_msgs.msg import PoseArray, PoseStamped, TransformStamped
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 
+from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.core.scene.kinematics import HandInputError, HandKinematics
-from tactile_pose_refiner.nodes.common import OUTPUT_QOS, RELIABLE_INPUTS, GraphNode, default_topic, run_node, stale_by
+from tactile_pose_refiner.core.scene.tf_tree import Edge, hand_edges, prefixed_urdf
+from tactile_pose_refiner.nodes.common import (
+    LATCHED,
+    OUTPUT_QOS,
+    RELIABLE_INPUTS,
+    GraphNode,
+    default_topic,
+    run_node,
+    stale_by,
+)
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
-    "base_frame": ("base_link", "hand base frame id of the link poses and TF"),
+    "frame_prefix": ("ah_", "prefix of the hand's TF frame names (the vendor driver's ah_; empty: the URDF's own)"),
     "max_age_s": (0.0, "drop joint states older than this against the node clock [s]; 0: off"),
-    "publish_tf": (True, "broadcast base -> link transforms when tf2_ros is importable"),
+    "publish_tf": (True, "broadcast the hand's TF tree (URDF joints, camera -> base) where tf2 is importable"),
 }
 
 
@@ -31,21 +45,34 @@ class JointStateNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("joint_state_node", PARAMETERS)
         self.hand = HandKinematics.from_config()  # numpy FK: this node never needs torch
+        self.prefix = str(self.params["frame_prefix"])
+        self.base_frame = self.prefix + self.hand.root
         self.joints_pub = self.create_publisher(JointState, "hand/joint_states", OUTPUT_QOS)
         self.poses_pub = self.create_publisher(PoseArray, "hand/link_poses", OUTPUT_QOS)
-        self.tf = self._tf_broadcaster() if self.params["publish_tf"] else None
+        description = self.create_publisher(String, "robot_description", LATCHED)
+        description.publish(String(data=prefixed_urdf(self.hand.urdf_path.read_text(), self.prefix)))
+        self.send_transforms, tf_note = self._tf_sender() if self.params["publish_tf"] else (None, "off")
         self.create_subscription(JointState, default_topic("joint_states"), self.on_joint_state, self.inputs)
+        self.create_subscription(PoseStamped, default_topic("hand_pose"), self.on_hand_pose, self.inputs)
         self.get_logger().info(
             f"link pose order: {sorted(self.hand.link_poses(np.zeros(len(self.hand.joint_names))))}; "
-            f"TF {'on' if self.tf else 'off (tf2_ros not importable)'}"
+            f"hand base frame {self.base_frame}; TF {tf_note}"
         )
 
-    def _tf_broadcaster(self):
+    def _tf_sender(self):
+        """(send(list of TransformStamped), how): tf2_ros's broadcaster, else TFMessage on /tf."""
         try:
             from tf2_ros import TransformBroadcaster
+
+            return TransformBroadcaster(self).sendTransform, "on (tf2_ros)"
         except ImportError:
-            return None
-        return TransformBroadcaster(self)
+            pass
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            return None, "off (neither tf2_ros nor tf2_msgs importable)"
+        publisher = self.create_publisher(TFMessage, "/tf", 100)
+        return (lambda transforms: publisher.publish(TFMessage(transforms=transforms))), "on (tf2_msgs on /tf)"
 
     def on_joint_state(self, msg: JointState) -> None:
         stale = stale_by(self, msg.header.stamp, self.params["max_age_s"])
@@ -60,21 +87,35 @@ class JointStateNode(GraphNode):
         self.joints_pub.publish(JointState(header=msg.header, name=list(self.hand.joint_names), position=q.tolist()))
         poses = self.hand.link_poses(q)
         names = sorted(poses)
-        header = msg.header.__class__(stamp=msg.header.stamp, frame_id=self.params["base_frame"])
+        header = msg.header.__class__(stamp=msg.header.stamp, frame_id=self.base_frame)
         self.poses_pub.publish(PoseArray(header=header, poses=[matrix_to_pose_msg(poses[n]) for n in names]))
-        if self.tf is not None:
-            self.tf.sendTransform([self._transform(header, name, poses[name]) for name in names])
+        if self.send_transforms is not None:
+            self.send_transforms(self.hand_transforms(msg.header.stamp, q))
         self.diagnostics.report("ok", "publishing hand state")
 
-    @staticmethod
-    def _transform(header, child: str, matrix) -> TransformStamped:
-        pose = matrix_to_pose_msg(matrix)
-        transform = TransformStamped(header=header, child_frame_id=child)
-        transform.transform.translation.x = pose.position.x
-        transform.transform.translation.y = pose.position.y
-        transform.transform.translation.z = pose.position.z
-        transform.transform.rotation = pose.orientation
-        return transform
+    def hand_transforms(self, stamp, q: np.ndarray) -> list[TransformStamped]:
+        """The hand's chain at q: one transform per URDF joint."""
+        return [transform(stamp, edge) for edge in hand_edges(self.hand, q, self.prefix)]
+
+    def on_hand_pose(self, msg: PoseStamped) -> None:
+        """Camera -> hand base: where RViz and tf2 users find the hand in the camera's frame."""
+        T = pose_fields_to_matrix(msg.pose)
+        if not msg.header.frame_id or not np.isfinite(T).all():
+            self.diagnostics.report("warn", "unusable hand base pose: no frame id or not finite")
+            return
+        if self.send_transforms is not None:
+            self.send_transforms([transform(msg.header.stamp, Edge(msg.header.frame_id, self.base_frame, T))])
+
+
+def transform(stamp, edge: Edge) -> TransformStamped:
+    pose = matrix_to_pose_msg(edge.T)
+    message = TransformStamped(child_frame_id=edge.child)
+    message.header.stamp, message.header.frame_id = stamp, edge.parent
+    message.transform.translation.x = pose.position.x
+    message.transform.translation.y = pose.position.y
+    message.transform.translation.z = pose.position.z
+    message.transform.rotation = pose.orientation
+    return message
 
 
 def main(args: list[str] | None = None) -> int:

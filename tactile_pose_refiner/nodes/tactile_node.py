@@ -37,7 +37,7 @@ PARAMETERS = {
     **RELIABLE_INPUTS,
     "input_format": ("tactile_array", "tactile_array (this package) or xela_vendor (SensStream)"),
     "vendor_topic": ("/xServTopic", "topic of the vendor stream (input_format xela_vendor)"),
-    "base_frame": ("base_link", "frame id of the contact points"),
+    "base_frame": ("ah_base_link", "frame id of the contact points (joint_state_node's frame_prefix + the URDF root)"),
     "joint_tolerance_s": (0.05, "largest stamp offset of the joint state used for the contacts [s]"),
     "max_age_s": (0.0, "drop readings older than this against the node clock [s]; 0: off"),
     "force_scale": (0.0, "sensor units -> newtons written into converted vendor readings"),

@@ -17,7 +17,7 @@ from tactile_pose_refiner.nodes.conversions import tactile_to_msg
 
 PARAMETERS = {
     "rate_hz": (100.0, "publishing rate [Hz] (the Xela server streams at about 100 Hz)"),
-    "frame_id": ("base_link", "header frame id"),
+    "frame_id": ("ah_base_link", "header frame id"),
     "link_names": (["link_13"], "hand link of each taxel"),
     "taxel_positions": ([0.0, 0.0, 0.0], "taxel centres in their link frame, x y z per taxel [m]"),
     "forces": ([0.0, 0.0, 0.0], "3-axis force per taxel, x y z per taxel [sensor units]"),

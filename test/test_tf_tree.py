@@ -1,0 +1,80 @@
+"""The hand's TF tree as tf2 accepts it: one parent per frame, no self transforms, every link
+reached from the camera frame; the robot model RViz draws names the same frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tactile_pose_refiner.core.geometry import invert
+from tactile_pose_refiner.core.scene.kinematics import HandKinematics
+from tactile_pose_refiner.core.scene.tf_tree import Edge, hand_edges, prefixed_urdf, tree_problems
+
+CAMERA = "camera_color_optical_frame"
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return HandKinematics.from_config()
+
+
+def _q(hand) -> np.ndarray:
+    return 0.5 * (hand.lower + hand.upper)
+
+
+def test_the_hand_chain_and_the_camera_edge_make_one_tree_from_the_camera(hand):
+    T_cam_base = np.eye(4)
+    T_cam_base[:3, 3] = [0.05, -0.02, 0.45]
+    edges = [Edge(CAMERA, "ah_" + hand.root, T_cam_base)] + hand_edges(hand, _q(hand), "ah_")
+    assert tree_problems(edges, CAMERA) == []
+    poses = hand.link_poses(_q(hand))
+    assert {e.child for e in edges} == {"ah_" + link for link in poses}
+    parent_of = {e.child: e for e in edges}
+    for link, T_base_link in poses.items():  # chaining the edges gives the kinematics' link poses
+        T, frame = np.eye(4), "ah_" + link
+        while frame != CAMERA:
+            T, frame = parent_of[frame].T @ T, parent_of[frame].parent
+        np.testing.assert_allclose(invert(T_cam_base) @ T, T_base_link, atol=1e-12)
+
+
+def test_what_the_node_broadcast_before_is_rejected(hand):
+    """Every link flat under the base, the base included (base_link -> base_link), beside a
+    robot_state_publisher's chain: a self transform and links with two parents."""
+    poses = hand.link_poses(_q(hand))
+    flat = [Edge(hand.root, link, T) for link, T in poses.items()]
+    problems = tree_problems(flat + hand_edges(hand, _q(hand)), hand.root)
+    assert f"self transform {hand.root}" in problems
+    assert any("has two parents" in p for p in problems)
+
+
+def test_the_robot_description_names_the_prefixed_frames(hand, tmp_path):
+    urdf = tmp_path / "hand.urdf"
+    urdf.write_text(prefixed_urdf(hand.urdf_path.read_text(), "ah_"))
+    prefixed = HandKinematics(urdf)
+    assert prefixed.root == "ah_" + hand.root
+    q = _q(hand)
+    plain, renamed = hand.link_poses(q), prefixed.link_poses(q)
+    assert set(renamed) == {"ah_" + link for link in plain}
+    for link, T in plain.items():
+        np.testing.assert_allclose(renamed["ah_" + link], T)
+    assert prefixed_urdf(hand.urdf_path.read_text(), "") == hand.urdf_path.read_text()
+
+
+def test_joint_state_node_sends_the_chain_with_its_prefix(hand):
+    """The node's transforms for a joint state, as tf2 would receive them."""
+    import rclpy
+
+    from tactile_pose_refiner.nodes.joint_state_node import JointStateNode
+
+    rclpy.init()
+    try:
+        node = JointStateNode()
+        sent = node.hand_transforms(node.get_clock().now().to_msg(), _q(hand))
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+    edges = [Edge(t.header.frame_id, t.child_frame_id, np.eye(4)) for t in sent] + [
+        Edge(CAMERA, node.base_frame, np.eye(4))
+    ]
+    assert node.base_frame == "ah_base_link" and tree_problems(edges, CAMERA) == []
+    assert len(sent) == len(hand.joints)
