@@ -51,10 +51,11 @@ def _worker_init(threads: int) -> None:
 
 
 def run_job(job: dict) -> list[dict]:
-    """One episode's chosen frames: a record per (frame, noise setting, method)."""
+    """One episode's chosen frames: a record per (frame, occlusion, noise setting, method)."""
     from tactile_pose_refiner.bench.methods import ObjectBench
     from tactile_pose_refiner.core.estimation import ESTIMATORS
     from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
+    from tactile_pose_refiner.core.occlusion import occluded
     from tactile_pose_refiner.core.scene.hand import HandUnusable
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.io.episode_bag import read_episode
@@ -70,55 +71,63 @@ def run_job(job: dict) -> list[dict]:
         if frame.object_id not in _benches:
             _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id), job["estimator"])
         bench = _benches[frame.object_id]
-        posed = bench.refiner.hand.posed(frame)  # the hand as the robot senses it
-        true_hand = bench.refiner.hand.posed_true(frame)  # ... and as it is: the metrics' hand
-        for hand in (posed, true_hand):
-            if isinstance(hand, HandUnusable):
-                raise ValueError(f"{episode} frame {index}: {hand}")
+        true_hand = bench.refiner.hand.posed_true(frame)  # the hand as it is: the metrics' hand
+        if isinstance(true_hand, HandUnusable):
+            raise ValueError(f"{episode} frame {index}: {true_hand}")
         truth = bench.truth(frame, true_hand)
-        hand_record = _hand_record(bench.refiner.hand, frame, posed, true_hand)
         key = f"{episode.name}/{index}"
-        for setting in job["noise"]:
-            estimated = None
-            if setting in noise:
-                T0 = noise[setting].noisy(frame.T_cam_obj, bench.refiner.object.body.com, key)
-            else:
-                estimate = bench.estimate(setting, frame, key)
-                if not estimate.ok:
-                    print(
-                        f"tpr bench: {key}: the {setting} estimator gave no pose ({estimate.status}); "
-                        "frame left out of that setting",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    continue
-                T0, estimated = estimate.T, _estimate_record(estimate, frame.T_cam_obj)
-            for method in job["methods"]:
-                result = bench.run(method, frame, T0, posed, job["iterations"], trace=job["trace"], key=key)
-                if method == "initial" and estimated:  # the initial pose took the estimator's time
-                    result.ms = estimated["ms"]
-                record = {
-                    "episode": episode.name,
-                    "episode_path": str(episode),
-                    "frame": index,
-                    "object": frame.object_id,
-                    "realism": (frame.realism or {}).get("preset", "clean"),
-                    "noise": setting,
-                    "method": method,
-                    "ms": result.ms,
-                    "status": result.status,
-                    **bench.metrics(result.T, frame.T_cam_obj, true_hand, truth),
-                    "truth": truth,
-                    "T_initial": T0.tolist(),
-                    "T": result.T.tolist(),
-                    "T_gt": frame.T_cam_obj.tolist(),
-                }
-                record.update(hand_record)
-                if result.trace:
-                    record["trace"] = result.trace
-                if estimated:
-                    record["estimate"] = estimated
-                records.append(record)
+        for occlusion in job["occlusion"]:
+            seen = frame if occlusion is None else occluded(frame, occlusion / 100.0, key)
+            seen_key = key if occlusion is None else f"{key}/occlusion {occlusion}"  # estimates per view
+            posed = bench.refiner.hand.posed(seen)  # the hand as the robot senses it
+            if isinstance(posed, HandUnusable):
+                raise ValueError(f"{episode} frame {index}: {posed}")
+            common = {
+                "episode": episode.name,
+                "episode_path": str(episode),
+                "frame": index,
+                "object": frame.object_id,
+                "realism": (frame.realism or {}).get("preset", "clean"),
+                "truth": truth,
+                "T_gt": frame.T_cam_obj.tolist(),
+                **_hand_record(bench.refiner.hand, frame, posed, true_hand),
+                **({} if occlusion is None else {"occlusion_pct": occlusion}),
+            }
+            for setting in job["noise"]:
+                estimated = None
+                if setting in noise:
+                    T0 = noise[setting].noisy(frame.T_cam_obj, bench.refiner.object.body.com, key)
+                else:
+                    estimate = bench.estimate(setting, seen, seen_key)
+                    if not estimate.ok:
+                        print(
+                            f"tpr bench: {key}: the {setting} estimator gave no pose ({estimate.status}); "
+                            "frame left out of that setting",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        continue
+                    T0, estimated = estimate.T, _estimate_record(estimate, frame.T_cam_obj)
+                for method in job["methods"]:
+                    result = bench.run(method, seen, T0, posed, job["iterations"], trace=job["trace"], key=seen_key)
+                    if method == "initial" and estimated:  # the initial pose took the estimator's time
+                        result.ms = estimated["ms"]
+                    record = {
+                        **common,
+                        "noise": setting,
+                        "setting": setting if occlusion is None else f"{setting}, occlusion {occlusion}%",
+                        "method": method,
+                        "ms": result.ms,
+                        "status": result.status,
+                        **bench.metrics(result.T, frame.T_cam_obj, true_hand, truth),
+                        "T_initial": T0.tolist(),
+                        "T": result.T.tolist(),
+                    }
+                    if result.trace:
+                        record["trace"] = result.trace
+                    if estimated:
+                        record["estimate"] = estimated
+                    records.append(record)
     return records
 
 
@@ -173,10 +182,11 @@ def _estimate_record(estimate, T_gt) -> dict:
 
 # --- aggregation and printing ------------------------------------------------------------------
 def summarise(records: list[dict]) -> dict:
-    """noise -> method -> {metric means, ms_per_frame, n_frames, per_object}."""
+    """setting (the noise, with the occlusion where swept) -> method -> {metric means,
+    ms_per_frame, n_frames, per_object}."""
     grouped: dict = defaultdict(lambda: defaultdict(list))
     for record in records:
-        grouped[record["noise"]][record["method"]].append(record)
+        grouped[record.get("setting", record["noise"])][record["method"]].append(record)
     return {noise: {method: _means(rows) for method, rows in methods.items()} for noise, methods in grouped.items()}
 
 
@@ -263,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--frames", type=int, default=None, help="frames per episode (evenly spaced)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    parser.add_argument(
+        "--occlusion",
+        default=None,
+        help="occlusion sweep: shares [%%] of the object's silhouette hidden, e.g. 0,25,50,75,100 (100: camera off)",
+    )
     parser.add_argument("--json", help="write the summary (and every record) here")
     parser.add_argument("--report", help="write plots and overlay images into this folder")
     return parser
@@ -280,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         methods += [f"ours@{n}" for n in args.sweep.split(",")]
     noise = args.noise.split(",")
     try:
+        occlusion = occlusion_levels(args.occlusion)
+    except ValueError as exc:
+        print(f"tpr bench: {exc}", file=sys.stderr)
+        return 2
+    try:
         check_methods(methods, load_config("refiner")["variants"])
         known = sorted(config["noise"]) + list(ESTIMATORS)
         unknown = [n for n in noise if n not in known] + (
@@ -294,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if not episodes:
         print(f"tpr bench: no rosbag2 episode under {args.data}", file=sys.stderr)
         return 2
-    jobs = _jobs(episodes, args, methods, noise)
+    jobs = _jobs(episodes, args, methods, noise, occlusion)
     workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
     total = sum(len(job["frames"]) for job in jobs)
     print(
@@ -309,14 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = summarise(records)
     truth = truth_means(records)
-    for setting in noise:
+    for setting in settings(noise, occlusion):
         ordered = {m: summary[setting][m] for m in methods if m in summary.get(setting, {})}
         print()
         # an estimator's rows stand beside the paper's estimator (its Table I, `accurate`)
         print(table(setting, ordered, truth, config["paper_tables"].get(setting, config["paper_tables"]["accurate"])))
         print(changes(ordered))
     if args.json:
-        _write_json(args, methods, noise, summary, truth, records)
+        _write_json(args, methods, noise, occlusion, summary, truth, records)
     if args.report:
         from tactile_pose_refiner.bench.report import write_report
 
@@ -348,7 +368,7 @@ def _run(jobs: list[dict], workers: int, total: int) -> list[dict]:
     return records
 
 
-def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str]) -> list[dict]:
+def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str], occlusion: list) -> list[dict]:
     """Each episode's frames in chunks of 5, so that workers share the load."""
     from rosbags.rosbag2 import Reader
 
@@ -367,17 +387,34 @@ def _jobs(episodes: list[Path], args, methods: list[str], noise: list[str]) -> l
                     "iterations": args.iterations,
                     "trace": bool(args.report),
                     "estimator": args.estimator,
+                    "occlusion": occlusion,
                 }
             )
     return jobs
 
 
-def _write_json(args, methods, noise, summary, truth, records) -> None:
+def occlusion_levels(spec: str | None) -> list:
+    """--occlusion '0,25,100' -> [0, 25, 100]; no sweep -> [None] (the frames as recorded)."""
+    if not spec:
+        return [None]
+    levels = [int(part) for part in spec.split(",") if part.strip()]
+    if not levels or any(not 0 <= level <= 100 for level in levels):
+        raise ValueError(f"--occlusion takes shares in percent, 0..100, got {spec!r}")
+    return levels
+
+
+def settings(noise: list[str], occlusion: list) -> list[str]:
+    """The table settings in order: each noise setting, per occlusion level where swept."""
+    return [n if level is None else f"{n}, occlusion {level}%" for level in occlusion for n in noise]
+
+
+def _write_json(args, methods, noise, occlusion, summary, truth, records) -> None:
     document = {
         "config": {
             "data": args.data,
             "methods": methods,
             "noise": noise,
+            "occlusion_pct": occlusion,
             "realism": sorted({r["realism"] for r in records}),
             "iterations": args.iterations,
             "frames": args.frames,
@@ -385,8 +422,8 @@ def _write_json(args, methods, noise, summary, truth, records) -> None:
             "noise_model": load_config("bench")["noise"],
         },
         "ground_truth": truth,
-        "methods": summary[noise[0]],  # SPEC §8 layout, for the first setting
-        "by_noise": summary,
+        "methods": summary[settings(noise, occlusion)[0]],  # SPEC §8 layout, for the first setting
+        "by_noise": summary,  # every setting: the noise, with the occlusion where swept
         "records": [{k: v for k, v in r.items() if k != "trace"} for r in records],
     }
     with open(args.json, "w", encoding="utf-8") as stream:

@@ -126,9 +126,13 @@ class FrameRefiner:
     def _second_order_start(self, frame: Frame, T_initial: np.ndarray) -> tuple[np.ndarray, str]:
         """The tracker's Levenberg-Marquardt solve from T_initial (depth, touch, hand contact; a
         can turned by its texture) and a line on it; a poor fit (depth or touch disagreeing with
-        it) gives T_initial back, for the whole schedule."""
+        it), or one without the depth points to judge it by (the camera occluded or off), gives
+        T_initial back, for the whole schedule."""
         solved = self.tracker.start(frame, T_initial)
         summary = f"{solved.iterations} iterations, {solved.ms:.0f} ms"
+        depth_points = solved.stats.get("depth", {}).get("points", 0)
+        if depth_points < int(self.tracker.config["confidence"]["min_depth_points"]):  # nothing judged its fit
+            return T_initial, f"lm unchecked ({depth_points} depth points; {summary}): whole schedule"
         if solved.problems or solved.lost or not np.isfinite(solved.T).all():
             return T_initial, f"lm fit poor ({', '.join(solved.problems) or solved.status}; {summary}): whole schedule"
         return solved.T, f"lm: {summary}"

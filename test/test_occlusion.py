@@ -1,0 +1,62 @@
+"""The occlusion sweep's frames (a share of the silhouette hidden, up to the camera off) and the
+refiner without a camera: touch, the hand and physics only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tactile_pose_refiner.bench.refine_bench import occlusion_levels, settings
+from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
+from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
+from tactile_pose_refiner.core.occlusion import OCCLUDER_IN_FRONT_MM, occluded
+
+import scenes
+
+
+def test_the_hidden_share_of_the_silhouette_is_the_share_asked_for():
+    frame = scenes.frame("008_pudding_box")
+    pixels = int((frame.mask > 0).sum())
+    for share in (0.25, 0.5, 0.75):
+        seen = occluded(frame, share, "test/0")
+        hidden = (frame.mask > 0) & (seen.mask == 0)
+        assert hidden.sum() == pytest.approx(share * pixels, abs=1)
+        lost = hidden & (frame.depth_mm > 0)  # the occluder stands in front of the object there
+        assert np.all(seen.depth_mm[lost] == frame.depth_mm[lost] - OCCLUDER_IN_FRONT_MM)
+        assert np.array_equal(occluded(frame, share, "test/0").mask, seen.mask)  # seeded by the frame
+    off = occluded(frame, 1.0, "test/0")
+    assert not off.mask.any() and not off.depth_mm.any() and not off.rgb.any()
+    assert occluded(frame, 0.0, "test/0") is frame
+
+
+def test_the_sweep_levels_and_their_settings():
+    assert occlusion_levels(None) == [None] and occlusion_levels("0,50,100") == [0, 50, 100]
+    with pytest.raises(ValueError, match="0..100"):
+        occlusion_levels("0,150")
+    assert settings(["paper"], [None]) == ["paper"]
+    assert settings(["accurate"], [0, 100]) == ["accurate, occlusion 0%", "accurate, occlusion 100%"]
+
+
+def test_with_the_camera_off_the_refiner_works_from_touch_and_the_hand():
+    """Camera off (no mask, no depth): the default refinement cannot judge a solve without depth
+    points and runs the whole schedule, in which touch and physics are the only usable sources;
+    from the estimator's accuracy they take the intersection away and the pose closer."""
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+
+    torch.set_num_threads(1)
+    frame = scenes.frame("008_pudding_box")
+    off = occluded(frame, 1.0, "test/0")
+    refiner = FrameRefiner(ObjectCatalog.from_config().load("008_pudding_box"))
+    posed = refiner.hand.posed(off)
+    truth_iv = refiner.plausibility(frame.T_cam_obj, posed).iv_cm3
+    T0 = InitialPoseNoise("accurate").noisy(frame.T_cam_obj, refiner.object.body.com, "test/1")
+    result = refiner.refine(off, T0, "ours", iterations=60, posed=posed)
+    d = result.diagnostics
+    print(f"\nstart: {d.start}; status: {d.status}")
+    assert d.start.startswith("lm unchecked (0 depth points") and "render" in d.status and "depth" in d.status
+    assert d.weights["render"] == [] or max(d.weights["render"]) == 0.0
+    assert abs(result.after.iv_cm3 - truth_iv) < 0.2 * abs(result.before.iv_cm3 - truth_iv)
+    assert position_error_cm(result.T, frame.T_cam_obj) < position_error_cm(T0, frame.T_cam_obj)
+    assert orientation_error_deg(result.T, frame.T_cam_obj) < orientation_error_deg(T0, frame.T_cam_obj)
