@@ -93,9 +93,15 @@ def frames_in(bag: Path) -> int:
 
 
 def replay_episode(
-    bag: Path, parameters: dict | None = None, start_timeout_s: float = 60.0, frame_timeout_s: float = 60.0, log=print
+    bag: Path,
+    parameters: dict | None = None,
+    start_timeout_s: float = 60.0,
+    frame_timeout_s: float = 60.0,
+    log=print,
+    remaps: dict[str, dict[str, str]] | None = None,
 ) -> ReplayRun:
-    """Run the graph on `bag` (node -> parameter overrides in `parameters`)."""
+    """Run the graph on `bag` (node -> parameter overrides in `parameters`, node -> topic
+    remappings in `remaps`)."""
     from tactile_pose_refiner.nodes.monitor import GraphMonitor
 
     topics = load_config("topics")
@@ -113,6 +119,8 @@ def replay_episode(
         **replay,
     }
     nodes = replay_graph(bag, parameters)
+    for name, rules in (remaps or {}).items():
+        nodes[name].remaps.update(rules)
     expected = frames_in(bag)
     with (
         isolated_ros_environment() as env,

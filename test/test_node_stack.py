@@ -72,6 +72,26 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
     assert all(code in (0, None) for code, _, _ in run.exits.values()), failures
 
 
+def test_with_the_camera_topics_absent_the_refiner_refines_from_touch(episode):
+    """refiner_node never receives an RGB-D bundle (its subscription remapped to a topic nobody
+    publishes): every initial pose is refined from touch, the hand and physics, published and
+    labelled touch_only, and the intersection falls."""
+    run = replay_episode(
+        episode,
+        {"refiner_node": {"input_wait_s": 3.0}, "estimator_node": {"mode": "classical"}},  # (it reads the bundles)
+        start_timeout_s=90,
+        frame_timeout_s=90,
+        log=lambda text: None,
+        remaps={"refiner_node": {"rgbd/bundle": "rgbd/bundle_nobody_publishes"}},
+    )
+    rows = run.rows()
+    assert len(rows) == FRAMES, run.statuses[-10:]
+    for entry in run.refined():
+        assert "touch_only: no RGB-D bundle" in entry["result"].status and np.isfinite(entry["T_refined"]).all()
+        assert list(entry["result"].source_names) == ["physics", "tactile"]
+    assert np.mean([r["iv_after"] for r in rows]) < np.mean([r["iv_before"] for r in rows])
+
+
 def test_replay_estimates_from_images_and_touch_then_refines(episode):
     """The estimator on the replayed images and touch (no ground truth): every frame gets an
     initial pose within the paper's estimator accuracy, labelled classical, then refined."""

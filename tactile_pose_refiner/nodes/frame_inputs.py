@@ -25,6 +25,7 @@ from std_msgs.msg import Header, String
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.core.images import ImageInputError, image_from_message
+from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReading
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RgbdBundle, TactileArray
@@ -32,6 +33,7 @@ from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, default_topic
 from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
 
 NO_HAND_POSE = np.full((4, 4), np.nan)
+NO_CAMERA = "touch_only: no RGB-D bundle"  # a frame assembled without the camera
 # The parameter FrameInputs.assemble reads in each node that uses it.
 SYNC_TOLERANCE = {"sync_tolerance_s": (0.05, "largest stamp offset of touch, joints and hand pose from the image [s]")}
 
@@ -47,6 +49,7 @@ class FrameInputs:
     def __init__(self, node, qos, on_bundle: Callable | None = None) -> None:
         """Subscribes on `node` with `qos`; on_bundle(msg) is called after each bundle is kept."""
         self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
+        self.last_camera: PinholeCamera | None = None  # a camera-off frame keeps the last intrinsics
         # bundles the estimator announced it works on (estimator/working_on): an estimate on a
         # loaded robot takes longer than the ring of the last 30 bundles (1 s at 30 Hz) lasts
         self.pinned, self.wanted = StampedBuffer(PINNED_BUNDLES), deque(maxlen=PINNED_BUNDLES)
@@ -80,23 +83,24 @@ class FrameInputs:
     def _on_object_id(self, msg: String) -> None:
         self.object_id = msg.data
 
-    def assemble(self, stamp: int, tolerance: float, deadline: float) -> tuple[Frame, list[str]]:
+    def assemble(
+        self, stamp: int, tolerance: float, deadline: float, camera_optional: bool = False
+    ) -> tuple[Frame, list[str]]:
         """The Frame at `stamp` (ns) and what is missing from it; deadline (time.monotonic):
-        until when its pieces may still arrive."""
+        until when its pieces may still arrive. camera_optional: without a bundle the frame has
+        no image, depth or mask (labelled NO_CAMERA) instead of being an InputError."""
         found = self._wait_for(self.bundles, stamp, tolerance, deadline) or self.pinned.nearest(stamp, tolerance)
-        if found is None:
+        if found is None and not camera_optional:
             raise InputError(f"missing input: no RGB-D bundle within {tolerance} s of stamp {stamp}")
         if not _wait_until(lambda: self.object_id is not None, deadline):
             raise InputError("missing input: no object id received")
-        bundle = found[0]
-        try:
-            rgb = image_from_message(bundle.color, "color")
-            depth_mm = image_from_message(bundle.depth, "depth")
-            mask = image_from_message(bundle.mask, "mask") if bundle.mask.height else None
-            camera = camera_from_info(bundle.camera_info)
-        except (ImageInputError, ValueError) as exc:
-            raise InputError(f"unusable input: RGB-D bundle: {exc}") from exc
-        degraded = [] if bundle.status == "ok" else [f"rgbd {bundle.status}"]
+        if found is None:
+            camera, degraded = self.last_camera or PinholeCamera.from_config(), [NO_CAMERA]
+            rgb = np.zeros((camera.height, camera.width, 3), np.uint8)
+            depth_mm, mask = np.zeros((camera.height, camera.width), np.uint16), None
+        else:
+            rgb, depth_mm, mask, camera = self._images(found[0])
+            degraded = [] if found[0].status == "ok" else [f"rgbd {found[0].status}"]
         tactile, joints, hand = (
             self._wait_for(buffer, stamp, tolerance, deadline)
             for buffer in (self.tactile, self.joints, self.hand_poses)
@@ -119,6 +123,17 @@ class FrameInputs:
             T_cam_base=pose_fields_to_matrix(hand[0].pose) if hand else NO_HAND_POSE,
         )
         return frame, degraded
+
+    def _images(self, bundle) -> tuple:
+        try:
+            rgb = image_from_message(bundle.color, "color")
+            depth_mm = image_from_message(bundle.depth, "depth")
+            mask = image_from_message(bundle.mask, "mask") if bundle.mask.height else None
+            camera = camera_from_info(bundle.camera_info)
+        except (ImageInputError, ValueError) as exc:
+            raise InputError(f"unusable input: RGB-D bundle: {exc}") from exc
+        self.last_camera = camera
+        return rgb, depth_mm, mask, camera
 
     @staticmethod
     def _wait_for(buffer: StampedBuffer, stamp: int, tolerance: float, deadline: float):

@@ -44,7 +44,7 @@ from tactile_pose_refiner.nodes.common import (
     stale_by,
 )
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
-from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
+from tactile_pose_refiner.nodes.frame_inputs import NO_CAMERA, SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
 from tactile_pose_refiner.nodes.track_mode import PARAMETERS as TRACK_PARAMETERS
 from tactile_pose_refiner.nodes.track_mode import TrackMode
 
@@ -62,6 +62,10 @@ PARAMETERS = {
     ),
     **SYNC_TOLERANCE,
     "input_wait_s": (2.0, "how long after an initial pose its bundle, touch and joints may arrive [s]"),
+    "camera_off_variant": (
+        "touch_only",
+        "variant refining an initial pose whose RGB-D bundle never came (touch, hand, physics); empty: none",
+    ),
     "queue_size": (1, "initial poses waiting while a refinement runs (oldest dropped); 0: all"),
     "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),
     "torch_threads": (1, "torch CPU threads (the refiner's tensors are small: 1 is fastest on 2 cores)"),
@@ -135,12 +139,17 @@ class RefinerNode(GraphNode):
         T_initial = pose_fields_to_matrix(initial.pose)
         if not np.isfinite(T_initial).all() or abs(np.linalg.det(T_initial[:3, :3]) - 1) > 1e-3:
             raise InputError("unusable initial pose: not a finite rigid transform")
+        camera_off_variant = self.params["camera_off_variant"]
         frame, degraded = self.frames.assemble(
-            stamp_ns(initial.header.stamp), self.params["sync_tolerance_s"], arrived + self.params["input_wait_s"]
+            stamp_ns(initial.header.stamp),
+            self.params["sync_tolerance_s"],
+            arrived + self.params["input_wait_s"],
+            camera_optional=bool(camera_off_variant),
         )
         refiner = self.refiner_for(frame.object_id)
         posed = self.hand.posed(frame)
-        refinement = refiner.refine(frame, T_initial, posed=posed, on_iteration=self._stop_when_shutting_down)
+        variant = camera_off_variant if NO_CAMERA in degraded else None
+        refinement = refiner.refine(frame, T_initial, variant, posed=posed, on_iteration=self._stop_when_shutting_down)
         if not np.isfinite(refinement.T).all():
             raise InputError("failed: the refinement produced a non-finite pose (not published)")
         self.publish(initial, frame, refiner, posed, refinement, degraded)
