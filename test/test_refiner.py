@@ -263,13 +263,24 @@ def test_a_solve_that_polishes_to_an_implausible_fit_falls_back_to_the_whole_sch
     refiner = FrameRefiner(ObjectCatalog.from_config().load("008_pudding_box"))
     wrong = frame.T_cam_obj.copy()
     wrong[:3, 3] += [0.0, 0.02, 0.0]
-    refiner.tracker.start = lambda frame, T: TrackResult(wrong, np.eye(6), "reinitialised", 1.0, 5, wrong)
+    fit = {"depth": {"points": 800, "inliers": 800, "rms_mm": 1.0, "score": 1.0}}  # said to fit
+    refiner.tracker.start = lambda frame, T: TrackResult(wrong, np.eye(6), "reinitialised", 1.0, 5, wrong, fit)
     seen = []
     result = refiner.refine(frame, frame.T_cam_obj, "ours", iterations=2, on_iteration=lambda k, T: seen.append(T))
     print(f"\nstart: {result.diagnostics.start}")
     assert "result implausible (depth loss" in result.diagnostics.start
     assert result.diagnostics.start.endswith("whole schedule") and len(seen) == 4  # 2 polished, 2 from the start
     assert position_error_cm(result.T, frame.T_cam_obj) < 0.3 and result.diagnostics.status == "ok"
+    # a whole schedule that fits depth no better (half the object hidden: no pose fits it well)
+    # does not replace the solve
+    kept = refiner.refine(frame, frame.T_cam_obj, "ours", iterations=2, measure=False)
+    assert kept.diagnostics.start.endswith("whole schedule")
+    worse = copy.deepcopy(kept)
+    worse.diagnostics.losses["depth"][-1] = 1e6
+    refiner._whole_schedule = lambda *args: worse
+    result = refiner.refine(frame, frame.T_cam_obj, "ours", iterations=2, measure=False)
+    assert result.diagnostics.start.endswith("fit depth no better, solve kept")
+    assert position_error_cm(result.T, wrong) < 0.05  # the solve's pose, polished two small steps
 
 
 def test_frame_without_hand_or_mask_degrades_to_the_initial_pose():

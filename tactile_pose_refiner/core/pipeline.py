@@ -78,12 +78,15 @@ class FrameRefiner:
                 polish_settings = self._polish_settings(settings)
                 refinement = self._run(frame, chosen, posed, T_solved, polish_settings, polish, grids, on_iteration)
                 problems = implausible(refinement, self.config["plausibility"])
-                if problems:  # a solve that fit depth and touch well enough, in a wrong basin
+                if problems:  # a solve that fit depth and touch well enough, in a wrong basin?
                     start += f"; result implausible ({', '.join(problems)}): whole schedule"
-                    refinement = None
+                    whole = self._whole_schedule(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
+                    if depth_loss(whole) < depth_loss(refinement):
+                        refinement = whole
+                    else:  # an occluded object fits no better from anywhere
+                        start += " fit depth no better, solve kept"
         if refinement is None:
-            grids = self.config["symmetry_turn"]["grids_deg"]
-            refinement = self._run(frame, chosen, posed, T_initial, settings, iterations, grids, on_iteration)
+            refinement = self._whole_schedule(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
         if measure and not isinstance(posed, HandUnusable):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
@@ -92,6 +95,10 @@ class FrameRefiner:
         # the frame's whole work as a caller waits for it: sources built, runs, turn, measures
         refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
         return refinement
+
+    def _whole_schedule(self, frame, chosen, posed, T_initial, settings, iterations, on_iteration) -> Refinement:
+        grids = self.config["symmetry_turn"]["grids_deg"]
+        return self._run(frame, chosen, posed, T_initial, settings, iterations, grids, on_iteration)
 
     def _run(self, frame, chosen, posed, T_from, settings, iterations, grids, on_iteration=None) -> Refinement:
         """The variant's sources built about T_from, the heuristic refiner run from it, the
@@ -196,6 +203,12 @@ def with_implausible(refinement: Refinement, limits: dict) -> str:
         return status
     label = f"implausible result ({', '.join(problems)})"
     return f"degraded: {label}" if status == "ok" else f"{status}; {label}"
+
+
+def depth_loss(refinement: Refinement) -> float:
+    """The refinement's final depth loss [mm^2]; inf where it has none."""
+    value = refinement.diagnostics.final_losses().get("depth")
+    return float(value) if value is not None and np.isfinite(value) else np.inf
 
 
 def implausible(refinement: Refinement, limits: dict) -> list[str]:
