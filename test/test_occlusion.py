@@ -60,3 +60,15 @@ def test_with_the_camera_off_the_refiner_works_from_touch_and_the_hand():
     assert abs(result.after.iv_cm3 - truth_iv) < 0.2 * abs(result.before.iv_cm3 - truth_iv)
     assert position_error_cm(result.T, frame.T_cam_obj) < position_error_cm(T0, frame.T_cam_obj)
     assert orientation_error_deg(result.T, frame.T_cam_obj) < orientation_error_deg(T0, frame.T_cam_obj)
+
+
+def test_fingers_in_contact_are_those_with_a_taxel_over_the_contact_threshold():
+    from tactile_pose_refiner.core.scene.skin import TactileReading, fingers_in_contact
+
+    links = ["link_13", "link_13", "link_23", "link_04", "palm_link"] + ["link_33"] * 20
+    forces = np.zeros((len(links), 3))
+    forces[[1, 2, 4], 2] = 2000.0  # index, middle and the palm press; the thumb and ring do not
+    reading = TactileReading(tuple(links), np.arange(len(links)), np.zeros((len(links), 3)), forces)
+    fingers = {"index": ["link_13"], "middle": ["link_23"], "ring": ["link_33"], "thumb": ["link_04"]}
+    assert fingers_in_contact(reading, 150.0, fingers) == ["index", "middle"]
+    assert fingers_in_contact(reading, 5000.0, fingers) == []

@@ -58,6 +58,7 @@ def run_job(job: dict) -> list[dict]:
     from tactile_pose_refiner.core.occlusion import occluded
     from tactile_pose_refiner.core.scene.hand import HandUnusable
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+    from tactile_pose_refiner.core.scene.skin import fingers_in_contact
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     episode = Path(job["episode"])
@@ -91,6 +92,9 @@ def run_job(job: dict) -> list[dict]:
                 "truth": truth,
                 "T_gt": frame.T_cam_obj.tolist(),
                 **_hand_record(bench.refiner.hand, frame, posed, true_hand),
+                "fingers_in_contact": len(
+                    fingers_in_contact(frame.tactile, bench.refiner.hand.contact_threshold, _finger_links())
+                ),
                 **({} if occlusion is None else {"occlusion_pct": occlusion}),
             }
             for setting in job["noise"]:
@@ -129,6 +133,10 @@ def run_job(job: dict) -> list[dict]:
                         record["estimate"] = estimated
                     records.append(record)
     return records
+
+
+def _finger_links() -> dict[str, list[str]]:
+    return {name: finger["links"] for name, finger in load_config("generator")["fingers"].items()}
 
 
 def _hand_record(hand, frame, posed, true_hand) -> dict:

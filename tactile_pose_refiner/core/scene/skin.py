@@ -199,6 +199,15 @@ def contact_threshold(reading: TactileReading, gamma: float, noise_factor: float
     return max(gamma, noise_factor * sigma)
 
 
+def fingers_in_contact(reading: TactileReading, gamma: float, fingers: dict[str, list[str]]) -> list[str]:
+    """The fingers (name -> its links) with a taxel in contact, by the contact rule the sources use."""
+    if reading is None or len(reading.forces) == 0:
+        return []
+    touching = reading.in_contact(contact_threshold(reading, gamma, _noise_factor()))
+    links = {str(link) for link, on in zip(reading.link_names, touching) if on}
+    return [name for name, finger_links in fingers.items() if links & set(finger_links)]
+
+
 @lru_cache(maxsize=1)
 def _noise_factor() -> float:
     return float(load_config("tactile").get("contact_noise_factor", 0.0))
