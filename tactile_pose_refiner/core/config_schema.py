@@ -108,6 +108,7 @@ class RefinerConfig(Section):
     symmetry_turn: SymmetryTurn = key("the output turned about a symmetry axis")
     restart: Restart = key("one more run from the converged output")
     polish: Polish = key("variants with `start: lm`: the heuristic refiner's short run from the solve's pose")
+    start_hypotheses: int = key("variants with `start: lm`: solves from the initial pose and K-1 drawn about it", 1)
     checkpoint_tolerance: float = key("a state within this share of the lowest checkpoint loss ties with it")
     physics_hand_band_m: float = key("hand points within this of the object at the initial pose take part [m]")
     plausibility: Plausibility = key("limits beyond which a refined pose is labelled implausible")

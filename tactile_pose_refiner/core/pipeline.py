@@ -135,7 +135,7 @@ class FrameRefiner:
         can turned by its texture) and a line on it; a poor fit (depth or touch disagreeing with
         it), or one without the depth points to judge it by (the camera occluded or off), gives
         T_initial back, for the whole schedule."""
-        solved = self.tracker.start(frame, T_initial)
+        solved = self.tracker.start(frame, T_initial, hypotheses=int(self.config.get("start_hypotheses", 1)))
         summary = f"{solved.iterations} iterations, {solved.ms:.0f} ms"
         depth_points = solved.stats.get("depth", {}).get("points", 0)
         if depth_points < int(self.tracker.config["confidence"]["min_depth_points"]):  # nothing judged its fit
