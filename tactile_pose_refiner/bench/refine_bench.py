@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,7 @@ def run_job(job: dict) -> list[dict]:
             raise ValueError(f"{episode} frame {index}: {true_hand}")
         truth = bench.truth(frame, true_hand)
         key = f"{episode.name}/{index}"
+        touching = fingers_in_contact(frame.tactile, bench.refiner.hand.contact_threshold, _finger_links())
         for occlusion in job["occlusion"]:
             seen = frame if occlusion is None else occluded(frame, occlusion / 100.0, key)
             seen_key = key if occlusion is None else f"{key}/occlusion {occlusion}"  # estimates per view
@@ -92,9 +94,7 @@ def run_job(job: dict) -> list[dict]:
                 "truth": truth,
                 "T_gt": frame.T_cam_obj.tolist(),
                 **_hand_record(bench.refiner.hand, frame, posed, true_hand),
-                "fingers_in_contact": len(
-                    fingers_in_contact(frame.tactile, bench.refiner.hand.contact_threshold, _finger_links())
-                ),
+                "fingers_in_contact": len(touching),
                 **({} if occlusion is None else {"occlusion_pct": occlusion}),
             }
             for setting in job["noise"]:
@@ -135,7 +135,9 @@ def run_job(job: dict) -> list[dict]:
     return records
 
 
+@lru_cache(maxsize=1)
 def _finger_links() -> dict[str, list[str]]:
+    """Finger -> its links, proximal to distal (config/generator.yaml)."""
     return {name: finger["links"] for name, finger in load_config("generator")["fingers"].items()}
 
 
@@ -147,7 +149,7 @@ def _hand_record(hand, frame, posed, true_hand) -> dict:
     if frame.joint_positions_true is None and frame.T_cam_base_true is None:
         return record
     sensed = hand.posed_sensed(frame)
-    tips = [finger["links"][-1] for finger in load_config("generator")["fingers"].values()]
+    tips = [links[-1] for links in _finger_links().values()]
     record["fingertip_error_mm"] = {
         "sensed": fingertip_distance_mm(sensed, true_hand, tips),
         "used": fingertip_distance_mm(posed, true_hand, tips),

@@ -72,19 +72,8 @@ class FrameRefiner:
         if chosen.get("start", "initial") == "lm":
             T_solved, start = self._second_order_start(frame, T_initial)
             if start.startswith("lm:"):  # a good fit: the refiner only polishes it
-                polish = self._polish_iterations(posed) if iterations is None else iterations
-                start += f", polished {polish} iterations" if polish else ", hand corrected: not polished"
-                grids = self.config["polish"]["grids_deg"]
-                polish_settings = self._polish_settings(settings)
-                refinement = self._run(frame, chosen, posed, T_solved, polish_settings, polish, grids, on_iteration)
-                problems = implausible(refinement, self.config["plausibility"])
-                if problems:  # a solve that fit depth and touch well enough, in a wrong basin?
-                    start += f"; result implausible ({', '.join(problems)}): whole schedule"
-                    whole = self._whole_schedule(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
-                    if depth_loss(whole) < depth_loss(refinement):
-                        refinement = whole
-                    else:  # an occluded object fits no better from anywhere
-                        start += " fit depth no better, solve kept"
+                run = (frame, chosen, posed, settings, iterations, on_iteration)
+                refinement, start = self._polished(run, T_initial, T_solved, start)
         if refinement is None:
             refinement = self._whole_schedule(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
         if measure and not isinstance(posed, HandUnusable):
@@ -95,6 +84,24 @@ class FrameRefiner:
         # the frame's whole work as a caller waits for it: sources built, runs, turn, measures
         refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
         return refinement
+
+    def _polished(self, run: tuple, T_initial: np.ndarray, T_solved: np.ndarray, start: str) -> tuple:
+        """The solve polished (and the start line said of it); where the result is implausible,
+        the whole schedule from T_initial instead if it fits depth better."""
+        frame, chosen, posed, settings, iterations, on_iteration = run
+        polish = self._polish_iterations(posed) if iterations is None else iterations
+        start += f", polished {polish} iterations" if polish else ", hand corrected: not polished"
+        grids, polish_settings = self.config["polish"]["grids_deg"], self._polish_settings(settings)
+        refinement = self._run(frame, chosen, posed, T_solved, polish_settings, polish, grids, on_iteration)
+        problems = implausible(refinement, self.config["plausibility"])
+        if not problems:
+            return refinement, start
+        # a solve that fit depth and touch well enough, in a wrong basin?
+        start += f"; result implausible ({', '.join(problems)}): whole schedule"
+        whole = self._whole_schedule(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
+        if depth_loss(whole) < depth_loss(refinement):
+            return whole, start
+        return refinement, start + " fit depth no better, solve kept"  # an occluded object fits no better anywhere
 
     def _whole_schedule(self, frame, chosen, posed, T_initial, settings, iterations, on_iteration) -> Refinement:
         grids = self.config["symmetry_turn"]["grids_deg"]
@@ -214,9 +221,9 @@ def depth_loss(refinement: Refinement) -> float:
 def implausible(refinement: Refinement, limits: dict) -> list[str]:
     """Where the refinement's final depth fit or its intersection (when measured) exceed the limits."""
     problems = []
-    depth_loss = refinement.diagnostics.final_losses().get("depth")
-    if depth_loss is not None and depth_loss > limits["max_depth_loss_mm2"]:
-        problems.append(f"depth loss {depth_loss:.3g} mm2 > {limits['max_depth_loss_mm2']:g}")
+    depth = depth_loss(refinement)
+    if np.isfinite(depth) and depth > limits["max_depth_loss_mm2"]:
+        problems.append(f"depth loss {depth:.3g} mm2 > {limits['max_depth_loss_mm2']:g}")
     if refinement.after is not None and refinement.after.iv_cm3 > limits["max_intersection_cm3"]:
         problems.append(f"intersection {refinement.after.iv_cm3:.3g} cm3 > {limits['max_intersection_cm3']:g}")
     return problems

@@ -92,7 +92,6 @@ class ObjectCatalog:
 
     def __init__(self, entries: dict[str, dict], base_dir: Path) -> None:
         self.entries = dict(entries)
-        self.base_dir = base_dir
         self.base_dirs = {object_id: Path(base_dir) for object_id in entries}
         self._cache: dict[str, ObjectModel] = {}
 
