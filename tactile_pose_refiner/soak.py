@@ -48,6 +48,8 @@ class SoakResult:
     latencies_ms: list[float] = field(default_factory=list)
     stamps: list[int] = field(default_factory=list)
     rss_mb: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> (t, MB)
+    pss_mb: dict[str, float] = field(default_factory=dict)  # node -> last PSS (shared pages split)
+    cpu_s: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> (t, CPU seconds)
     diagnostics: Counter = field(default_factory=Counter)
     stalls: int = 0
     crashed: list[str] = field(default_factory=list)
@@ -59,6 +61,13 @@ class SoakResult:
         samples = self.rss_mb.get(node, [])
         start = max(warmup_s, self.first_pose_s)
         return next((mb for t, mb in samples if t >= start), samples[-1][1])
+
+    def cpu_share(self, node: str, warmup_s: float) -> float:
+        """The node's CPU time after warm-up per second of the run (1.0: one core busy)."""
+        samples = [(t, cpu) for t, cpu in self.cpu_s.get(node, []) if t >= warmup_s] or self.cpu_s.get(node, [])
+        if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+            return float("nan")
+        return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
 
     def growth(self, node: str, warmup_s: float) -> float:
         samples = self.rss_mb.get(node, [])
@@ -189,13 +198,20 @@ class PoseTimer:
 
 
 def _sample_memory(graph: RunningGraph, result: SoakResult, elapsed: float) -> None:
+    """Each node's resident memory (RSS, and PSS: library pages shared between the nodes
+    counted once overall) and CPU time, its child processes included."""
     for name, process in graph.processes.items():
         try:
-            tree = psutil.Process(process.pid)
-            rss = tree.memory_info().rss + sum(c.memory_info().rss for c in tree.children(recursive=True))
+            root = psutil.Process(process.pid)
+            tree = [root, *root.children(recursive=True)]
+            rss = sum(p.memory_info().rss for p in tree)
+            pss = sum(getattr(p.memory_full_info(), "pss", 0) for p in tree)
+            cpu = sum(sum(p.cpu_times()[:2]) for p in tree)
         except psutil.Error:
             continue
         result.rss_mb.setdefault(name, []).append((elapsed, rss / 2**20))
+        result.pss_mb[name] = pss / 2**20
+        result.cpu_s.setdefault(name, []).append((elapsed, cpu))
 
 
 def _rss_line(result: SoakResult) -> str:
@@ -203,16 +219,20 @@ def _rss_line(result: SoakResult) -> str:
 
 
 def report(result: SoakResult, limits: SoakLimits) -> list[str]:
-    """Per node: memory after warm-up and at the end; latency; diagnostics by kind."""
-    lines = [f"{'node':<18} {'RSS MB after warm-up':>20} {'at end':>8} {'growth':>8}"]
-    total = 0.0
+    """Per node: memory after warm-up and at the end, CPU; latency; diagnostics by kind."""
+    lines = [f"{'node':<18} {'RSS MB after warm-up':>20} {'at end':>8} {'growth':>8} {'PSS MB':>7} {'CPU %':>6}"]
+    total = total_pss = 0.0
     for name, samples in result.rss_mb.items():
         base = result.baseline(name, limits.warmup_s)
+        growth, cpu = result.growth(name, limits.warmup_s), result.cpu_share(name, limits.warmup_s)
         lines.append(
-            f"{name:<18} {base:>20.0f} {samples[-1][1]:>8.0f} {100 * result.growth(name, limits.warmup_s):>7.1f}%"
+            f"{name:<18} {base:>20.0f} {samples[-1][1]:>8.0f} {100 * growth:>7.1f}% "
+            f"{result.pss_mb.get(name, 0.0):>7.0f} {100 * cpu:>6.0f}"
         )
-        total += samples[-1][1] if name in REFINEMENT_NODES + ("refinement_graph",) else 0.0
-    lines.append(f"the five refinement nodes together: {total:.0f} MB")
+        if name in REFINEMENT_NODES + ("refinement_graph",):
+            total, total_pss = total + samples[-1][1], total_pss + result.pss_mb.get(name, 0.0)
+    lines.append(f"the five refinement nodes together: {total:.0f} MB (PSS {total_pss:.0f} MB)")
+    lines.append("CPU %: one core = 100, after warm-up")
     if result.latencies_ms:
         p = np.percentile(result.latencies_ms, [5, 50, 95])
         lines.append(f"latency camera stamp -> refined pose: p5 {p[0]:.0f}, p50 {p[1]:.0f}, p95 {p[2]:.0f} ms")

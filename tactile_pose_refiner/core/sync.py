@@ -89,18 +89,19 @@ class StampedBuffer:
         self.items: deque[tuple[int, Any]] = deque(maxlen=capacity)
         self.jump_back_ns = int(jump_back_s * 1e9)
         self.lock = threading.Lock()
+        self.newest: int | None = None  # newest stamp held (kept: a scan per message was costly at 30 Hz)
 
     def add(self, stamp_ns: int, item: Any) -> float | None:
         """Keep the item; when time jumped back (the stamp is older than the newest held by more
         than jump_back_s) the buffer is cleared first and the jump [s] returned, else None."""
         with self.lock:
             jump = None
-            if self.items:
-                newest = max(stamp for stamp, _ in self.items)
-                if stamp_ns < newest - self.jump_back_ns:
-                    self.items.clear()
-                    jump = (newest - stamp_ns) / 1e9
+            if self.newest is not None and stamp_ns < self.newest - self.jump_back_ns:
+                self.items.clear()
+                jump = (self.newest - stamp_ns) / 1e9
+                self.newest = None
             self.items.append((stamp_ns, item))
+            self.newest = stamp_ns if self.newest is None else max(self.newest, stamp_ns)
             return jump
 
     def nearest(self, stamp_ns: int, tolerance_s: float) -> tuple[Any, float] | None:
@@ -125,6 +126,7 @@ class StampedBuffer:
             kept = [(s, i) for s, i in self.items if abs(s - stamp_ns) > tolerance_s * 1e9]
             self.items.clear()
             self.items.extend(kept)
+            self.newest = max((stamp for stamp, _ in kept), default=None)
         return near
 
     def __len__(self) -> int:

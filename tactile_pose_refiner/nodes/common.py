@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -161,17 +162,77 @@ OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durabi
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+SILENCE_WATCHDOG = {
+    "silence_s": (
+        30.0,
+        "inputs arriving but nothing published for this long is reported on /diagnostics, with why [s]; 0: off",
+    )
+}
+
+
+class CountedPublisher:
+    """A publisher that notes when it last published (rclpy's Publisher takes no attributes)."""
+
+    def __init__(self, publisher, published: Callable[[], None]) -> None:
+        self._publisher, self._published = publisher, published
+
+    def publish(self, msg) -> None:
+        self._publisher.publish(msg)
+        self._published()
+
+    def __getattr__(self, name: str):
+        return getattr(self._publisher, name)
+
+
 class GraphNode(StoppableNode):
     """A node of the refinement graph: its declared parameters (`params`), the QoS of its
-    sensor subscriptions (`inputs`, from reliable_inputs when it has that parameter) and its
-    /diagnostics reporter."""
+    sensor subscriptions (`inputs`, from reliable_inputs when it has that parameter), its
+    /diagnostics reporter and, with `silence_s`, a watchdog: inputs arriving while nothing is
+    published for silence_s is a warning on /diagnostics that says why (`silence_reason`)."""
 
     def __init__(self, name: str, parameters: ParameterSpec) -> None:
         super().__init__(name)
+        self.last_input = self.last_output = None  # time.monotonic() of the last message in / out
+        self.started = time.monotonic()
+        self.silent_reported = False
         self.params = declare_parameters(self, parameters)
         self.inputs = input_qos(bool(self.params.get("reliable_inputs", False)))
         self.diagnostics = DiagnosticsReporter(self)
         self.report_unknown_parameters(parameters)
+        self.silence_s = float(self.params.get("silence_s", 0.0))
+        if self.silence_s > 0:
+            self.create_timer(min(1.0, self.silence_s / 2), self.check_silence)
+
+    def create_publisher(self, msg_type, topic, qos_profile, **kwargs):
+        """The graph's outputs note when they publish (the watchdog's measure); /diagnostics does not count."""
+        publisher = super().create_publisher(msg_type, topic, qos_profile, **kwargs)
+        if topic == "/diagnostics":
+            return publisher
+        return CountedPublisher(publisher, self._published)
+
+    def _published(self) -> None:
+        self.last_output = time.monotonic()
+
+    def check_silence(self) -> None:
+        """Inputs within the last silence_s but no output for as long: say why, once per silence."""
+        now = time.monotonic()
+        quiet_s = now - (self.last_output or self.started)
+        if self.last_input is None or now - self.last_input > self.silence_s or quiet_s < self.silence_s:
+            self.silent_reported = False
+            return
+        reason = self.silence_reason()
+        if reason is not None and not self.silent_reported:
+            self.silent_reported = True
+            self.diagnostics.report(
+                "warn", f"no output: nothing published for {quiet_s:.0f} s while inputs arrive; {reason}"
+            )
+
+    def silence_reason(self) -> str | None:
+        """Why inputs produce no output (nodes say more); None: the silence is intended."""
+        level, message, _ = self.diagnostics.last
+        if level != "ok":
+            return f"last problem: {message}"
+        return "no input set completed a frame (stamps apart beyond the sync tolerance, or a topic missing)"
 
     def report_unknown_parameters(self, parameters: ParameterSpec) -> None:
         """A params-file key this node does not declare (a typo) is an error on the log and
@@ -192,6 +253,7 @@ class GraphNode(StoppableNode):
 
     def _guarded(self, topic: str, callback: Callable[[Any], None]) -> Callable[[Any], None]:
         def guarded(msg) -> None:
+            self.last_input = time.monotonic()
             ahead = self.seconds_ahead(msg)
             if ahead is not None:
                 self.diagnostics.report(

@@ -11,7 +11,7 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from tactile_pose_refiner.core.geometry import matrix_to_pose
+from tactile_pose_refiner.core.geometry import matrices_to_poses
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.skin import TactileReading
 from tactile_pose_refiner.msg import TactileArray
@@ -26,10 +26,16 @@ def stamp_ns(stamp: Time) -> int:
 
 
 def matrix_to_pose_msg(matrix: np.ndarray) -> Pose:
-    position, quaternion = matrix_to_pose(matrix)
-    x, y, z = (float(v) for v in position)
-    qx, qy, qz, qw = (float(v) for v in quaternion)
-    return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+    return matrices_to_pose_msgs(np.asarray(matrix)[None])[0]
+
+
+def matrices_to_pose_msgs(matrices: np.ndarray) -> list[Pose]:
+    """(N, 4, 4) -> N Poses, converted together."""
+    translations, quaternions = matrices_to_poses(matrices)
+    return [
+        Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+        for (x, y, z), (qx, qy, qz, qw) in zip(translations.tolist(), quaternions.tolist())
+    ]
 
 
 def camera_from_info(info: CameraInfo) -> PinholeCamera:

@@ -41,6 +41,7 @@ from tactile_pose_refiner.nodes.common import (
     LATCHED,
     OUTPUT_QOS,
     RELIABLE_INPUTS,
+    SILENCE_WATCHDOG,
     GraphNode,
     default_topic,
     object_catalog,
@@ -52,6 +53,7 @@ from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs,
 PARAMETERS = {
     **CATALOG_PARAMETER,
     **RELIABLE_INPUTS,
+    **SILENCE_WATCHDOG,
     "mode": ("classical", "classical, learned, ground_truth_noise (replay/benchmark only) or none"),
     "noise_setting": ("accurate", "ground_truth_noise: noise model of config/bench.yaml (accurate or paper)"),
     **SYNC_TOLERANCE,
@@ -87,6 +89,14 @@ class EstimatorNode(GraphNode):
         if mode in ESTIMATORS or mode == "ground_truth_noise":
             self.publish_source(self.source)
         self.get_logger().info(f"initial poses: {self.source}")
+
+    def silence_reason(self) -> str | None:
+        if self.params["mode"] == "none" or not getattr(self, "estimates_wanted", True):
+            return None  # nothing to publish, or resting while the refiner's track holds
+        busy = self.queue.busy_s() if hasattr(self, "queue") else None
+        if busy is not None:
+            return f"one estimate has run for {busy:.0f} s"
+        return super().silence_reason()
 
     def publish_source(self, source: str) -> None:
         self.source = source

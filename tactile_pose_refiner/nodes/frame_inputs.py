@@ -187,6 +187,7 @@ class WorkQueue:
         self.pending: deque = deque()
         self.wake = threading.Condition()
         self.stopping = False
+        self.busy_since: float | None = None  # time.monotonic() the request in hand was taken
         self.worker = threading.Thread(target=self._work, name=f"{node.get_name()} worker", daemon=True)
         self.worker.start()
 
@@ -216,6 +217,7 @@ class WorkQueue:
                 if self.stopping:
                     return
                 request = self.pending.popleft()
+            self.busy_since = time.monotonic()
             try:
                 self.handle(request)
             except Exception as exc:  # noqa: BLE001 - a robot node reports and keeps running
@@ -226,3 +228,10 @@ class WorkQueue:
                 else:
                     self.node.get_logger().error(traceback.format_exc())
                     self.node.diagnostics.report("error", f"failed: {type(exc).__name__}: {exc}")
+            finally:
+                self.busy_since = None
+
+    def busy_s(self) -> float | None:
+        """How long the request in hand has run [s]; None when idle."""
+        since = self.busy_since
+        return None if since is None else time.monotonic() - since

@@ -26,15 +26,17 @@ from tactile_pose_refiner.nodes.common import (
     LATCHED,
     OUTPUT_QOS,
     RELIABLE_INPUTS,
+    SILENCE_WATCHDOG,
     GraphNode,
     default_topic,
     run_node,
     stale_by,
 )
-from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg
+from tactile_pose_refiner.nodes.conversions import matrices_to_pose_msgs
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
+    **SILENCE_WATCHDOG,
     "frame_prefix": ("ah_", "prefix of the hand's TF frame names (the vendor driver's ah_; empty: the URDF's own)"),
     "max_age_s": (0.0, "drop joint states older than this against the node clock [s]; 0: off"),
     "publish_tf": (True, "broadcast the hand's TF tree (URDF joints, camera -> base) where tf2 is importable"),
@@ -88,14 +90,16 @@ class JointStateNode(GraphNode):
         poses = self.hand.link_poses(q)
         names = sorted(poses)
         header = msg.header.__class__(stamp=msg.header.stamp, frame_id=self.base_frame)
-        self.poses_pub.publish(PoseArray(header=header, poses=[matrix_to_pose_msg(poses[n]) for n in names]))
+        self.poses_pub.publish(
+            PoseArray(header=header, poses=matrices_to_pose_msgs(np.stack([poses[n] for n in names])))
+        )
         if self.send_transforms is not None:
             self.send_transforms(self.hand_transforms(msg.header.stamp, q))
         self.diagnostics.report("ok", "publishing hand state")
 
     def hand_transforms(self, stamp, q: np.ndarray) -> list[TransformStamped]:
         """The hand's chain at q: one transform per URDF joint."""
-        return [transform(stamp, edge) for edge in hand_edges(self.hand, q, self.prefix)]
+        return transforms(stamp, hand_edges(self.hand, q, self.prefix))
 
     def on_hand_pose(self, msg: PoseStamped) -> None:
         """Camera -> hand base: where RViz and tf2 users find the hand in the camera's frame."""
@@ -104,18 +108,21 @@ class JointStateNode(GraphNode):
             self.diagnostics.report("warn", "unusable hand base pose: no frame id or not finite")
             return
         if self.send_transforms is not None:
-            self.send_transforms([transform(msg.header.stamp, Edge(msg.header.frame_id, self.base_frame, T))])
+            self.send_transforms(transforms(msg.header.stamp, [Edge(msg.header.frame_id, self.base_frame, T)]))
 
 
-def transform(stamp, edge: Edge) -> TransformStamped:
-    pose = matrix_to_pose_msg(edge.T)
-    message = TransformStamped(child_frame_id=edge.child)
-    message.header.stamp, message.header.frame_id = stamp, edge.parent
-    message.transform.translation.x = pose.position.x
-    message.transform.translation.y = pose.position.y
-    message.transform.translation.z = pose.position.z
-    message.transform.rotation = pose.orientation
-    return message
+def transforms(stamp, edges: list[Edge]) -> list[TransformStamped]:
+    """One TransformStamped per edge (parent -> child), converted together."""
+    messages = []
+    for edge, pose in zip(edges, matrices_to_pose_msgs(np.stack([edge.T for edge in edges]))):
+        message = TransformStamped(child_frame_id=edge.child)
+        message.header.stamp, message.header.frame_id = stamp, edge.parent
+        message.transform.translation.x = pose.position.x
+        message.transform.translation.y = pose.position.y
+        message.transform.translation.z = pose.position.z
+        message.transform.rotation = pose.orientation
+        messages.append(message)
+    return messages
 
 
 def main(args: list[str] | None = None) -> int:

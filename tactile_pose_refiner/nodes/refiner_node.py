@@ -38,6 +38,7 @@ from tactile_pose_refiner.nodes.common import (
     LATCHED,
     OUTPUT_QOS,
     RELIABLE_INPUTS,
+    SILENCE_WATCHDOG,
     GraphNode,
     object_catalog,
     run_node,
@@ -54,6 +55,7 @@ DEPRECATED_SOURCE_FIELDS = ("physics", "render", "depth", "tactile")
 PARAMETERS = {
     **CATALOG_PARAMETER,
     **RELIABLE_INPUTS,
+    **SILENCE_WATCHDOG,
     "device": ("cpu", "compute device of the refinement: cpu, cuda or auto (cuda without CUDA: cpu, labelled)"),
     "variant": ("ours", "refiner variant of config/refiner.yaml (ours, ours_paper, no_render, physics, ...)"),
     "iterations": (
@@ -86,6 +88,7 @@ class RefinerNode(GraphNode):
         self.refiners: dict[str, FrameRefiner] = {}
         self.config = self._refiner_config()
         self.initial_source = "unknown (no estimator/source message)"
+        self.initial_poses = 0
         self._create_outputs()
         self.tracking = TrackMode(self) if self.params["mode"] == "track" else None
         self.frames = FrameInputs(self, self.inputs, self.tracking.on_bundle if self.tracking else None)
@@ -123,6 +126,7 @@ class RefinerNode(GraphNode):
         self.initial_source = msg.data
 
     def on_initial_pose(self, msg: PoseStamped) -> None:
+        self.initial_poses += 1
         stale = stale_by(self, msg.header.stamp, self.params["max_age_s"])
         if stale is not None:
             self.diagnostics.report("warn", f"stale input: initial pose is {stale:.2f} s off the clock")
@@ -131,6 +135,14 @@ class RefinerNode(GraphNode):
             self.tracking.on_initial_pose(msg)
             return
         self.queue.put((msg, time.monotonic()))
+
+    def silence_reason(self) -> str | None:
+        busy = self.queue.busy_s()
+        if busy is not None:
+            return f"one frame has been worked on for {busy:.0f} s"
+        if self.initial_poses == 0:
+            return "no initial pose has come on estimator/initial_pose (is estimator_node running?)"
+        return super().silence_reason()
 
     # --- refinement (worker thread) -------------------------------------------------------------
     def refine(self, initial: PoseStamped, arrived: float) -> None:

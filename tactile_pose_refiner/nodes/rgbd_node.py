@@ -18,6 +18,7 @@ from tactile_pose_refiner.msg import RgbdBundle
 from tactile_pose_refiner.nodes.common import (
     OUTPUT_QOS,
     RELIABLE_INPUTS,
+    SILENCE_WATCHDOG,
     GraphNode,
     default_topic,
     run_node,
@@ -28,6 +29,7 @@ from tactile_pose_refiner.nodes.conversions import camera_from_info, image_msg, 
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
+    **SILENCE_WATCHDOG,
     "use_mask": (True, "synchronise an object mask too (without one every valid pixel counts)"),
     "slop_s": (0.02, "largest stamp difference inside one synchronised set [s]"),
     "queue_size": (10, "messages waiting per stream for a partner"),

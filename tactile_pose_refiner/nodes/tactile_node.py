@@ -25,6 +25,7 @@ from tactile_pose_refiner.msg import TactileArray
 from tactile_pose_refiner.nodes.common import (
     OUTPUT_QOS,
     RELIABLE_INPUTS,
+    SILENCE_WATCHDOG,
     GraphNode,
     default_topic,
     internal_qos,
@@ -35,6 +36,7 @@ from tactile_pose_refiner.nodes.conversions import ns_to_stamp, point_cloud_msg,
 
 PARAMETERS = {
     **RELIABLE_INPUTS,
+    **SILENCE_WATCHDOG,
     "input_format": ("tactile_array", "tactile_array (this package) or xela_vendor (SensStream)"),
     "vendor_topic": ("/xServTopic", "topic of the vendor stream (input_format xela_vendor)"),
     "base_frame": ("ah_base_link", "frame id of the contact points (joint_state_node's frame_prefix + the URDF root)"),
@@ -122,9 +124,13 @@ class TactileNode(GraphNode):
                 reading.force_scale,
                 self.get_clock().now().nanoseconds,
             )
-        self.forward(reading)
+        msg.header.stamp, msg.header.frame_id = ns_to_stamp(reading.stamp_ns), self.params["base_frame"]
+        self.forward(reading, msg)
 
-    def forward(self, reading: TactileReading) -> None:
+    def forward(self, reading: TactileReading, msg: TactileArray | None = None) -> None:
+        """Publish a valid reading (`msg`: it came as a TactileArray already, sent on as it is:
+        rebuilding 2 x 368 Python point objects cost more than the rest of the node) and its
+        contacts."""
         problem = self.implausible(reading)
         if problem is not None:
             self.diagnostics.report("error", f"unusable tactile reading: {problem}")
@@ -132,7 +138,7 @@ class TactileNode(GraphNode):
         unknown = sorted(set(reading.taxel_ids.tolist()) - self.known_ids)
         if unknown:
             self.diagnostics.report("warn", f"tactile reading has taxel ids the layout lacks (skipped): {unknown[:10]}")
-        self.array_pub.publish(tactile_to_msg(reading, self.params["base_frame"]))
+        self.array_pub.publish(msg if msg is not None else tactile_to_msg(reading, self.params["base_frame"]))
         if len(reading) == 0:
             self.diagnostics.report("warn", "empty tactile reading: 0 taxels (refining without touch)")
             return
