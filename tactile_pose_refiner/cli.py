@@ -1,7 +1,7 @@
 """`tpr`: the command line of tactile_pose_refiner.
 
 Subcommands (stable names, see SPEC §8): demo, generate, import-isaac, metrics, bench-render,
-bench, track, soak, add-object. `--catalog FILE` (repeatable) on any of them adds a user's object
+bench, track, soak, add-object, identify-mass. `--catalog FILE` (repeatable) on any of them adds a user's object
 catalog to the bundled one for that command and every process it starts (it sets TPR_CATALOG).
 """
 
@@ -142,7 +142,7 @@ def generate(args: argparse.Namespace) -> int:
     from tactile_pose_refiner.sim.realism import RealismError
 
     try:
-        generator = EpisodeGenerator(args.realism, args.motion)
+        generator = EpisodeGenerator(args.realism, args.motion, args.forces)
         object_ids = generator.catalog.resolve_ids(args.objects)
     except (ResourceError, RealismError, ValueError) as exc:
         print(f"tpr generate: {exc}", file=sys.stderr)
@@ -169,8 +169,16 @@ def generate(args: argparse.Namespace) -> int:
                 f"(min {min(info.taxels_in_contact)}, max {max(info.taxels_in_contact)})"
                 + (f"; realism {_realism_summary(info.realism)}" if info.realism else "")
                 + (f"; in-hand motion {_motion_summary(info.motion)}" if info.motion else "")
+                + (f"; forces {_dynamics_summary(info.dynamics)}" if info.dynamics else "")
             )
     return 0
+
+
+def _dynamics_summary(record: dict) -> str:
+    return (
+        f"balanced for {record['mass_kg'] * 1000:.0f} g (worst residual {record['worst_balance_residual_n']:.1e} N), "
+        f"frames outside the friction cones {record['frames_outside_friction_cones']}"
+    )
 
 
 def _motion_summary(record: dict) -> str:
@@ -322,6 +330,13 @@ def config(args: argparse.Namespace) -> int:
     return config_check.main(args.folder)
 
 
+def identify_mass(args: argparse.Namespace) -> int:
+    """Each held object's mass from its episodes' touch."""
+    from tactile_pose_refiner import identify_mass as identifier
+
+    return identifier.main(args)
+
+
 def add_object(args: argparse.Namespace) -> int:
     """Check a user's mesh and write its entry into their catalog file."""
     from tactile_pose_refiner import add_object as adder
@@ -384,6 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
     adder.add_argument("--catalog", required=True, help="your catalog file (created if absent; never the package's)")
     adder.add_argument("--scale", type=float, default=1.0, help="vertices times this are metres (0.001: millimetres)")
     adder.set_defaults(handler=add_object)
+    masses = commands.add_parser("identify-mass", help="each held object's mass from its episodes' touch")
+    masses.add_argument("--data", required=True, help="folder of rosbag2 episodes (tpr generate --forces balanced)")
+    masses.add_argument("--json", help="write {per_object: {ID: {mass_kg, truth_kg, error_pct, std_kg}}, ...} here")
+    masses.add_argument(
+        "--poses", choices=("tracked", "truth"), help="object poses for the accelerations (default: config/mass.yaml)"
+    )
+    masses.add_argument("--gravity", help="X,Y,Z gravity in the camera frame [m/s^2] where the episodes lack it")
+    masses.set_defaults(handler=identify_mass)
     demo_parser = commands.add_parser("demo", help="refine the default episode through the node graph")
     demo_parser.add_argument(
         "--iterations", type=int, default=0, help="refiner iterations per frame (0: config/demo.yaml's)"
@@ -421,6 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("arm", "in_hand"),
         help="arm: the object rests in the hand while the arm moves; in_hand: it also turns, slips and is "
         "regrasped in the hand (config/generator.yaml in_hand)",
+    )
+    gen.add_argument(
+        "--forces",
+        default="penetration",
+        choices=("penetration", "balanced"),
+        help="penetration: each taxel reads how far the object presses in; balanced: those forces corrected to "
+        "carry the object's weight and accelerations, calibrated readings (tpr identify-mass)",
     )
     gen.set_defaults(handler=generate)
     isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")

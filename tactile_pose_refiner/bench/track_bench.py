@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def track_episode(path: Path, args) -> list[dict]:
+def track_episode(path: Path, args, poses: list | None = None) -> list[dict]:
+    """Per-frame rows of the tracker over one episode; `poses`, where given, gets every frame's pose."""
     from tactile_pose_refiner.bench.methods import ObjectBench
     from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
     from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
@@ -103,6 +104,8 @@ def track_episode(path: Path, args) -> list[dict]:
             result.ms += init_ms
         else:
             result = tracker.step(frame)
+        if poses is not None:
+            poses.append(result.T)
         row = {
             "frame": index,
             "ms": result.ms,

@@ -276,6 +276,7 @@ class TactileConfig(Section):
     contact_margin_m: float = key("an object surface this close already presses the skin")
     stiffness_units_per_m: float = key("normal force per metre of compression")
     max_units: float = key("sensor saturation")
+    newtons_per_unit: float = key("calibration of balanced episodes (their force_scale)")
     shear_ratio: float = key("shear from the tilt between object and taxel normals")
     noise_std_units: float = key("Gaussian noise on every axis")
     contact_threshold_units: float = key("gamma: a taxel over this is in contact")
@@ -413,6 +414,12 @@ class InHand(Section):
     reopen_rad: float = key("each frame a finger opens this far from its last joints, then closes again [rad]")
 
 
+class BalancedForces(Section):
+    gravity_hand_rest_m_s2: tuple[float, float, float] = key("gravity in the hand base frame at the rest pose")
+    friction_mu: float = key("friction cones the contact forces keep to where they can")
+    squeeze_share: float = key("share of the skin's penalty forces kept as the grasp's internal force")
+
+
 class GeneratorConfig(Section):
     fingers: dict[str, Finger] = key("per finger: its joints and links")
     spread_range: Range = key("random abduction of index/middle/ring [rad]")
@@ -423,6 +430,7 @@ class GeneratorConfig(Section):
     trajectory: Trajectory = key("arm trajectory in front of the fixed camera")
     joint_noise_std_rad: float = key("encoder noise on the recorded joint states")
     in_hand: InHand = key("in-hand motion of `tpr generate --motion in_hand`")
+    forces: BalancedForces = key("contact forces of `tpr generate --forces balanced`")
 
 
 class DepthErrors(Section):
@@ -600,6 +608,16 @@ class TopicsConfig(Section):
     ground_truth_joint_states: str = key("true joint states (generated episodes)")
     ground_truth_hand_pose: str = key("true hand base pose (generated episodes)")
     realism: str = key("the drawn sensor errors (generated episodes)")
+    dynamics: str = key("the force model, true mass and gravity (balanced generated episodes)")
+
+
+# --- mass.yaml ----------------------------------------------------------------------------------
+class MassConfig(Section):
+    savgol_window: int = key("frames in the Savitzky-Golay window of the accelerations")
+    min_turn_deg: float = key("the load must turn at least this far in the hand")
+    min_frames: int = key("fewer usable frames: no estimate")
+    min_taxels: int = key("fewer taxels over gamma (median): the skin does not carry the load")
+    poses: Literal["tracked", "truth"] = key("object poses the accelerations come from")
 
 
 # --- tracker.yaml --------------------------------------------------------------------------------
@@ -695,6 +713,7 @@ SCHEMAS: dict[str, type[Section]] = {
     "objects": ObjectsConfig,
     "physics": PhysicsConfig,
     "realism": RealismConfig,
+    "mass": MassConfig,
     "refiner": RefinerConfig,
     "render": RenderConfig,
     "tactile": TactileConfig,

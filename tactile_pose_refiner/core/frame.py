@@ -19,7 +19,9 @@ class Frame:
     T_cam_base: hand base pose; T_cam_obj: ground-truth object pose (None on real data).
     Generated episodes with sensor errors (sim/realism.py) also carry the true hand
     (joint_positions_true with joint_names, T_cam_base_true) and the drawn errors
-    (realism); None elsewhere: the observed hand is then the only one known.
+    (realism); None elsewhere: the observed hand is then the only one known. Episodes with
+    balanced forces (`tpr generate --forces balanced`) carry their force model, true mass and
+    gravity in the camera frame (dynamics).
     """
 
     stamp_ns: int
@@ -36,6 +38,7 @@ class Frame:
     joint_positions_true: np.ndarray | None = None
     T_cam_base_true: np.ndarray | None = None
     realism: dict | None = None
+    dynamics: dict | None = None
 
     @property
     def depth_m(self) -> np.ndarray:

@@ -34,8 +34,9 @@ TYPES = {
     "ground_truth_joint_states": "sensor_msgs/msg/JointState",
     "ground_truth_hand_pose": "geometry_msgs/msg/PoseStamped",
     "realism": "std_msgs/msg/String",
+    "dynamics": "std_msgs/msg/String",
 }
-OPTIONAL = ("ground_truth_joint_states", "ground_truth_hand_pose", "realism")  # only where recorded
+OPTIONAL = ("ground_truth_joint_states", "ground_truth_hand_pose", "realism", "dynamics")  # only where recorded
 REQUIRED = ("color_image", "color_camera_info", "depth_image", "joint_states", "tactile", "hand_pose", "object_id")
 
 
@@ -113,6 +114,8 @@ class EpisodeWriter:
             messages["ground_truth_hand_pose"] = self._pose(header, frame.T_cam_base_true)
         if frame.realism is not None:
             messages["realism"] = T["std_msgs/msg/String"](data=json.dumps(frame.realism))
+        if frame.dynamics is not None:
+            messages["dynamics"] = T["std_msgs/msg/String"](data=json.dumps(frame.dynamics))
         for key, message in messages.items():
             connection = self.connections.get(key) or self._connect(key)
             self.writer.write(connection, frame.stamp_ns, self.store.serialize_cdr(message, TYPES[key]))
@@ -250,6 +253,7 @@ def _frame(stamp_ns: int, m: dict) -> Frame:
             pose_fields_to_matrix(m["ground_truth_hand_pose"].pose) if "ground_truth_hand_pose" in m else None
         ),
         realism=json.loads(m["realism"].data) if "realism" in m else None,
+        dynamics=json.loads(m["dynamics"].data) if "dynamics" in m else None,
     )
 
 

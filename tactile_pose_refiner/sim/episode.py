@@ -12,13 +12,15 @@ import numpy as np
 from tactile_pose_refiner.core.estimation.training import TRAINING_SEED_BASE
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import invert, look_at, rotation_about, transform_points, translation
+from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_millimetres
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import HandModel
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.core.scene.sdf import object_sdf
-from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading, taxel_frames
+from tactile_pose_refiner.sim.forces import Balance, object_motion, readings
 from tactile_pose_refiner.sim.grasp import Grasp, GraspSynthesizer
 from tactile_pose_refiner.sim.in_hand import MOTION_STREAM, InHandGrasps, InHandMotion
 from tactile_pose_refiner.sim.realism import STREAM, EpisodeDraw, SensorErrors
@@ -36,19 +38,25 @@ class EpisodeInfo:
     realism: dict | None = None  # the sensor errors drawn for the episode (sim/realism.py)
     taxels_in_contact: list[int] | None = None  # per frame, taxels over gamma as read
     motion: dict | None = None  # the in-hand motion drawn for the episode (sim/in_hand.py)
+    dynamics: dict | None = None  # balanced forces: the true mass, gravity, how well they balance
 
 
 class EpisodeGenerator:
     """realism: a preset of config/realism.yaml (clean: exact hand, the generator's own noise);
     motion: "arm" (the object rests in the hand; only the arm moves) or "in_hand" (it also turns,
-    slips and is regrasped in the hand)."""
+    slips and is regrasped in the hand); forces: "penetration" (each taxel reads how far the object
+    presses into it) or "balanced" (those forces corrected to carry the object's weight and
+    accelerations, sim/forces.py; the readings are calibrated: force_scale newtons per unit)."""
 
     MOTIONS = ("arm", "in_hand")
+    FORCES = ("penetration", "balanced")
 
-    def __init__(self, realism: str = "clean", motion: str = "arm") -> None:
+    def __init__(self, realism: str = "clean", motion: str = "arm", forces: str = "penetration") -> None:
         if motion not in self.MOTIONS:
             raise ValueError(f"unknown motion {motion!r}; known: {', '.join(self.MOTIONS)}")
-        self.motion = motion
+        if forces not in self.FORCES:
+            raise ValueError(f"unknown force model {forces!r}; known: {', '.join(self.FORCES)}")
+        self.motion, self.force_model = motion, forces
         self.config = load_config("generator")
         self.camera_config = load_config("camera")
         self.hand = HandModel.from_config()
@@ -119,21 +127,24 @@ class EpisodeGenerator:
         start_ns = int((timing["start_time_s"] + 1000 * index) * 1e9)
         names = [DRIVER_JOINT_PREFIX + name for name in self.hand.joint_names]
         exact = self.errors.clean
-        contact, contact_of = None, None
+        balance = self._balance(info, model, grasps, trajectory) if self.force_model == "balanced" else None
+        contact, contact_of, taxels = None, None, None
         for step, T_cam_base in enumerate(trajectory):
             grasp = grasps[step]
             if contact_of is not grasp:  # computed once while the object rests in the hand
-                contact, contact_of = (
-                    self._taxel_contact(self.hand.link_poses(grasp.q), grasp.T_base_obj, distance),
-                    grasp,
-                )
+                link_poses = self.hand.link_poses(grasp.q)
+                contact, contact_of = self._taxel_contact(link_poses, grasp.T_base_obj, distance), grasp
+                taxels = taxel_frames(self.skin, link_poses, invert(grasp.T_base_obj)) if balance else None
             signed, object_normals, taxel_normals = contact
             T_cam_obj = T_cam_base @ grasp.T_base_obj
             hand_meshes = list(self.hand.meshes(grasp.q, T_cam_base).values())
             render = self.renderer.render(model, T_cam_obj, hand_meshes)
             info.occlusion.append(render.occlusion)
             stamp_ns = start_ns + int(round(step * 1e9 / timing["frame_rate_hz"]))
-            forces = self._forces(signed, object_normals, taxel_normals, rng, draw, errors_rng)
+            if balance is None:
+                forces = self._forces(signed, object_normals, taxel_normals, rng, draw, errors_rng)
+            else:
+                forces = self._balanced(balance, step, signed, taxels, rng, draw, errors_rng)
             info.taxels_in_contact.append(
                 int((np.linalg.norm(forces, axis=1) > self.tactile.contact_threshold_units).sum())
             )
@@ -149,13 +160,62 @@ class EpisodeGenerator:
                 mask=(self.errors.mask(render.object_mask, render.hand_mask, draw, errors_rng) * 255).astype(np.uint8),
                 joint_names=names,
                 joint_positions=self.errors.joints(q, draw, errors_rng),
-                tactile=TactileReading(self.skin.links, self.skin.ids, self.skin.positions, forces, 0.0, stamp_ns),
+                tactile=TactileReading(
+                    self.skin.links,
+                    self.skin.ids,
+                    self.skin.positions,
+                    forces,
+                    balance.newtons_per_unit if balance else 0.0,
+                    stamp_ns,
+                ),
                 T_cam_base=self.errors.base_pose(T_cam_base, draw),
                 T_cam_obj=T_cam_obj,
                 joint_positions_true=None if exact else grasp.q,
                 T_cam_base_true=None if exact else T_cam_base,
                 realism=info.realism,
+                dynamics=info.dynamics,
             )
+        if balance is not None:
+            info.dynamics.update(
+                worst_balance_residual_n=balance.worst_residual_n,
+                frames_outside_friction_cones=balance.frames_outside_cones,
+            )
+
+    def _balance(self, info: EpisodeInfo, model, grasps, trajectory) -> Balance:
+        """The episode's true object motion and mass properties; gravity from the hand's first pose (palm up)."""
+        config = self.config["forces"]
+        T_cam_obj = [T_cam_base @ grasp.T_base_obj for T_cam_base, grasp in zip(trajectory, grasps)]
+        body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
+        dt = 1.0 / self.config["trajectory"]["frame_rate_hz"]
+        balance = Balance(
+            body,
+            T_cam_obj,
+            object_motion(T_cam_obj, body.com, dt),
+            trajectory[0][:3, :3] @ np.asarray(config["gravity_hand_rest_m_s2"], dtype=np.float64),
+            float(load_config("tactile")["newtons_per_unit"]),
+            float(config["friction_mu"]),
+            float(config["squeeze_share"]),
+        )
+        info.dynamics = balance.record()
+        return balance
+
+    def _balanced(self, balance: Balance, step: int, signed, taxels, rng, draw, errors_rng) -> np.ndarray:
+        """Readings [units] of forces that carry the object: the skin's squeeze, balanced (sim/forces.py)."""
+        positions, normals, x_axes, y_axes = taxels
+        model = self.tactile
+        squeeze = np.clip(model.stiffness_units_per_m * (model.contact_margin_m - signed), 0.0, model.max_units)
+        touching = squeeze > 0
+        on_object = balance.contact_forces(
+            step, squeeze[touching] * balance.newtons_per_unit, positions[touching], normals[touching]
+        )
+        exact = np.zeros((len(signed), 3))
+        exact[touching] = readings(on_object, normals[touching], x_axes[touching], y_axes[touching])
+        exact /= balance.newtons_per_unit
+        if self.errors.group("touch") is None:  # the generator's own noise, the same draws as penetration forces
+            return np.clip(
+                exact + rng.normal(0.0, model.noise_std_units, exact.shape), -model.max_units, model.max_units
+            )
+        return self.errors.touch(exact, self.taxel_neighbours, draw, errors_rng, model.max_units)
 
     def _forces(self, signed, object_normals, taxel_normals, rng, draw, errors_rng) -> np.ndarray:
         if self.errors.group("touch") is None:

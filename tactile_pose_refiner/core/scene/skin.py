@@ -116,6 +116,23 @@ class SkinLayout:
         return positions, normals
 
 
+def taxel_frames(
+    layout: SkinLayout, link_poses: dict[str, np.ndarray], T_frame_base: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Taxel centres, outward normals and shear axes x, y (each (N, 3)) in the frame of
+    T_frame_base; the shear axes are fixed to the link (taxel_tangents of the link-frame normal),
+    as a sensor's are. A reading (fx, fy, fz) is the force the object presses on the taxel: the
+    taxel pushes the object with fz * normal - fx * x - fy * y."""
+    positions, normals = layout.posed(link_poses, T_frame_base)
+    x_link, y_link = taxel_tangents(np.asarray(layout.normals, dtype=np.float64))
+    x_axes, y_axes = np.empty_like(x_link), np.empty_like(y_link)
+    for link in set(layout.links):
+        rows = np.array([name == link for name in layout.links])
+        R = (T_frame_base @ link_poses[link])[:3, :3]
+        x_axes[rows], y_axes[rows] = x_link[rows] @ R.T, y_link[rows] @ R.T
+    return positions, normals, x_axes, y_axes
+
+
 def taxel_tangents(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A right-handed tangent basis (x, y) per taxel normal (the taxel's shear axes)."""
     reference = np.where(np.abs(normals[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[0.0, 1.0, 0.0]])

@@ -1,0 +1,135 @@
+"""`tpr identify-mass --data DIR`: each held object's mass from its episodes' touch (core/mass.py).
+
+The object's accelerations come from the tracker's poses (config/mass.yaml `poses: tracked`,
+as `tpr track` runs it) or the ground truth (`--poses truth`); gravity in the camera frame from
+the episode (balanced episodes record it) or `--gravity X,Y,Z`. Per object the episodes'
+estimates are combined by their variances; with a known mass (the catalog's) the error is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from tactile_pose_refiner.core.mass import MassEstimate, episode_mass
+from tactile_pose_refiner.core.resources import load_config
+
+
+def main(args: argparse.Namespace) -> int:
+    from tactile_pose_refiner.bench.refine_bench import episodes_under
+
+    episodes = episodes_under(Path(args.data))
+    if not episodes:
+        print(f"tpr identify-mass: no rosbag2 episodes under {args.data}", file=sys.stderr)
+        return 2
+    config = load_config("mass")
+    poses = args.poses or config["poses"]
+    gravity = _gravity(args.gravity) if args.gravity else None
+    estimates: dict[str, list[MassEstimate]] = {}
+    truths: dict[str, float] = {}
+    for path in tqdm(episodes, desc="tpr identify-mass", unit="episode"):
+        object_id, estimate, truth = _episode(path, poses, gravity, config)
+        estimates.setdefault(object_id, []).append(estimate)
+        truths[object_id] = truth
+        tqdm.write(f"{path.name}: {_line(estimate, truth)}")
+    summary = summarise(estimates, truths)
+    for object_id, entry in summary["per_object"].items():
+        print(f"{object_id}: {_entry_line(entry)}")
+    print(
+        f"tpr identify-mass: {len(summary['per_object'])} objects, mean abs error "
+        f"{summary['mean_abs_error_pct']:.1f} % ({poses} poses)"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -> tuple[str, MassEstimate, float]:
+    from tactile_pose_refiner.core.scene.kinematics import HandKinematics
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+    from tactile_pose_refiner.core.scene.skin import SkinLayout
+    from tactile_pose_refiner.io.episode_bag import read_episode
+
+    frames = [frame for frame in read_episode(path)]
+    for frame in frames:  # the images are not needed here: keep the episode small in memory
+        frame.rgb = frame.depth_mm = frame.mask = None
+    model = ObjectCatalog.from_config().load(frames[0].object_id)
+    dynamics = frames[0].dynamics or {}
+    gravity_cam = gravity if gravity is not None else np.asarray(dynamics.get("gravity_cam_m_s2", np.nan), float)
+    truth = float(dynamics.get("mass_kg", model.mass_kg))
+    if not np.isfinite(gravity_cam).all() or gravity_cam.shape != (3,):
+        return frames[0].object_id, MassEstimate(None, None, len(frames), 0.0, "no gravity: pass --gravity"), truth
+    from tactile_pose_refiner.core.physics.body import RigidBody
+
+    body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
+    T_cam_obj = _tracked(path) if poses == "tracked" else [frame.T_cam_obj for frame in frames]
+    tactile = load_config("tactile")
+    estimate = episode_mass(
+        frames,
+        T_cam_obj,
+        body.com,
+        gravity_cam,
+        SkinLayout.from_config(tactile["layout"]),
+        HandKinematics.from_config(),
+        float(tactile["contact_threshold_units"]),
+        config,
+    )
+    return frames[0].object_id, estimate, truth
+
+
+def _tracked(path: Path) -> list[np.ndarray]:
+    """The tracker's pose of every frame, as `tpr track` runs it (started by the refiner)."""
+    from tactile_pose_refiner.bench.track_bench import track_episode
+
+    args = argparse.Namespace(frames=None, teleport_at=None, recover_after=3, init="refine", no_div=True)
+    poses: list[np.ndarray] = []
+    track_episode(path, args, poses)
+    return poses
+
+
+def summarise(estimates: dict[str, list[MassEstimate]], truths: dict[str, float]) -> dict:
+    """The JSON of SPEC §8: per object mass_kg, truth_kg, error_pct, std_kg (+ status, episodes)."""
+    per_object = {}
+    for object_id, found in estimates.items():
+        usable = [e for e in found if e.mass_kg is not None and e.std_kg and e.std_kg > 0]
+        entry = {"mass_kg": None, "truth_kg": truths[object_id], "error_pct": None, "std_kg": None}
+        if usable:
+            weights = np.array([1.0 / e.std_kg**2 for e in usable])
+            mass = float(np.sum(weights * [e.mass_kg for e in usable]) / weights.sum())
+            entry.update(mass_kg=mass, std_kg=float(1.0 / np.sqrt(weights.sum())))
+            entry["error_pct"] = 100.0 * (mass - truths[object_id]) / truths[object_id]
+        entry["status"] = "ok" if usable else found[0].status
+        entry["episodes"] = len(found)
+        per_object[object_id] = entry
+    errors = [abs(e["error_pct"]) for e in per_object.values() if e["error_pct"] is not None]
+    return {"per_object": per_object, "mean_abs_error_pct": float(np.mean(errors)) if errors else float("nan")}
+
+
+def _gravity(text: str) -> np.ndarray:
+    values = np.array([float(v) for v in text.split(",")])
+    if values.shape != (3,):
+        raise SystemExit("tpr identify-mass: --gravity takes X,Y,Z [m/s^2] in the camera frame")
+    return values
+
+
+def _line(estimate: MassEstimate, truth: float) -> str:
+    if estimate.mass_kg is None:
+        return estimate.status
+    return (
+        f"{estimate.mass_kg * 1000:.0f} +- {estimate.std_kg * 1000:.0f} g (truth {truth * 1000:.0f} g), "
+        f"load turned {estimate.turn_deg:.0f} deg over {estimate.frames} frames"
+    )
+
+
+def _entry_line(entry: dict) -> str:
+    if entry["mass_kg"] is None:
+        return f"no estimate: {entry['status']}"
+    return (
+        f"{entry['mass_kg'] * 1000:.0f} +- {entry['std_kg'] * 1000:.0f} g, truth {entry['truth_kg'] * 1000:.0f} g, "
+        f"error {entry['error_pct']:+.1f} %"
+    )
