@@ -40,9 +40,11 @@ def main(args: argparse.Namespace) -> int:
     summary = summarise(estimates, truths)
     for object_id, entry in summary["per_object"].items():
         print(f"{object_id}: {_entry_line(entry)}")
+    error = summary["mean_abs_error_pct"]
     print(
-        f"tpr identify-mass: {len(summary['per_object'])} objects, mean abs error "
-        f"{summary['mean_abs_error_pct']:.1f} % ({poses} poses)"
+        f"tpr identify-mass: {len(summary['per_object'])} objects, "
+        + (f"mean abs error {error:.1f} %" if error is not None else "no estimate")
+        + f" ({poses} poses)"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
@@ -107,7 +109,7 @@ def summarise(estimates: dict[str, list[MassEstimate]], truths: dict[str, float]
         entry["episodes"] = len(found)
         per_object[object_id] = entry
     errors = [abs(e["error_pct"]) for e in per_object.values() if e["error_pct"] is not None]
-    return {"per_object": per_object, "mean_abs_error_pct": float(np.mean(errors)) if errors else float("nan")}
+    return {"per_object": per_object, "mean_abs_error_pct": float(np.mean(errors)) if errors else None}
 
 
 def _gravity(text: str) -> np.ndarray:

@@ -71,3 +71,21 @@ def test_a_load_that_never_turns_in_the_hand_is_too_little_motion_not_a_guess():
     turning = np.array([[9.81 * np.sin(a), 0.0, 9.81 * np.cos(a)] for a in np.linspace(-0.3, 0.3, 50)])
     moved = identify_mass(0.3 * turning + [0.5, -0.2, 1.0], turning)
     assert moved.status == "ok" and moved.mass_kg == pytest.approx(0.3, rel=1e-6)
+
+
+def test_the_json_carries_the_contract_keys_and_no_number_where_nothing_was_estimated():
+    from tactile_pose_refiner.core.mass import MassEstimate
+    from tactile_pose_refiner.identify_mass import summarise
+
+    found = {
+        "a": [MassEstimate(0.21, 0.01, 100, 30.0, "ok"), MassEstimate(0.19, 0.01, 100, 30.0, "ok")],
+        "b": [MassEstimate(None, None, 100, 2.0, "too little motion: ...")],
+    }
+    summary = summarise(found, {"a": 0.2, "b": 0.5})
+    a, b = summary["per_object"]["a"], summary["per_object"]["b"]
+    assert {"mass_kg", "truth_kg", "error_pct", "std_kg"} <= set(a)
+    assert a["mass_kg"] == pytest.approx(0.2) and a["error_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert a["std_kg"] == pytest.approx(0.01 / np.sqrt(2))
+    assert b["mass_kg"] is None and b["status"].startswith("too little motion")
+    assert summary["mean_abs_error_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert summarise({"b": found["b"]}, {"b": 0.5})["mean_abs_error_pct"] is None
