@@ -9,6 +9,11 @@ per bundle in a worker thread (`queue_size` bundles wait). No segmentation or to
 points: nothing is published, the reason goes to /diagnostics. No touch or no hand state: the
 pose is published from depth alone, labelled degraded.
 
+mode `external`: another estimator's pose (PoseStamped, PoseWithCovarianceStamped or, where
+vision_msgs is importable, a Detection3DArray such as Isaac ROS FoundationPose's) on
+`external_topic`, in the camera's optical frame, passed on as the initial pose
+(nodes/external_pose.py).
+
 mode `ground_truth_noise` (replay and benchmarks only): the recorded ground-truth pose moved by
 the noise model of core.initial_noise (`noise_setting` accurate or paper), seeded by object and
 stamp, so a replay gives the same starts as `tpr bench`. mode `none`: nothing published.
@@ -48,20 +53,27 @@ from tactile_pose_refiner.nodes.common import (
     run_node,
 )
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
+from tactile_pose_refiner.nodes.external_pose import external_message_class, external_pose
 from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue, object_id_qos
 
 PARAMETERS = {
     **CATALOG_PARAMETER,
     **RELIABLE_INPUTS,
     **SILENCE_WATCHDOG,
-    "mode": ("classical", "classical, learned, ground_truth_noise (replay/benchmark only) or none"),
+    "mode": ("classical", "classical, learned, external, ground_truth_noise (replay/benchmark only) or none"),
     "noise_setting": ("accurate", "ground_truth_noise: noise model of config/bench.yaml (accurate or paper)"),
     **SYNC_TOLERANCE,
     "input_wait_s": (1.0, "how long after a bundle its touch and joints may arrive [s]"),
     "queue_size": (1, "bundles waiting while an estimate runs (oldest dropped); 0: all"),
     "min_confidence": (0.0, "estimates below this confidence are reported, not published"),
+    "external_topic": ("external/initial_pose", "mode external: another estimator's poses (camera optical frame)"),
+    "external_type": (
+        "PoseWithCovarianceStamped",
+        "mode external: PoseStamped, PoseWithCovarianceStamped or Detection3DArray (vision_msgs, where importable)",
+    ),
+    "external_class_id": ("", "mode external, Detection3DArray: the object's class id; empty: the object id"),
 }
-MODES = (*ESTIMATORS, "ground_truth_noise", "none")
+MODES = (*ESTIMATORS, "external", "ground_truth_noise", "none")
 # Covariance of an estimate: the noise model's `accurate` spread at confidence 1, growing as 1/c.
 BASE_SIGMA_M, BASE_SIGMA_RAD = 0.004, np.radians(4.4)
 
@@ -84,9 +96,11 @@ class EstimatorNode(GraphNode):
             self.diagnostics.report("warn", f"no initial pose: {self.source}")
         elif mode == "ground_truth_noise":
             self._start_noise_mode()
+        elif mode == "external":
+            self._start_external_mode()
         else:
             self._start_estimator_mode(mode)
-        if mode in ESTIMATORS or mode == "ground_truth_noise":
+        if mode in ESTIMATORS or mode in ("ground_truth_noise", "external"):
             self.publish_source(self.source)
         self.get_logger().info(f"initial poses: {self.source}")
 
@@ -218,6 +232,41 @@ class EstimatorNode(GraphNode):
         self.pose_pub.publish(pose)
         self.cov_pub.publish(with_covariance(pose, self.noise.sigma_m, self.noise.sigma_rad))
         self.diagnostics.report("ok", f"initial poses: {self.source}", object_id=self.object_id)
+
+    # --- another estimator's poses -----------------------------------------------------------
+    def _start_external_mode(self) -> None:
+        try:
+            message_class = external_message_class(self.params["external_type"])
+        except (ValueError, ImportError) as exc:
+            self.get_logger().fatal(str(exc))
+            self.finish(2)
+            return
+        self.object_id = None
+        topic = self.params["external_topic"]
+        self.source = f"external: {self.params['external_type']} on {topic}"
+        self.create_subscription(
+            String, default_topic("object_id"), self.on_external_object, object_id_qos(self.inputs)
+        )
+        self.create_subscription(message_class, topic, self.on_external, self.inputs)
+
+    def on_external_object(self, msg: String) -> None:
+        self.object_id = msg.data
+
+    def on_external(self, msg) -> None:
+        found = external_pose(msg, self.params["external_class_id"] or self.object_id)
+        if isinstance(found, str):
+            self.diagnostics.report("warn", found)
+            return
+        pose = PoseStamped(header=found.header, pose=matrix_to_pose_msg(pose_fields_to_matrix(found.pose)))
+        self.pose_pub.publish(pose)
+        if found.covariance is None:
+            self.cov_pub.publish(with_covariance(pose, BASE_SIGMA_M, BASE_SIGMA_RAD))
+        else:
+            covariance = PoseWithCovarianceStamped(header=pose.header)
+            covariance.pose.pose, covariance.pose.covariance = pose.pose, found.covariance.ravel().tolist()
+            self.cov_pub.publish(covariance)
+        score = {} if found.score is None else {"score": f"{found.score:.3f}"}
+        self.diagnostics.report("ok", f"initial poses: {self.source}", object_id=self.object_id or "", **score)
 
     def _pivot(self, object_id: str) -> np.ndarray | None:
         """Centre of mass of the object (the noise turns about it; RigidBody.from_mesh's
