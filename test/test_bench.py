@@ -46,6 +46,7 @@ def test_bench_writes_the_tables_json_and_report(episodes, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "Method" in printed and "ours@8" in printed and "[2.21]" in printed  # the paper beside
+    assert "SD cm" in printed and "SR %" in printed
     document = json.loads(out.read_text())
     methods = document["methods"]
     assert set(methods) == {"initial", "icp", "icp_cp", "ours@8", "physics@8"}
@@ -60,8 +61,11 @@ def test_bench_writes_the_tables_json_and_report(episodes, tmp_path, capsys):
             "ms_per_frame",
             "ms_median_per_frame",
             "n_frames",
+            "sd_cm",
+            "sr",
         } <= set(row)
-        assert row["n_frames"] == 2 and all(np.isfinite(row[k]) for k in ("pe_cm", "oe_deg", "iv_cm3"))
+        assert row["n_frames"] == 2 and all(np.isfinite(row[k]) for k in ("pe_cm", "oe_deg", "iv_cm3", "sd_cm"))
+        assert row["sd_cm"] >= 0.0 and row["sr"] in (0.0, 50.0, 100.0)  # SR: the share of the 2 frames held
     initial, ours = methods["initial"], methods["ours@8"]
     assert initial["ms_per_frame"] == 0.0 and ours["ms_per_frame"] > 0.0
     assert initial["pe_cm"] == pytest.approx(2.21, rel=0.9)  # two draws of the paper's noise

@@ -124,9 +124,11 @@ class ObjectBench:
         return MethodResult(refinement.T, refinement.diagnostics.wall_ms, refinement.diagnostics.status, steps)
 
     def metrics(self, T: np.ndarray, T_gt: np.ndarray, posed, truth: dict) -> dict:
-        """PE, OE, CA, IV and the deviations from the ground truth's CA / IV (`truth`)."""
+        """PE, OE, CA, IV, the deviations from the ground truth's CA / IV (`truth`) and SD (the
+        object released at T in the hand: how far it falls, DeepSimHO's simulation)."""
         plausible = self.refiner.plausibility(T, posed)
         return {
+            "sd_cm": self.refiner.metrics.stability(T, posed).displacement_cm,
             "pe_cm": position_error_cm(T, T_gt),
             "oe_deg": orientation_error_deg(T, T_gt),
             "ca_cm2": plausible.ca_cm2,
@@ -136,8 +138,10 @@ class ObjectBench:
         }
 
     def truth(self, frame: Frame, posed) -> dict:
+        """The ground truth's CA, IV and SD: what a method's are compared with."""
         plausible = self.refiner.plausibility(frame.T_cam_obj, posed)
-        return {"ca_cm2": plausible.ca_cm2, "iv_cm3": plausible.iv_cm3}
+        sd_cm = self.refiner.metrics.stability(frame.T_cam_obj, posed).displacement_cm
+        return {"ca_cm2": plausible.ca_cm2, "iv_cm3": plausible.iv_cm3, "sd_cm": sd_cm}
 
 
 def render_score(model: ObjectModel, frame: Frame, posed=None, T_initial: np.ndarray | None = None):

@@ -23,7 +23,7 @@ import numpy as np
 
 from tactile_pose_refiner.core.resources import load_config
 
-METRICS = ("pe_cm", "oe_deg", "ca_cm2", "iv_cm3", "dca_cm2", "div_cm3")
+METRICS = ("pe_cm", "oe_deg", "ca_cm2", "iv_cm3", "dca_cm2", "div_cm3", "sd_cm")
 
 
 def episodes_under(data: Path) -> list[Path]:
@@ -201,7 +201,12 @@ def summarise(records: list[dict]) -> dict:
 
 
 def _means(rows: list[dict]) -> dict:
-    summary = {metric: float(np.mean([r[metric] for r in rows])) for metric in METRICS}
+    """Metric means (NaN for a metric older records lack), SR: the share [%] of frames whose SD
+    stays under the success displacement (config/physics.yaml stability)."""
+    summary = {metric: float(np.mean([r.get(metric, np.nan) for r in rows])) for metric in METRICS}
+    success_cm = 100.0 * float(load_config("physics")["stability"]["success_displacement_m"])
+    displacements = np.array([r.get("sd_cm", np.nan) for r in rows], dtype=np.float64)
+    summary["sr"] = float(np.mean(displacements < success_cm) * 100.0) if np.isfinite(displacements).all() else np.nan
     summary["ms_per_frame"] = float(np.mean([r["ms"] for r in rows]))
     summary["ms_median_per_frame"] = float(np.median([r["ms"] for r in rows]))
     summary["n_frames"] = len(rows)
@@ -216,25 +221,26 @@ def _means(rows: list[dict]) -> dict:
 
 def truth_means(records: list[dict]) -> dict:
     frames = {(r["episode"], r["frame"]): r["truth"] for r in records}
-    return {key: float(np.mean([t[key] for t in frames.values()])) for key in ("ca_cm2", "iv_cm3")}
+    return {key: float(np.mean([t.get(key, np.nan) for t in frames.values()])) for key in ("ca_cm2", "iv_cm3", "sd_cm")}
 
 
 def table(noise: str, methods: dict, truth: dict, paper: dict) -> str:
-    """The paper's layout (PE, OE, CA, IV, |dCA|, |dIV|) + ms/frame; paper's values in brackets."""
+    """The paper's layout (PE, OE, CA, IV, |dCA|, |dIV|), DeepSimHO's SD and SR, ms/frame;
+    paper's values in brackets."""
     header = (
         f"{'Method':<14}{'PE cm':>14}{'OE deg':>15}{'CA cm2':>15}{'IV cm3':>15}"
-        f"{'|dCA|':>15}{'|dIV|':>15}{'ms/frame':>10}{'n':>5}"
+        f"{'|dCA|':>15}{'|dIV|':>15}{'SD cm':>15}{'SR %':>7}{'ms/frame':>10}{'n':>5}"
     )
     lines = [f"noise: {noise}   (ours [paper])", header, "-" * len(header)]
     gt_paper = paper.get("ground_truth", {})
     lines.append(
         f"{'Ground truth':<14}{'-':>14}{'-':>15}{_cell(truth['ca_cm2'], gt_paper.get('ca_cm2'))}"
-        f"{_cell(truth['iv_cm3'], gt_paper.get('iv_cm3'))}{'0':>15}{'0':>15}"
+        f"{_cell(truth['iv_cm3'], gt_paper.get('iv_cm3'))}{'0':>15}{'0':>15}{truth['sd_cm']:>15.2f}{'-':>7}"
     )
     for method, row in methods.items():
         ref = paper.get(method.partition("@")[0], {}) if "@" not in method else {}
         cells = "".join(_cell(row[m], ref.get(m)) for m in METRICS)
-        lines.append(f"{method:<14}{cells}{row['ms_per_frame']:>10.0f}{row['n_frames']:>5}")
+        lines.append(f"{method:<14}{cells}{row['sr']:>7.0f}{row['ms_per_frame']:>10.0f}{row['n_frames']:>5}")
     return "\n".join(lines)
 
 
