@@ -98,7 +98,9 @@ def track_episode(path: Path, args, poses: list | None = None) -> list[dict]:
         if args.teleport_at == index and tracker.started:
             tracker.T_base_obj = _teleported(tracker.T_base_obj, bench.refiner.object.body.com)
         recovering = tracker.started and tracker.lost_frames >= args.recover_after
-        if not tracker.started or recovering:
+        if tracker.recovery_due() and not recovering:  # the track tries itself before the estimate comes
+            result = tracker.recover(frame)
+        elif not tracker.started or recovering:
             T_start, init_ms = _initial(args.init, bench, frame, noise, f"{path.name}/{index}")
             result = tracker.start(frame, T_start)
             result.ms += init_ms
@@ -111,7 +113,7 @@ def track_episode(path: Path, args, poses: list | None = None) -> list[dict]:
             "ms": result.ms,
             "status": result.status,
             "start": not rows or recovering,
-            "recovery": bool(recovering),
+            "recovery": bool(recovering) or "recovered by the track" in result.status,
             "iterations": result.iterations,
             "pe_mm": 10 * position_error_cm(result.T, frame.T_cam_obj),
             "oe_deg": orientation_error_deg(result.T, frame.T_cam_obj),

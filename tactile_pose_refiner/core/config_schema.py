@@ -688,9 +688,18 @@ class TrackerStart(Section):
     tie: float = key("fits within this share of the best tie; the one nearest the start wins")
 
 
+class TrackerRecovery(Section):
+    hypotheses: int = key("start solves from the last good pose carried by the hand; 0: off")
+    every_frames: int = key("tried once this many lost frames in a row, then again after as many")
+    min_depth_inliers: float = key("a recovery is kept only with this share of depth inliers")
+    max_depth_rms_mm: float = key("... and depth rms no larger")
+    min_touch_points: int = key("... and at least this many taxels in contact, all inliers")
+
+
 class TrackerConfig(Section):
     device: Literal["cpu", "cuda", "auto"] = key("compute device")
     start: TrackerStart = key("a (re)initialisation from an estimate or a full refinement")
+    recovery: TrackerRecovery = key("a lost track restarted from its own last pose")
     solver: TrackerSolver = key("per-frame solver")
     depth: TrackerDepth = key("depth residuals")
     touch: TrackerTouch = key("touch residuals")

@@ -3,8 +3,10 @@
 Each RGB-D bundle is tracked (core.tracking.Tracker) in the worker thread; only the latest
 waits while one is tracked. An initial pose (estimator/initial_pose) starts the track, moved by
 the hand's motion since its stamp (an estimate takes a while); while the track holds, further
-initial poses are ignored; after `recover_after_frames` lost frames in a row, or a message on
-`refiner/reset`, the next one restarts it. Every tracked frame publishes `refiner/pose`,
+initial poses are ignored. A lost track first restarts itself from its last good pose carried
+by the hand (config/tracker.yaml `recovery`: a multi-hypothesis start, kept only where it fits);
+after `recover_after_frames` lost frames in a row, or a message on `refiner/reset`, the next
+initial pose restarts it. Every tracked frame publishes `refiner/pose`,
 `refiner/pose_with_covariance` (the solver's covariance, ROS convention) and
 `refiner/diagnostics` whose status says `tracking`, `reinitialised` or `lost (...)`.
 `refiner/needs_estimate` (Bool, latched) says whether an initial pose is wanted: estimator_node
@@ -98,6 +100,8 @@ class TrackMode:
             self.start_request = None
         if request is not None:
             result = tracker.start(frame, self._carried(request, frame))
+        elif tracker.recovery_due():  # before the estimator's next pose (seconds on a small CPU)
+            result = tracker.recover(frame)
         elif tracker.started:
             result = tracker.step(frame)
         else:

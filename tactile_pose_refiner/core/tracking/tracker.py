@@ -109,6 +109,50 @@ class Tracker:
         alternatives = self._hypotheses(T, int(hypotheses or config["hypotheses"]) - 1)
         return self._update(frame, T, settings, None, "reinitialised", alternatives)
 
+    def recovery_due(self) -> bool:
+        """A lost track tries to restart itself (config `recovery`) every `every_frames` lost frames."""
+        config = self.config["recovery"]
+        every = max(1, int(config["every_frames"]))
+        return (
+            int(config["hypotheses"]) > 0
+            and self.started
+            and self.lost_frames >= every
+            and (self.lost_frames % every == 0)
+        )
+
+    def recover(self, frame: Frame) -> TrackResult:
+        """A lost track restarted without an outside estimate: a start from the last good pose
+        carried by the hand's motion, with hypotheses about it (config `recovery`); kept where it
+        fits depth and touch, else the track stays lost as it was."""
+        kept = (self.T_base_obj, self.velocity.copy(), self.stamp_ns, self.lost_frames, self.last_T)
+        T = np.asarray(frame.T_cam_base, dtype=np.float64) @ self.T_base_obj
+        result = self.start(frame, T, hypotheses=int(self.config["recovery"]["hypotheses"]))
+        problems = self._recovery_problems(result)
+        if not problems:
+            result.status = result.status.replace("reinitialised", "reinitialised (recovered by the track)", 1)
+            return result
+        self.T_base_obj, self.velocity, self.stamp_ns, self.lost_frames, self.last_T = kept
+        self.lost_frames += 1
+        result.status = "lost (recovery not kept: " + ", ".join(problems) + ")"
+        result.T = T  # the last good pose, carried by the hand
+        return result
+
+    def _recovery_problems(self, result: TrackResult) -> list[str]:
+        """Why a self-recovery is not trusted: a poor fit, or one stricter than tracking's
+        check finds (config `recovery`): depth inliers and rms, and the skin in agreement."""
+        if not np.isfinite(result.T).all():
+            return ["non-finite pose"]
+        limits = self.config["recovery"]
+        problems = list(result.problems)
+        depth = result.stats.get("depth", {"points": 0, "inliers": 0, "rms_mm": np.inf})
+        share = depth["inliers"] / max(depth["points"], 1)
+        if share < float(limits["min_depth_inliers"]) or depth["rms_mm"] > float(limits["max_depth_rms_mm"]):
+            problems.append(f"depth {share:.0%} inliers, rms {depth['rms_mm']:.1f} mm")
+        touch = result.stats.get("touch", {"points": 0, "inliers": 0})
+        if touch["points"] < int(limits["min_touch_points"]) or touch["inliers"] < touch["points"]:
+            problems.append(f"touch {touch['inliers']}/{touch['points']} contacts agree")
+        return problems
+
     def _hypotheses(self, T: np.ndarray, count: int) -> list[np.ndarray]:
         """count poses about T: rotations about the centre of mass and shifts drawn with the
         configured spread, seeded (the same frame starts the same way)."""
