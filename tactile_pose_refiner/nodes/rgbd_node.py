@@ -5,14 +5,20 @@ Subscribes (SensorDataQoS; names from config/topics.yaml, remappable): colour im
 bgr8, rgba8, bgra8), aligned depth (16UC1 mm or 32FC1 m), camera_info, optional mono8 object
 mask. Publishes `rgbd/bundle` (RgbdBundle: rgb8, 16UC1 mm, mask, camera_info, status) and
 `rgbd/object_points` (PointCloud2, camera frame). Unusable input is reported on /diagnostics
-and dropped; NaN or negative depths become invalid pixels (0), counted in the status.
+and dropped; NaN or negative depths become invalid pixels (0), counted in the status. A
+camera_info with a plumb_bob or rational_polynomial distortion is rectified here onto the same
+K with no distortion (core/distortion.py; depth and mask nearest, colour bilinear), and the
+bundle's camera_info says so (zero coefficients): every later node assumes a pinhole camera.
 """
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from tactile_pose_refiner.core.distortion import DistortionError, Rectifier
 from tactile_pose_refiner.core.images import ImageInputError, image_from_message
 from tactile_pose_refiner.msg import RgbdBundle
 from tactile_pose_refiner.nodes.common import (
@@ -55,6 +61,7 @@ class RgbdNode(GraphNode):
             self, topics, self.inputs, self.params["queue_size"], self.params["slop_s"], self.on_synchronised
         )
         self.rng = np.random.default_rng(0)
+        self.rectifiers: dict[tuple, Rectifier | None] = {}  # per camera_info: built once
         self.get_logger().info(f"synchronising {[t for _, t in topics]} with {how}")
 
     def on_synchronised(self, color: Image, depth: Image, info: CameraInfo, mask: Image | None = None) -> None:
@@ -76,7 +83,26 @@ class RgbdNode(GraphNode):
         if len(shapes) != 1:
             self.diagnostics.report("error", f"unusable input: image sizes differ {sorted(shapes)}")
             return
+        try:
+            rectifier = self.rectifier(info)
+        except DistortionError as exc:
+            self.diagnostics.report("error", f"unusable input: {exc}")
+            return
+        if rectifier is not None:  # the graph works on a pinhole camera: the same K, no distortion
+            rgb, depth_mm = rectifier.rectify(rgb, smooth=True), rectifier.rectify(depth_mm, smooth=False)
+            object_mask = None if object_mask is None else rectifier.rectify(object_mask, smooth=False)
+            info = copy.deepcopy(info)
+            info.d = [0.0] * len(info.d)
         self.publish(color.header, rgb, depth_mm, object_mask, info, camera)
+
+    def rectifier(self, info: CameraInfo) -> Rectifier | None:
+        key = (tuple(info.k), info.distortion_model, tuple(info.d), info.width, info.height)
+        if key not in self.rectifiers:
+            K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+            self.rectifiers[key] = Rectifier.for_camera(K, info.distortion_model, info.d, info.width, info.height)
+            if self.rectifiers[key] is not None:
+                self.get_logger().info(f"rectifying {info.distortion_model} distortion {list(info.d)}")
+        return self.rectifiers[key]
 
     def publish(self, header, rgb, depth_mm, object_mask, info, camera) -> None:
         inside = depth_mm > 0 if object_mask is None else (depth_mm > 0) & (object_mask > 0)
