@@ -46,3 +46,33 @@ def test_colour_is_resampled_and_a_pinhole_camera_is_left_alone():
     assert Rectifier.for_camera(K, "", [], W, H) is None
     with pytest.raises(DistortionError, match="equidistant"):
         Rectifier.for_camera(K, "equidistant", [0.1, 0.0, 0.0, 0.0], W, H)
+
+
+def test_rgbd_node_rectifies_a_distorted_camera_before_the_bundle(ros_env):
+    import rclpy
+    from sensor_msgs.msg import CameraInfo
+
+    from tactile_pose_refiner.nodes.conversions import image_msg
+    from tactile_pose_refiner.nodes.rgbd_node import RgbdNode
+
+    rclpy.init(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    try:
+        node = RgbdNode()
+        sent = []
+        node.publish = lambda header, rgb, depth_mm, mask, info, camera: sent.append((depth_mm, info))
+        info = CameraInfo(width=W, height=H, distortion_model="plumb_bob")
+        info.k, info.d = K.ravel().tolist(), list(LENSES["plumb_bob"])
+        info.header.frame_id = "camera_color_optical_frame"
+        depth = np.zeros((H, W), np.uint16)
+        depth[:, :100] = 500  # a depth edge near the left border, bent by the lens
+        colour, depth_image = (
+            image_msg(np.zeros((H, W, 3), np.uint8), "rgb8", info.header),
+            image_msg(depth, "16UC1", info.header),
+        )
+        node.on_synchronised(colour, depth_image, info)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+    ((rectified, published_info),) = sent
+    assert list(published_info.d) == [0.0] * 5 and list(info.d) == LENSES["plumb_bob"]  # the input is not changed
+    assert set(np.unique(rectified)) <= {0, 500} and not np.array_equal(rectified, depth)
