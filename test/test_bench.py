@@ -79,7 +79,7 @@ def test_bench_writes_the_tables_json_and_report(episodes, tmp_path, capsys):
         starts = {json.dumps(r["T_initial"]) for r in records if r["frame"] == frame}
         assert len(starts) == 1
     report = sorted(p.name for p in (tmp_path / "report").iterdir())
-    assert "convergence_paper.png" in report
+    assert "convergence_paper.png" in report and "per_object_paper.png" in report  # one object: plotted too
     assert sum(name.startswith("overlay_paper_005_tomato_soup_can_000") for name in report) == 2
 
 

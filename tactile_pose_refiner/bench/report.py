@@ -2,9 +2,10 @@
 
 - convergence_<noise>.png: mean PE and OE over the refiner's iterations (every refined method),
   plus the iterations sweep (ours@N) against N when one ran.
-- per_object_<noise>.png: |dIV| and PE per object and method.
+- per_object_<noise>.png: |dIV| and PE per object and method (one object too).
 - overlay_<noise>_<episode>_<frame>.png: the object's contour at the initial (red), refined
-  ('ours', green) and ground-truth (blue) pose drawn on the frame's RGB image.
+  ('ours', green, drawn wide) and ground-truth (blue, thin, on top) pose on the frame's RGB
+  image, cropped around the object, with a legend and the frame's PE / OE before and after.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image
 from scipy.ndimage import binary_dilation
 
 from tactile_pose_refiner.core.resources import load_config
@@ -32,7 +32,7 @@ def write_report(folder: Path, records: list[dict], summary: dict, methods: list
         rows = [r for r in records if r["noise"] == noise]
         written += [
             _convergence(folder, noise, rows, summary[noise]),
-            _per_object(folder, noise, summary[noise], methods),
+            _per_object(folder, noise, summary[noise], methods, rows),
         ]
         written += _overlays(folder, noise, rows)
     return [path for path in written if path is not None]
@@ -68,7 +68,12 @@ def _convergence(folder: Path, noise: str, rows: list[dict], summary: dict) -> P
     return _save(figure, folder / f"convergence_{noise}.png", f"refinement vs iterations, noise {noise}")
 
 
-def _per_object(folder: Path, noise: str, summary: dict, methods: list[str]) -> Path | None:
+def _per_object(folder: Path, noise: str, summary: dict, methods: list[str], rows: list[dict]) -> Path | None:
+    single = sorted({r["object"] for r in rows})
+    summary = {  # one object: its summary is the method's whole one
+        m: s if "per_object" in s or len(single) != 1 else {**s, "per_object": {single[0]: s}}
+        for m, s in summary.items()
+    }
     shown = [m for m in methods if m in summary and "per_object" in summary[m]]
     if not shown:
         return None
@@ -106,7 +111,9 @@ def _overlays(folder: Path, noise: str, rows: list[dict]) -> list[Path]:
     limit = int(load_config("bench")["overlay"]["max_frames"])
     refined = {}
     for r in rows:
-        if r["method"] == "ours" or (r["method"] != "initial" and (r["episode"], r["frame"]) not in refined):
+        if r["method"].partition("@")[0] == "ours" or (
+            r["method"] != "initial" and (r["episode"], r["frame"]) not in refined
+        ):
             refined[(r["episode"], r["frame"])] = r
     chosen = defaultdict(list)
     for (episode, index), r in sorted(refined.items()):
@@ -123,17 +130,46 @@ def _overlays(folder: Path, noise: str, rows: list[dict]) -> list[Path]:
         for index, frame in enumerate(read_episode(source)) if source else []:
             if index not in frames:
                 continue
-            r = frames[index]
-            model = catalog.load(frame.object_id)
-            image = frame.rgb.copy()
-            for key, pose in (("truth", r["T_gt"]), ("initial", r["T_initial"]), ("refined", r["T"])):
-                mask = renderer.render(model, np.array(pose), []).object_full_mask
-                edge = binary_dilation(mask, iterations=1) & ~mask
-                image[edge] = COLOURS[key]
-            path = folder / f"overlay_{noise}_{episode}_{index:03d}_{r['method']}.png"
-            Image.fromarray(image).save(path)
-            paths.append(path)
+            path = folder / f"overlay_{noise}_{episode}_{index:03d}_{frames[index]['method']}.png"
+            paths.append(_overlay(path, frame, frames[index], renderer, catalog.load(frame.object_id)))
     return paths
+
+
+def _overlay(path: Path, frame, row: dict, renderer, model) -> Path:
+    """Initial, then refined (a 3 px ring), then truth (1 px) on top: where the refined pose
+    sits on the truth both stay visible (blue inside green); cropped to the contours."""
+    from matplotlib.lines import Line2D
+
+    from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
+
+    image = frame.rgb.copy()
+    drawn = np.zeros(image.shape[:2], dtype=bool)
+    for key, pose, width in (("initial", row["T_initial"], 1), ("refined", row["T"], 3), ("truth", row["T_gt"], 1)):
+        mask = renderer.render(model, np.array(pose), []).object_full_mask
+        edge = binary_dilation(mask, iterations=width) & ~mask
+        image[edge] = COLOURS[key]
+        drawn |= mask
+    rows, cols = np.nonzero(drawn) if drawn.any() else (np.arange(image.shape[0]), np.arange(image.shape[1]))
+    margin = 30
+    crop = image[
+        max(0, rows.min() - margin) : rows.max() + margin + 1, max(0, cols.min() - margin) : cols.max() + margin + 1
+    ]
+    T_gt = np.array(row["T_gt"])
+    numbers = []
+    for label, key in (("initial", "T_initial"), (row["method"], "T")):
+        T = np.array(row[key])
+        numbers.append(f"{label} PE {position_error_cm(T, T_gt):.2f} cm, OE {orientation_error_deg(T, T_gt):.1f} deg")
+    figure, axis = plt.subplots(figsize=(6, 6 * crop.shape[0] / max(crop.shape[1], 1) + 0.8))
+    axis.imshow(crop)
+    axis.set_axis_off()
+    handles = [Line2D([], [], color=np.array(COLOURS[k]) / 255, lw=2, label=k) for k in ("initial", "refined", "truth")]
+    axis.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
+    axis.set_title("\n".join(numbers), fontsize=9)
+    figure.suptitle(f"{frame.object_id}, frame {row['frame']}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def _episode_path(rows: list[dict], episode: str) -> Path | None:
