@@ -76,3 +76,23 @@ def test_each_turn_is_scored_once():
         np.radians(2),
     )
     assert len(scored) == len(set(scored)) == 21
+
+
+def test_only_a_surface_that_turns_onto_itself_is_taken_for_a_body_of_revolution():
+    """Moments alone took a 50 x 75 x 50 mm box and a triangular prism for cans (two principal
+    moments agree); their surfaces do not land on themselves turned about that axis."""
+    import trimesh
+
+    from tactile_pose_refiner.core.symmetry import object_symmetry_axis, symmetry_axis
+
+    wedge = trimesh.creation.extrude_polygon(trimesh.path.polygons.Polygon([(0, 0), (0.065, 0), (0.02, 0.045)]), 0.05)
+    shapes = {
+        "box": (trimesh.creation.box(extents=[0.05, 0.075, 0.05]), False),
+        "wedge": (wedge, False),
+        "capsule": (trimesh.creation.capsule(height=0.07, radius=0.024, count=[32, 32]), True),
+        "cylinder": (trimesh.creation.cylinder(radius=0.03, height=0.1, sections=64), True),
+    }
+    for name, (mesh, symmetric) in shapes.items():
+        assert symmetry_axis(mesh.moment_inertia, 0.06) is not None, name  # the moments agree for all four
+        axis = object_symmetry_axis("auto", mesh.moment_inertia, 0.06, mesh, mesh.center_mass)
+        assert (axis is not None) == symmetric, name

@@ -186,7 +186,11 @@ class FrameRefiner:
         if not settings.get("enabled", False):
             return
         axis = object_symmetry_axis(
-            self.object.model.symmetry, self.object.body.inertia, float(settings["moment_tolerance"])
+            self.object.model.symmetry,
+            self.object.body.inertia,
+            float(settings["moment_tolerance"]),
+            self.object.model.geometry,
+            self.object.body.com,
         )
         if axis is None:
             return

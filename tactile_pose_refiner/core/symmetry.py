@@ -31,10 +31,38 @@ def symmetry_axis(inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
     return None
 
 
-def object_symmetry_axis(symmetry: str, inertia: np.ndarray, tolerance: float) -> np.ndarray | None:
+def object_symmetry_axis(
+    symmetry: str, inertia: np.ndarray, tolerance: float, mesh=None, centre: np.ndarray | None = None
+) -> np.ndarray | None:
     """The axis of an object whose catalog entry leaves its symmetry to the moments ("auto"),
-    None where it declares none (a box whose moments happen to agree)."""
-    return None if symmetry == "none" else symmetry_axis(inertia, tolerance)
+    None where it declares none. Given its mesh (and centre of mass), the axis must also map
+    the surface onto itself when turned (`turn_symmetric`): a box or a wedge whose moments happen
+    to agree is no can (an untextured wedge was spun 38 deg by the texture turn)."""
+    if symmetry == "none":
+        return None
+    axis = symmetry_axis(inertia, tolerance)
+    if axis is None or mesh is None:
+        return axis
+    return axis if turn_symmetric(mesh, axis, mesh.centroid if centre is None else centre) else None
+
+
+def turn_symmetric(mesh, axis: np.ndarray, centre: np.ndarray) -> bool:
+    """Does the surface land on itself turned about the axis through centre by each test angle
+    (config/estimator.yaml symmetry: continuous_test_deg, tolerance_m, as the estimator's test)?"""
+    import trimesh
+    from scipy.spatial import cKDTree
+    from scipy.spatial.transform import Rotation
+
+    from tactile_pose_refiner.core.resources import load_config
+
+    config = load_config("estimator")["symmetry"]
+    points, _ = trimesh.sample.sample_surface_even(mesh, 2000, seed=0)
+    tree, centred = cKDTree(points), np.asarray(points) - centre
+    for angle in config["continuous_test_deg"]:
+        turned_points = centred @ Rotation.from_rotvec(np.radians(angle) * axis).as_matrix().T + centre
+        if float(tree.query(turned_points)[0].mean()) >= float(config["tolerance_m"]):
+            return False
+    return True
 
 
 def turned(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, angle_rad: float) -> np.ndarray:

@@ -23,7 +23,11 @@ class TextureTurn:
 
     def __init__(self, model: ObjectModel, inertia: np.ndarray, centre: np.ndarray, config: dict) -> None:
         tolerance = float(config["moment_tolerance"])
-        self.axis = object_symmetry_axis(model.symmetry, inertia, tolerance) if config["enabled"] else None
+        self.axis = (
+            object_symmetry_axis(model.symmetry, inertia, tolerance, model.geometry, centre)
+            if config["enabled"]
+            else None
+        )
         self.centre = np.asarray(centre, dtype=np.float64)
         self.config = config
         if self.axis is not None:
