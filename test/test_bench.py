@@ -66,6 +66,7 @@ def test_bench_writes_the_tables_json_and_report(episodes, tmp_path, capsys):
         } <= set(row)
         assert row["n_frames"] == 2 and all(np.isfinite(row[k]) for k in ("pe_cm", "oe_deg", "iv_cm3", "sd_cm"))
         assert row["sd_cm"] >= 0.0 and row["sr"] in (0.0, 50.0, 100.0)  # SR: the share of the 2 frames held
+        assert row["oe_sym_deg"] <= row["oe_deg"] + 1e-9  # the truth itself is among its equivalents
     initial, ours = methods["initial"], methods["ours@8"]
     assert initial["ms_per_frame"] == 0.0 and ours["ms_per_frame"] > 0.0
     assert initial["pe_cm"] == pytest.approx(2.21, rel=0.9)  # two draws of the paper's noise

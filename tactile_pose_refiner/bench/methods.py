@@ -79,6 +79,12 @@ class ObjectBench:
             self.estimates[(name, key)] = self.estimators[name].estimate(frame, seed)
         return self.estimates[(name, key)]
 
+    def symmetric_oe_deg(self, T: np.ndarray, T_gt: np.ndarray) -> float:
+        """OE against the nearest of the truth's geometric equivalents (the shape's symmetry
+        group, found on the surface): a flipped box or a can turned about its axis looks the
+        same to depth and touch; only texture tells them apart."""
+        return min(orientation_error_deg(T, np.asarray(T_gt) @ g) for g in self.cloud.symmetries)
+
     @cached_property
     def cloud(self) -> ModelCloud:
         """The model as both estimators see it, built once for either."""
@@ -128,6 +134,7 @@ class ObjectBench:
         object released at T in the hand: how far it falls, DeepSimHO's simulation)."""
         plausible = self.refiner.plausibility(T, posed)
         return {
+            "oe_sym_deg": self.symmetric_oe_deg(T, T_gt),
             "sd_cm": self.refiner.metrics.stability(T, posed).displacement_cm,
             "pe_cm": position_error_cm(T, T_gt),
             "oe_deg": orientation_error_deg(T, T_gt),

@@ -206,6 +206,8 @@ def _means(rows: list[dict]) -> dict:
     summary = {metric: float(np.mean([r.get(metric, np.nan) for r in rows])) for metric in METRICS}
     success_cm = 100.0 * float(load_config("physics")["stability"]["success_displacement_m"])
     displacements = np.array([r.get("sd_cm", np.nan) for r in rows], dtype=np.float64)
+    if all("oe_sym_deg" in r for r in rows):
+        summary["oe_sym_deg"] = float(np.mean([r["oe_sym_deg"] for r in rows]))
     summary["sr"] = float(np.mean(displacements < success_cm) * 100.0) if np.isfinite(displacements).all() else np.nan
     summary["ms_per_frame"] = float(np.mean([r["ms"] for r in rows]))
     summary["ms_median_per_frame"] = float(np.median([r["ms"] for r in rows]))
