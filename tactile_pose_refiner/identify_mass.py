@@ -52,12 +52,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -> tuple[str, MassEstimate, float]:
+    from tactile_pose_refiner.core.physics.body import RigidBody
     from tactile_pose_refiner.core.scene.kinematics import HandKinematics
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.core.scene.skin import SkinLayout
     from tactile_pose_refiner.io.episode_bag import read_episode
 
-    frames = [frame for frame in read_episode(path)]
+    frames = list(read_episode(path))
     for frame in frames:  # the images are not needed here: keep the episode small in memory
         frame.rgb = frame.depth_mm = frame.mask = None
     model = ObjectCatalog.from_config().load(frames[0].object_id)
@@ -66,8 +67,6 @@ def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -
     truth = float(dynamics.get("mass_kg", model.mass_kg))
     if not np.isfinite(gravity_cam).all() or gravity_cam.shape != (3,):
         return frames[0].object_id, MassEstimate(None, None, len(frames), 0.0, "no gravity: pass --gravity"), truth
-    from tactile_pose_refiner.core.physics.body import RigidBody
-
     body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
     T_cam_obj = _tracked(path) if poses == "tracked" else [frame.T_cam_obj for frame in frames]
     tactile = load_config("tactile")

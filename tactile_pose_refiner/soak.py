@@ -204,8 +204,8 @@ def _sample_memory(graph: RunningGraph, result: SoakResult, elapsed: float) -> N
         try:
             root = psutil.Process(process.pid)
             tree = [root, *root.children(recursive=True)]
-            rss = sum(p.memory_info().rss for p in tree)
-            pss = sum(getattr(p.memory_full_info(), "pss", 0) for p in tree)
+            memory = [p.memory_full_info() for p in tree]  # rss and pss in one read of each process's maps
+            rss, pss = sum(m.rss for m in memory), sum(getattr(m, "pss", 0) for m in memory)
             cpu = sum(sum(p.cpu_times()[:2]) for p in tree)
         except psutil.Error:
             continue

@@ -51,18 +51,15 @@ def turn_symmetric(mesh, axis: np.ndarray, centre: np.ndarray) -> bool:
     (config/estimator.yaml symmetry: continuous_test_deg, tolerance_m, as the estimator's test)?"""
     import trimesh
     from scipy.spatial import cKDTree
-    from scipy.spatial.transform import Rotation
 
+    from tactile_pose_refiner.core.estimation.model_cloud import turns_onto_itself
     from tactile_pose_refiner.core.resources import load_config
 
     config = load_config("estimator")["symmetry"]
-    points, _ = trimesh.sample.sample_surface_even(mesh, 2000, seed=0)
-    tree, centred = cKDTree(points), np.asarray(points) - centre
-    for angle in config["continuous_test_deg"]:
-        turned_points = centred @ Rotation.from_rotvec(np.radians(angle) * axis).as_matrix().T + centre
-        if float(tree.query(turned_points)[0].mean()) >= float(config["tolerance_m"]):
-            return False
-    return True
+    points = np.asarray(trimesh.sample.sample_surface_even(mesh, 2000, seed=0)[0])
+    return turns_onto_itself(
+        points, cKDTree(points), centre, axis, config["continuous_test_deg"], float(config["tolerance_m"])
+    )
 
 
 def turned(T: np.ndarray, axis: np.ndarray, centre: np.ndarray, angle_rad: float) -> np.ndarray:

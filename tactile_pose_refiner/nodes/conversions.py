@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from geometry_msgs.msg import Point, Pose, PoseWithCovarianceStamped, Quaternion, Vector3
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from tactile_pose_refiner.core.geometry import matrices_to_poses
@@ -36,6 +36,14 @@ def matrices_to_pose_msgs(matrices: np.ndarray) -> list[Pose]:
         Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
         for (x, y, z), (qx, qy, qz, qw) in zip(translations.tolist(), quaternions.tolist())
     ]
+
+
+def pose_with_covariance_msg(header, pose: Pose, covariance: np.ndarray) -> PoseWithCovarianceStamped:
+    """A pose and its (6, 6) covariance (ROS convention: x, y, z, rot x, rot y, rot z)."""
+    message = PoseWithCovarianceStamped(header=header)
+    message.pose.pose = pose
+    message.pose.covariance = [float(v) for v in np.asarray(covariance).ravel()]
+    return message
 
 
 def camera_from_info(info: CameraInfo) -> PinholeCamera:

@@ -52,7 +52,7 @@ from tactile_pose_refiner.nodes.common import (
     object_catalog,
     run_node,
 )
-from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
+from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, pose_with_covariance_msg, stamp_ns
 from tactile_pose_refiner.nodes.external_pose import external_message_class, external_pose
 from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue, object_id_qos
 
@@ -259,12 +259,8 @@ class EstimatorNode(GraphNode):
             return
         pose = PoseStamped(header=found.header, pose=matrix_to_pose_msg(pose_fields_to_matrix(found.pose)))
         self.pose_pub.publish(pose)
-        if found.covariance is None:
-            self.cov_pub.publish(with_covariance(pose, BASE_SIGMA_M, BASE_SIGMA_RAD))
-        else:
-            covariance = PoseWithCovarianceStamped(header=pose.header)
-            covariance.pose.pose, covariance.pose.covariance = pose.pose, found.covariance.ravel().tolist()
-            self.cov_pub.publish(covariance)
+        covariance = diagonal_covariance(BASE_SIGMA_M, BASE_SIGMA_RAD) if found.covariance is None else found.covariance
+        self.cov_pub.publish(pose_with_covariance_msg(pose.header, pose.pose, covariance))
         score = {} if found.score is None else {"score": f"{found.score:.3f}"}
         self.diagnostics.report("ok", f"initial poses: {self.source}", object_id=self.object_id or "", **score)
 
@@ -287,10 +283,11 @@ class EstimatorNode(GraphNode):
 
 
 def with_covariance(pose: PoseStamped, sigma_m: float, sigma_rad: float) -> PoseWithCovarianceStamped:
-    message = PoseWithCovarianceStamped(header=pose.header)
-    message.pose.pose = pose.pose
-    message.pose.covariance = np.diag([sigma_m**2] * 3 + [sigma_rad**2] * 3).ravel().tolist()
-    return message
+    return pose_with_covariance_msg(pose.header, pose.pose, diagonal_covariance(sigma_m, sigma_rad))
+
+
+def diagonal_covariance(sigma_m: float, sigma_rad: float) -> np.ndarray:
+    return np.diag([sigma_m**2] * 3 + [sigma_rad**2] * 3)
 
 
 def main(args: list[str] | None = None) -> int:

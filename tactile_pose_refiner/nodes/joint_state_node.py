@@ -15,11 +15,11 @@ holds NaN is reported on /diagnostics and not forwarded.
 from __future__ import annotations
 
 import numpy as np
-from geometry_msgs.msg import PoseArray, PoseStamped, TransformStamped
+from geometry_msgs.msg import PoseArray, PoseStamped, Quaternion, TransformStamped, Vector3
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
+from tactile_pose_refiner.core.geometry import matrices_to_poses, pose_fields_to_matrix
 from tactile_pose_refiner.core.scene.kinematics import HandInputError, HandKinematics
 from tactile_pose_refiner.core.scene.tf_tree import Edge, hand_edges, prefixed_urdf
 from tactile_pose_refiner.nodes.common import (
@@ -113,14 +113,13 @@ class JointStateNode(GraphNode):
 
 def transforms(stamp, edges: list[Edge]) -> list[TransformStamped]:
     """One TransformStamped per edge (parent -> child), converted together."""
+    translations, quaternions = matrices_to_poses(np.stack([edge.T for edge in edges]))
     messages = []
-    for edge, pose in zip(edges, matrices_to_pose_msgs(np.stack([edge.T for edge in edges]))):
+    for edge, (x, y, z), (qx, qy, qz, qw) in zip(edges, translations.tolist(), quaternions.tolist()):
         message = TransformStamped(child_frame_id=edge.child)
         message.header.stamp, message.header.frame_id = stamp, edge.parent
-        message.transform.translation.x = pose.position.x
-        message.transform.translation.y = pose.position.y
-        message.transform.translation.z = pose.position.z
-        message.transform.rotation = pose.orientation
+        message.transform.translation = Vector3(x=x, y=y, z=z)
+        message.transform.rotation = Quaternion(x=qx, y=qy, z=qz, w=qw)
         messages.append(message)
     return messages
 

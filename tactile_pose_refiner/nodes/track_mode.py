@@ -27,7 +27,7 @@ from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.tracking.tracker import Tracker, TrackResult
 from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS
-from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, ns_to_stamp, stamp_ns
+from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, ns_to_stamp, pose_with_covariance_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import InputError, WorkQueue
 
 PARAMETERS = {
@@ -137,10 +137,7 @@ class TrackMode:
         header = Header(stamp=ns_to_stamp(frame.stamp_ns), frame_id=frame.camera.frame_id)
         pose = matrix_to_pose_msg(result.T)
         node.pose_pub.publish(PoseStamped(header=header, pose=pose))
-        with_covariance = PoseWithCovarianceStamped(header=header)
-        with_covariance.pose.pose = pose
-        with_covariance.pose.covariance = [float(v) for v in result.covariance.ravel()]
-        self.covariance_pub.publish(with_covariance)
+        self.covariance_pub.publish(pose_with_covariance_msg(header, pose, result.covariance))
         status = "; ".join([result.status] + [f"degraded: {reason}" for reason in degraded])
         message = RefinementDiagnostics(
             header=header,

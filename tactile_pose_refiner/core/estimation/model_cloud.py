@@ -96,22 +96,16 @@ def symmetry_group(points: np.ndarray, tree: cKDTree, centroid: np.ndarray, conf
     land on the surface (mean distance < tolerance), closed into a group; (S, 4, 4), identity
     first. A continuous axis (a can) contributes `continuous_samples` equally spaced turns."""
     tolerance = float(config["tolerance_m"])
-    centred = points - centroid
-    _, _, axes = np.linalg.svd(centred, full_matrices=False)
-
-    def maps_onto_itself(rotation: np.ndarray) -> bool:
-        moved = centred @ rotation.T + centroid
-        return float(tree.query(moved)[0].mean()) < tolerance
-
+    _, _, axes = np.linalg.svd(points - centroid, full_matrices=False)
     generators = []
     for axis in axes:
         turn = lambda degrees: Rotation.from_rotvec(np.radians(degrees) * axis).as_matrix()  # noqa: E731
-        if all(maps_onto_itself(turn(angle)) for angle in config["continuous_test_deg"]):
+        if turns_onto_itself(points, tree, centroid, axis, config["continuous_test_deg"], tolerance):
             count = int(config["continuous_samples"])
             generators.append(turn(360.0 / count))
             continue
         for order in sorted(config["orders"], reverse=True):
-            if maps_onto_itself(turn(360.0 / order)):
+            if maps_onto_itself(points, tree, centroid, turn(360.0 / order), tolerance):
                 generators.append(turn(360.0 / order))
                 break
     rotations = _closure(generators, int(config["max_group_size"]))
@@ -119,6 +113,23 @@ def symmetry_group(points: np.ndarray, tree: cKDTree, centroid: np.ndarray, conf
     group[:, :3, :3] = rotations
     group[:, :3, 3] = centroid - rotations @ centroid  # about the centroid
     return group
+
+
+def maps_onto_itself(
+    points: np.ndarray, tree: cKDTree, centre: np.ndarray, rotation: np.ndarray, tolerance: float
+) -> bool:
+    """Do surface samples turned by rotation about centre land on the surface (tree over the
+    samples) within tolerance, on average?"""
+    moved = (points - centre) @ rotation.T + centre
+    return float(tree.query(moved)[0].mean()) < tolerance
+
+
+def turns_onto_itself(points, tree, centre, axis: np.ndarray, angles_deg, tolerance: float) -> bool:
+    """A continuous symmetry about axis through centre: every test angle maps the surface onto itself."""
+    return all(
+        maps_onto_itself(points, tree, centre, Rotation.from_rotvec(np.radians(angle) * axis).as_matrix(), tolerance)
+        for angle in angles_deg
+    )
 
 
 def _closure(generators: list[np.ndarray], limit: int) -> np.ndarray:
