@@ -46,6 +46,7 @@ class ReplayRun:
     frames: dict[int, dict]  # stamp -> T_gt, T_initial, T_refined, result, *_wall
     statuses: list[tuple[str, int, str]]  # every /diagnostics status: (name, level, message)
     exits: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # node -> code, out, err
+    topics: dict[str, list[str]] = field(default_factory=dict)  # the graph's topics -> types, at the end
 
     def refined(self) -> list[dict]:
         return [self.frames[s] for s in sorted(self.frames) if "T_refined" in self.frames[s]]
@@ -99,9 +100,10 @@ def replay_episode(
     frame_timeout_s: float = 60.0,
     log=print,
     remaps: dict[str, dict[str, str]] | None = None,
+    overlay: bool = False,
 ) -> ReplayRun:
     """Run the graph on `bag` (node -> parameter overrides in `parameters`, node -> topic
-    remappings in `remaps`)."""
+    remappings in `remaps`; overlay: record refiner/overlay images as each frame's `overlay`)."""
     from tactile_pose_refiner.nodes.monitor import GraphMonitor
 
     topics = load_config("topics")
@@ -125,7 +127,7 @@ def replay_episode(
     with (
         isolated_ros_environment() as env,
         RunningGraph(env) as graph,
-        GraphMonitor(int(env["ROS_DOMAIN_ID"])) as monitor,
+        GraphMonitor(int(env["ROS_DOMAIN_ID"]), overlay) as monitor,
     ):
         player = nodes.pop("bag_replay_node")
         for name, node in nodes.items():
@@ -140,7 +142,7 @@ def replay_episode(
         graph.start("bag_replay_node", player)
         _wait_for_refinements(monitor, graph, expected, frame_timeout_s, log)
         time.sleep(0.5)
-        run = ReplayRun(expected, monitor.snapshot(), list(monitor.statuses))
+        run = ReplayRun(expected, monitor.snapshot(), list(monitor.statuses), topics=monitor.topic_types())
         run.exits = graph.stop()
     return run
 

@@ -13,6 +13,7 @@ from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
 
+from tactile_pose_refiner.core.overlay import OUTLINE_COLOURS
 from tactile_pose_refiner.core.resources import config_path, load_config
 from tactile_pose_refiner.graph import NodeProcess, RunningGraph, refiner_graph
 from tactile_pose_refiner.io.episode_bag import write_episode
@@ -22,6 +23,7 @@ from tactile_pose_refiner.nodes.monitor import GraphMonitor
 from tactile_pose_refiner.replay import replay_episode
 
 import scenes
+from conftest import REPO
 
 pytestmark = pytest.mark.slow  # node processes over DDS, or a build: see docs/development.md
 
@@ -48,6 +50,7 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
         start_timeout_s=90,
         frame_timeout_s=90,
         log=lambda text: None,
+        overlay=True,
     )
     rows = run.rows()
     failures = {name: (code, err[-1500:]) for name, (code, _, err) in run.exits.items() if code not in (0, None)}
@@ -70,6 +73,42 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
     refiner_statuses = [m for name, _, m in run.statuses if name.endswith("/refiner_node")]
     assert any(m.startswith("refined:") for m in refiner_statuses), refiner_statuses  # /diagnostics too
     assert all(code in (0, None) for code, _, _ in run.exits.values()), failures
+    overlays = [entry["overlay"] for entry in run.frames.values() if "overlay" in entry]
+    assert overlays, "refiner/overlay never came while subscribed"
+    image = np.frombuffer(bytes(overlays[0].data), np.uint8).reshape(overlays[0].height, overlays[0].width, 3)
+    assert (image == OUTLINE_COLOURS["refined"]).all(axis=2).sum() > 50  # the refined outline is drawn
+    assert_rviz_displays_find_their_topics(run.topics)
+
+
+def assert_rviz_displays_find_their_topics(topics: dict[str, list[str]]) -> None:
+    """Every display of rviz/refiner.rviz names a topic the running graph publishes, with the
+    type the display reads (TF only where tf2_msgs is importable: without it nothing sends /tf)."""
+    import importlib.util
+
+    import yaml
+
+    config = yaml.safe_load((REPO / "rviz" / "refiner.rviz").read_text())
+    checked = 0
+    for display in config["Visualization Manager"]["Displays"]:
+        kind = display["Class"].rpartition("/")[2]
+        topic = (display.get("Topic") or display.get("Description Topic") or {}).get("Value")
+        if kind == "TF":
+            topic = "/tf" if importlib.util.find_spec("tf2_msgs") else None
+        if topic is None:
+            continue
+        assert RVIZ_TYPES[kind] in topics.get(topic, []), (display["Name"], topic, topics.get(topic))
+        checked += 1
+    assert checked >= 8
+
+
+RVIZ_TYPES = {
+    "Image": "sensor_msgs/msg/Image",
+    "PointCloud2": "sensor_msgs/msg/PointCloud2",
+    "Pose": "geometry_msgs/msg/PoseStamped",
+    "MarkerArray": "visualization_msgs/msg/MarkerArray",
+    "RobotModel": "std_msgs/msg/String",
+    "TF": "tf2_msgs/msg/TFMessage",
+}
 
 
 def test_with_the_camera_topics_absent_the_refiner_refines_from_touch(episode):

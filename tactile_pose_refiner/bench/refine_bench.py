@@ -112,8 +112,9 @@ def run_job(job: dict) -> list[dict]:
                         )
                         continue
                     T0, estimated = estimate.T, _estimate_record(estimate, frame.T_cam_obj)
+                trace_hand = true_hand if job["trace"] else None
                 for method in job["methods"]:
-                    result = bench.run(method, seen, T0, posed, job["iterations"], trace=job["trace"], key=seen_key)
+                    result = bench.run(method, seen, T0, posed, job["iterations"], trace=trace_hand, key=seen_key)
                     if method == "initial" and estimated:  # the initial pose took the estimator's time
                         result.ms = estimated["ms"]
                     record = {

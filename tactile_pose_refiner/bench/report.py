@@ -18,11 +18,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 from tactile_pose_refiner.core.resources import load_config
 
-COLOURS = {"initial": (230, 40, 40), "refined": (40, 220, 60), "truth": (60, 120, 255)}
+# (row key, outline, width px): refined as a ring under a thin truth, both visible where they agree
+OUTLINES = (("T_initial", "initial", 1), ("T", "refined", 3), ("T_gt", "truth", 1))
 
 
 def write_report(folder: Path, records: list[dict], summary: dict, methods: list[str]) -> list[Path]:
@@ -48,23 +48,27 @@ def _convergence(folder: Path, noise: str, rows: list[dict], summary: dict) -> P
     )
     if not traces and not sweep:
         return None
-    figure, axes = plt.subplots(1, 3 if sweep else 2, figsize=(15 if sweep else 10, 4))
+    figure, axes = plt.subplots(1, 4 if sweep else 3, figsize=(20 if sweep else 15, 4))
     for method, runs in sorted(traces.items()):
         length = max(len(run) for run in runs)
         # a run that stopped early holds its last pose for the remaining iterations
         padded = np.stack([np.vstack([run, np.repeat(run[-1:], length - len(run), axis=0)]) for run in runs])
-        for axis, column, label in ((axes[0], 0, "PE [cm]"), (axes[1], 1, "OE [deg]")):
+        for axis, column, label in zip(axes, range(padded.shape[2]), ("PE [cm]", "OE [deg]", "IV [cm3]")):
             axis.plot(np.arange(1, length + 1), padded[:, :, column].mean(axis=0), label=method)
             axis.set_xlabel("iteration (last iterate, before checkpointing)")
             axis.set_ylabel(f"mean {label}")
+    truth_iv = [r["truth"]["iv_cm3"] for r in rows if r["method"] in traces and "truth" in r]
+    if truth_iv:
+        axes[2].axhline(np.mean(truth_iv), color="k", linestyle="--", lw=1, label="ground truth")
+        axes[2].legend(fontsize=7)
     axes[0].legend(fontsize=7)
     if sweep:
         n = [k for k, _ in sweep]
         for metric, label in (("div_cm3", "|dIV| [cm3]"), ("pe_cm", "PE [cm]")):
-            axes[2].plot(n, [s[metric] for _, s in sweep], marker="o", label=label)
-        axes[2].set_xscale("log")
-        axes[2].set_xlabel("iterations N (ours@N)")
-        axes[2].legend()
+            axes[3].plot(n, [s[metric] for _, s in sweep], marker="o", label=label)
+        axes[3].set_xscale("log")
+        axes[3].set_xlabel("iterations N (ours@N)")
+        axes[3].legend()
     return _save(figure, folder / f"convergence_{noise}.png", f"refinement vs iterations, noise {noise}")
 
 
@@ -103,10 +107,8 @@ def _save(figure, path: Path, title: str) -> Path:
 
 def _overlays(folder: Path, noise: str, rows: list[dict]) -> list[Path]:
     """Contours at the initial / refined ('ours', else the last method) / true pose on RGB."""
-    from tactile_pose_refiner.core.scene.camera import PinholeCamera
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.io.episode_bag import read_episode
-    from tactile_pose_refiner.sim.render import RaycastRenderer
 
     limit = int(load_config("bench")["overlay"]["max_frames"])
     refined = {}
@@ -121,7 +123,6 @@ def _overlays(folder: Path, noise: str, rows: list[dict]) -> list[Path]:
             chosen[episode].append((index, r))
     if not chosen:
         return []
-    renderer = RaycastRenderer(PinholeCamera.from_config())
     catalog = ObjectCatalog.from_config()
     paths = []
     for episode, wanted in chosen.items():
@@ -131,24 +132,20 @@ def _overlays(folder: Path, noise: str, rows: list[dict]) -> list[Path]:
             if index not in frames:
                 continue
             path = folder / f"overlay_{noise}_{episode}_{index:03d}_{frames[index]['method']}.png"
-            paths.append(_overlay(path, frame, frames[index], renderer, catalog.load(frame.object_id)))
+            paths.append(_overlay(path, frame, frames[index], catalog.load(frame.object_id)))
     return paths
 
 
-def _overlay(path: Path, frame, row: dict, renderer, model) -> Path:
+def _overlay(path: Path, frame, row: dict, model) -> Path:
     """Initial, then refined (a 3 px ring), then truth (1 px) on top: where the refined pose
     sits on the truth both stay visible (blue inside green); cropped to the contours."""
     from matplotlib.lines import Line2D
 
     from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
+    from tactile_pose_refiner.core.overlay import OUTLINE_COLOURS, draw_outlines
 
-    image = frame.rgb.copy()
-    drawn = np.zeros(image.shape[:2], dtype=bool)
-    for key, pose, width in (("initial", row["T_initial"], 1), ("refined", row["T"], 3), ("truth", row["T_gt"], 1)):
-        mask = renderer.render(model, np.array(pose), []).object_full_mask
-        edge = binary_dilation(mask, iterations=width) & ~mask
-        image[edge] = COLOURS[key]
-        drawn |= mask
+    outlines = [(np.array(row[key]), name, width) for key, name, width in OUTLINES]
+    image, drawn = draw_outlines(frame.rgb, model, frame.camera, outlines)
     rows, cols = np.nonzero(drawn) if drawn.any() else (np.arange(image.shape[0]), np.arange(image.shape[1]))
     margin = 30
     crop = image[
@@ -162,7 +159,7 @@ def _overlay(path: Path, frame, row: dict, renderer, model) -> Path:
     figure, axis = plt.subplots(figsize=(6, 6 * crop.shape[0] / max(crop.shape[1], 1) + 0.8))
     axis.imshow(crop)
     axis.set_axis_off()
-    handles = [Line2D([], [], color=np.array(COLOURS[k]) / 255, lw=2, label=k) for k in ("initial", "refined", "truth")]
+    handles = [Line2D([], [], color=np.array(OUTLINE_COLOURS[k]) / 255, lw=2, label=k) for _, k, _ in OUTLINES]
     axis.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
     axis.set_title("\n".join(numbers), fontsize=9)
     figure.suptitle(f"{frame.object_id}, frame {row['frame']}", fontsize=10)

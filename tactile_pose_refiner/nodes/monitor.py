@@ -16,6 +16,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from sensor_msgs.msg import Image
 
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.msg import RefinementDiagnostics
@@ -23,7 +24,8 @@ from tactile_pose_refiner.nodes.common import OUTPUT_QOS, default_topic, input_q
 
 
 class GraphMonitor:
-    def __init__(self, domain_id: int) -> None:
+    def __init__(self, domain_id: int, overlay: bool = False) -> None:
+        """overlay: also subscribe refiner/overlay (the refiner draws it only while watched)."""
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("tpr_graph_monitor", context=self.context)
@@ -35,6 +37,8 @@ class GraphMonitor:
         self._record(PoseStamped, "/estimator/initial_pose", "T_initial", every, pose=True)
         self._record(PoseStamped, "/refiner/pose", "T_refined", every, pose=True)
         self._record(RefinementDiagnostics, "/refiner/diagnostics", "result", every)
+        if overlay:
+            self._record(Image, "/refiner/overlay", "overlay", every)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -71,6 +75,10 @@ class GraphMonitor:
     def refined_count(self) -> int:
         with self.lock:
             return sum("result" in entry for entry in self.frames.values())
+
+    def topic_types(self) -> dict[str, list[str]]:
+        """Every topic in the graph now -> its message types ('pkg/msg/Type')."""
+        return dict(self.node.get_topic_names_and_types())
 
     def messages_of(self, node_name: str) -> list[str]:
         with self.lock:

@@ -8,8 +8,10 @@ bundle of its stamp and the touch, joints and hand pose nearest to it (within
 (callbacks stay responsive; `queue_size` initial poses wait, the oldest is dropped).
 
 Publishes `refiner/pose` (PoseStamped, reliable), `refiner/diagnostics`
-(RefinementDiagnostics), /diagnostics and `refiner/markers` (MarkerArray: the object mesh at
-the initial pose in red and the refined pose in green, taxels in contact as spheres). A
+(RefinementDiagnostics), /diagnostics, `refiner/markers` (MarkerArray: the object mesh at
+the initial pose in red and the refined pose in green, taxels in contact as spheres) and
+`refiner/overlay` (sensor_msgs/Image rgb8: the colour image with the initial outline in red and
+the refined one in green; only while subscribed, at most every `overlay_period_s`). A
 missing input degrades the refinement (labelled in the status); an unusable one (NaN pose,
 unknown object, no bundle) is reported and nothing is published. A NaN pose is never
 published.
@@ -22,11 +24,13 @@ import time
 import numpy as np
 import torch
 from geometry_msgs.msg import Point, PoseStamped
+from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from tactile_pose_refiner.core.device import resolve_device
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
+from tactile_pose_refiner.core.overlay import draw_outlines
 from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError, load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets
@@ -44,7 +48,7 @@ from tactile_pose_refiner.nodes.common import (
     run_node,
     stale_by,
 )
-from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, stamp_ns
+from tactile_pose_refiner.nodes.conversions import image_msg, matrix_to_pose_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import NO_CAMERA, SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
 from tactile_pose_refiner.nodes.track_mode import PARAMETERS as TRACK_PARAMETERS
 from tactile_pose_refiner.nodes.track_mode import TrackMode
@@ -71,6 +75,7 @@ PARAMETERS = {
     "queue_size": (1, "initial poses waiting while a refinement runs (oldest dropped); 0: all"),
     "max_age_s": (0.0, "drop initial poses older than this against the node clock [s]; 0: off"),
     "torch_threads": (1, "torch CPU threads (the refiner's tensors are small: 1 is fastest on 2 cores)"),
+    "overlay_period_s": (0.2, "refiner/overlay: at most one image per this period, only while subscribed [s]"),
     "mode": (
         "refine",
         "refine: each initial pose refined in full; track: a pose on every camera frame (track_mode.py)",
@@ -120,6 +125,8 @@ class RefinerNode(GraphNode):
         self.pose_pub = self.create_publisher(PoseStamped, "refiner/pose", OUTPUT_QOS)
         self.result_pub = self.create_publisher(RefinementDiagnostics, "refiner/diagnostics", OUTPUT_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, "refiner/markers", OUTPUT_QOS)
+        self.overlay_pub = self.create_publisher(Image, "refiner/overlay", OUTPUT_QOS)
+        self.overlay_sent = -np.inf
 
     # --- callbacks (executor thread) ----------------------------------------------------------
     def on_initial_source(self, msg: String) -> None:
@@ -189,6 +196,7 @@ class RefinerNode(GraphNode):
         result = self.result_message(header, frame, refiner, posed, T_initial, refinement, degraded)
         self.result_pub.publish(result)
         self.marker_pub.publish(self.markers(header, refiner, T_initial, refinement.T, frame, posed))
+        self.publish_overlay(header, frame, [(T_initial, "initial", 1), (refinement.T, "refined", 2)])
         self.diagnostics.report(
             "ok" if result.status == "ok" else "warn",
             f"refined: {result.status}",
@@ -257,6 +265,17 @@ class RefinerNode(GraphNode):
             )
             contacts.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]
         return MarkerArray(markers=markers + [contacts])
+
+    def publish_overlay(self, header, frame, outlines: list[tuple[np.ndarray, str, int]]) -> None:
+        """refiner/overlay for RViz's image display; drawing costs a ray cast per outline, so
+        only while someone watches and at most every overlay_period_s."""
+        now = time.monotonic()
+        if self.overlay_pub.get_subscription_count() == 0 or now - self.overlay_sent < self.params["overlay_period_s"]:
+            return
+        self.overlay_sent = now
+        model = self.refiner_for(frame.object_id).object.model
+        image, _ = draw_outlines(frame.rgb, model, frame.camera, outlines)
+        self.overlay_pub.publish(image_msg(image, "rgb8", header))
 
     @staticmethod
     def _mesh_marker(header, marker_id, namespace, uri, T, rgba) -> Marker:

@@ -151,5 +151,6 @@ class TrackMode:
         message.source_names = list(result.stats)
         message.source_losses = [float(stats["rms_mm"]) ** 2 for stats in result.stats.values()]  # mm^2
         node.result_pub.publish(message)
+        node.publish_overlay(header, frame, [(result.T, "refined", 2)])
         if result.lost:
             node.diagnostics.report("warn", f"tracking {status}", object_id=frame.object_id)
