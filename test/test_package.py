@@ -27,9 +27,8 @@ REQUIRED_DEPENDENCIES = {
     "rosidl_default_generators",
     "rosidl_default_runtime",
     "python3-numpy",
+    "python3-scipy",
     "python3-yaml",
-    "python3-torch",
-    "python3-trimesh-pip",
 }
 
 
@@ -42,8 +41,35 @@ def test_package_xml_declares_the_real_dependencies():
         for dep in group
     }
     assert REQUIRED_DEPENDENCIES <= declared, REQUIRED_DEPENDENCIES - declared
+    # rosdep's pip keys install with the system pip, which Ubuntu 24.04 refuses (PEP 668)
+    assert not [name for name in declared if name.endswith("-pip")]
     assert package.get_build_type() == "ament_cmake"
     assert "rosidl_interface_packages" in [group.name for group in package.member_of_groups]
+
+
+def requirement_names(file_name: str) -> dict[str, str]:
+    """Requirement file (following -r) -> {distribution name: its specifier}."""
+    names = {}
+    for line in (REPO / file_name).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            names.update(requirement_names(line[3:].strip()))
+        elif line:
+            name = re.split(r"[=<>!~ ]", line, maxsplit=1)[0].lower()
+            names[name] = line[len(name) :].strip()
+    return names
+
+
+def test_a_robot_install_takes_no_ros_wheels_and_keeps_the_distributions_numpy():
+    """requirements-robot.txt goes beside a robot's own ROS 2: a ROS wheel would mix two
+    distributions in one process, numpy 2 would break ROS's compiled message code (Noble: 1.26);
+    it pins the same core libraries as the development virtualenv."""
+    robot, development = requirement_names("requirements-robot.txt"), requirement_names("requirements.txt")
+    assert not [name for name in robot if name.startswith("ros-") or name in ("rclpy", "catkin-pkg")]
+    assert robot["numpy"] == "<2"
+    assert {"torch", "warp-lang", "trimesh", "open3d", "manifold3d", "deodr", "rosbags"} <= set(robot)
+    shared = set(robot) & set(development) - {"numpy", "deodr"}  # the two builds of DEODR, for numpy 1 and 2
+    assert {name: robot[name] for name in shared} == {name: development[name] for name in shared}
 
 
 @pytest.mark.slow

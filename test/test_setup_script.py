@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow  # node processes over DDS, or a build: see docs/d
 INPUTS = (
     "tools/setup.sh",
     "constraints.txt",
+    "requirements-core.txt",
     "setup.py",
     "package.xml",
     "CMakeLists.txt",

@@ -176,3 +176,63 @@ def test_an_unusable_quaternion_gives_a_nan_pose_not_an_exception(quaternion):
         position=SimpleNamespace(x=0.1, y=0.0, z=0.5), orientation=SimpleNamespace(x=x, y=y, z=z, w=w)
     )
     assert np.isnan(pose_fields_to_matrix(pose)).all()
+
+
+class TfStandIn:
+    """tf2_ros.Buffer's lookup_transform over a dict (tf2_ros has no wheel here): transforms it
+    holds by stamp; LookupError otherwise."""
+
+    def __init__(self, held: dict) -> None:
+        self.held = held
+
+    def lookup_transform(self, target: str, source: str, time):
+        from geometry_msgs.msg import TransformStamped
+
+        key = (target, source, time.nanoseconds)
+        if key not in self.held:
+            raise LookupError(f"{source} -> {target} at {time.nanoseconds}")
+        message = TransformStamped()
+        (message.transform.translation.x, message.transform.translation.y, message.transform.translation.z) = self.held[
+            key
+        ][0]
+        rotation = message.transform.rotation
+        rotation.x, rotation.y, rotation.z, rotation.w = self.held[key][1]
+        return message
+
+
+def test_the_hand_base_pose_comes_from_tf_where_it_holds_it_else_from_the_topic():
+    import time
+
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+
+    from tactile_pose_refiner.nodes.common import input_qos
+    from tactile_pose_refiner.nodes.conversions import ns_to_stamp
+    from tactile_pose_refiner.nodes.frame_inputs import FrameInputs
+    from tactile_pose_refiner.nodes.tf_hand_pose import TfHandPose
+
+    held = {
+        ("camera", "ah_base_link", 10 * MS): ((0.1, 0.0, 0.5), (0.0, 0.0, 0.0, 1.0)),
+        ("camera", "ah_base_link", 20 * MS): ((0.1, 0.0, 0.5), (0.0, 0.0, 0.0, 0.0)),  # zero quaternion
+    }
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node("tf_hand_pose_test", context=context)
+        tf = TfHandPose(TfStandIn(held), "ah_base_link", (LookupError,))
+        inputs = FrameInputs(node, input_qos(reliable=True), tf_hand=tf)
+        for stamp in (10 * MS, 20 * MS, 30 * MS):
+            topic_pose = PoseStamped()
+            topic_pose.header.stamp = ns_to_stamp(stamp)
+            topic_pose.pose.position.z, topic_pose.pose.orientation.w = 0.7, 1.0
+            inputs.hand_poses.add(stamp, topic_pose)
+        from_tf = inputs.hand_pose_at(10 * MS, "camera", 0.005)
+        assert np.allclose(from_tf[:3, 3], [0.1, 0.0, 0.5])  # TF first
+        assert np.allclose(inputs.hand_pose_at(20 * MS, "camera", 0.005)[:3, 3], [0, 0, 0.7])  # unusable in TF
+        assert np.allclose(inputs.hand_pose_at(30 * MS, "camera", 0.005)[:3, 3], [0, 0, 0.7])  # not in TF
+        started = time.monotonic()
+        assert inputs._hand_pose(90 * MS, "camera", 0.005, started + 0.2) is None  # neither: None at the deadline
+        assert time.monotonic() - started < 1.0
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)

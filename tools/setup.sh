@@ -32,7 +32,7 @@ step() { STEP="$1"; echo "[setup] $STEP" >&2; }
 # Everything the environment is built from; a change to any of these redoes the set-up.
 inputs_hash() {
   cd "$ROOT"
-  cat tools/setup.sh requirements.txt constraints.txt setup.py package.xml CMakeLists.txt msg/*.msg \
+  cat tools/setup.sh requirements.txt requirements-core.txt constraints.txt setup.py package.xml CMakeLists.txt msg/*.msg \
     | sha256sum | cut -d' ' -f1
 }
 

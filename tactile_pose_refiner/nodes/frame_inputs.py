@@ -31,6 +31,7 @@ from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RgbdBundle, TactileArray
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, default_topic, internal_qos
 from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
+from tactile_pose_refiner.nodes.tf_hand_pose import TfHandPose
 
 NO_HAND_POSE = np.full((4, 4), np.nan)
 NO_CAMERA = "touch_only: no RGB-D bundle"  # a frame assembled without the camera
@@ -46,8 +47,10 @@ class InputError(RuntimeError):
 
 
 class FrameInputs:
-    def __init__(self, node, qos, on_bundle: Callable | None = None) -> None:
-        """Subscribes on `node` with `qos`; on_bundle(msg) is called after each bundle is kept."""
+    def __init__(self, node, qos, on_bundle: Callable | None = None, tf_hand: TfHandPose | None = None) -> None:
+        """Subscribes on `node` with `qos`; on_bundle(msg) is called after each bundle is kept;
+        tf_hand: where the hand base pose is looked up before the hand pose topic."""
+        self.tf_hand = tf_hand
         self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
         self.last_camera: PinholeCamera | None = None  # a camera-off frame keeps the last intrinsics
         # bundles the estimator announced it works on (estimator/working_on): an estimate on a
@@ -101,14 +104,12 @@ class FrameInputs:
         else:
             rgb, depth_mm, mask, camera = self._images(found[0])
             degraded = [] if found[0].status == "ok" else [f"rgbd {found[0].status}"]
-        tactile, joints, hand = (
-            self._wait_for(buffer, stamp, tolerance, deadline)
-            for buffer in (self.tactile, self.joints, self.hand_poses)
-        )
+        tactile, joints = (self._wait_for(buffer, stamp, tolerance, deadline) for buffer in (self.tactile, self.joints))
+        T_cam_base = self._hand_pose(stamp, camera.frame_id, tolerance, deadline)
         reading = self._reading(tactile, degraded)
         if joints is None:
             degraded.append("no joint state")
-        if hand is None:
+        if T_cam_base is None:
             degraded.append("no hand base pose")
         frame = Frame(
             stamp_ns=stamp,
@@ -120,7 +121,7 @@ class FrameInputs:
             joint_names=list(joints[0].name) if joints else [],
             joint_positions=np.asarray(joints[0].position) if joints else np.zeros(0),
             tactile=reading,
-            T_cam_base=pose_fields_to_matrix(hand[0].pose) if hand else NO_HAND_POSE,
+            T_cam_base=NO_HAND_POSE if T_cam_base is None else T_cam_base,
         )
         return frame, degraded
 
@@ -134,6 +135,23 @@ class FrameInputs:
             raise InputError(f"unusable input: RGB-D bundle: {exc}") from exc
         self.last_camera = camera
         return rgb, depth_mm, mask, camera
+
+    def _hand_pose(self, stamp: int, camera_frame: str, tolerance: float, deadline: float) -> np.ndarray | None:
+        """T_camera_base at stamp: from tf2 where it holds it, else from the hand pose topic;
+        waits until the deadline for either."""
+        if self.tf_hand is not None:
+            in_tf = lambda: self.tf_hand.lookup(camera_frame, stamp) is not None  # noqa: E731
+            _wait_until(lambda: in_tf() or self.hand_poses.settled(stamp), deadline)
+        return self.hand_pose_at(stamp, camera_frame, tolerance, deadline)
+
+    def hand_pose_at(self, stamp: int, camera_frame: str, tolerance: float, deadline: float = 0.0):
+        """T_camera_base from tf2 or the topic as it stands (deadline: how long the topic may
+        still bring the pose nearest to stamp); None when neither has it."""
+        T = self.tf_hand.lookup(camera_frame, stamp) if self.tf_hand is not None else None
+        if T is not None:
+            return T
+        found = self._wait_for(self.hand_poses, stamp, tolerance, deadline)
+        return pose_fields_to_matrix(found[0].pose) if found else None
 
     @staticmethod
     def _wait_for(buffer: StampedBuffer, stamp: int, tolerance: float, deadline: float):

@@ -2,7 +2,8 @@
 
 Subscribes `estimator/initial_pose` (PoseStamped, reliable), `rgbd/bundle` (rgbd_node),
 `tactile/array` (tactile_node), `hand/joint_states` (joint_state_node), the hand base pose and
-the object id (config/topics.yaml), `estimator/source`. Each initial pose is matched with the
+the object id (config/topics.yaml), `estimator/source`; the hand base pose comes from tf2 where
+tf2_ros is importable and holds it (tf_hand_pose.py), else from its topic. Each initial pose is matched with the
 bundle of its stamp and the touch, joints and hand pose nearest to it (within
 `sync_tolerance_s`), then refined by core.pipeline.FrameRefiner on `device` in a worker thread
 (callbacks stay responsive; `queue_size` initial poses wait, the oldest is dropped).
@@ -44,12 +45,15 @@ from tactile_pose_refiner.nodes.common import (
     RELIABLE_INPUTS,
     SILENCE_WATCHDOG,
     GraphNode,
+    default_topic,
     object_catalog,
     run_node,
     stale_by,
 )
 from tactile_pose_refiner.nodes.conversions import image_msg, matrix_to_pose_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import NO_CAMERA, SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue
+from tactile_pose_refiner.nodes.tf_hand_pose import PARAMETERS as TF_PARAMETERS
+from tactile_pose_refiner.nodes.tf_hand_pose import TfHandPose
 from tactile_pose_refiner.nodes.track_mode import PARAMETERS as TRACK_PARAMETERS
 from tactile_pose_refiner.nodes.track_mode import TrackMode
 
@@ -67,6 +71,7 @@ PARAMETERS = {
         "iterations of a whole schedule per frame; 0: config/refiner.yaml's (a polish runs polish.iterations)",
     ),
     **SYNC_TOLERANCE,
+    **TF_PARAMETERS,
     "input_wait_s": (2.0, "how long after an initial pose its bundle, touch and joints may arrive [s]"),
     "camera_off_variant": (
         "touch_only",
@@ -96,7 +101,16 @@ class RefinerNode(GraphNode):
         self.initial_poses = 0
         self._create_outputs()
         self.tracking = TrackMode(self) if self.params["mode"] == "track" else None
-        self.frames = FrameInputs(self, self.inputs, self.tracking.on_bundle if self.tracking else None)
+        on_bundle = self.tracking.on_bundle if self.tracking else None
+        tf_hand = TfHandPose.for_node(self)
+        self.frames = FrameInputs(self, self.inputs, on_bundle, tf_hand)
+        hand_topic = self.resolve_topic_name(default_topic("hand_pose"))
+        why = "off" if self.params["hand_pose_source"] == "topic" else "tf2_ros not importable"
+        self.get_logger().info(
+            f"hand base pose: tf2 ({tf_hand.base_frame}) where it holds it, else {hand_topic}"
+            if tf_hand
+            else f"hand base pose: {hand_topic} (tf2 lookup {why})"
+        )
         self.create_subscription(String, "estimator/source", self.on_initial_source, LATCHED)
         self.create_subscription(PoseStamped, "estimator/initial_pose", self.on_initial_pose, 50)
         if self.tracking:

@@ -126,10 +126,8 @@ class TrackMode:
         """The initial pose moved with the hand from its stamp to the frame's (an estimate
         arrives seconds late; the object moved with the hand meanwhile)."""
         stamp, T = request
-        then = self.node.frames.hand_poses.nearest(stamp, self.node.params["sync_tolerance_s"])
-        if then is None:
-            return T
-        return frame.T_cam_base @ invert(pose_fields_to_matrix(then[0].pose)) @ T
+        then = self.node.frames.hand_pose_at(stamp, frame.camera.frame_id, self.node.params["sync_tolerance_s"])
+        return T if then is None else frame.T_cam_base @ invert(then) @ T
 
     # --- output ------------------------------------------------------------------------------
     def publish(self, frame, result: TrackResult, degraded: list[str]) -> None:

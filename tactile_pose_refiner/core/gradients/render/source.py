@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import trimesh
+from scipy.integrate import trapezoid
 from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter
 from scipy.optimize import brentq
 from scipy.special import ndtri
@@ -202,7 +203,7 @@ class RenderSource(GradientSource):
         outline wiggles below a pixel: DEODR draws its full length, the blur reads it shorter:
         8 % on the can scan), else the straight-edge value of its edge model."""
         offsets = np.linspace(-4.0 * sigma, 4.0 * sigma, 4001)
-        straight = float(np.trapezoid(self.renderer.coverage(offsets) - (offsets < 0.0), offsets))
+        straight = float(trapezoid(self.renderer.coverage(offsets) - (offsets < 0.0), offsets))  # scipy: numpy 1 too
         if self.reference_pose is None or not np.isfinite(self.reference_pose).all():
             return straight
         T = np.asarray(self.reference_pose, dtype=np.float64)
