@@ -208,7 +208,8 @@ def _realism_summary(record: dict) -> str:
 
 
 def import_isaac(args: argparse.Namespace) -> int:
-    """Convert an Isaac Sim Replicator-style folder (layout: io/isaac_import.py) to rosbag2."""
+    """Convert an Isaac Sim folder (Replicator's BasicWriter: io/basic_writer.py; else the layout
+    of io/isaac_import.py) to rosbag2."""
     from pathlib import Path
 
     from tqdm import tqdm
@@ -222,7 +223,8 @@ def import_isaac(args: argparse.Namespace) -> int:
         return 2
     try:
         with EpisodeWriter(out) as writer:
-            for frame in tqdm(isaac_frames(args.source), unit="frame", desc="tpr import-isaac"):
+            frames = isaac_frames(args.source, args.prim, args.label)
+            for frame in tqdm(frames, unit="frame", desc="tpr import-isaac"):
                 writer.write(frame)
     except IsaacImportError as exc:  # the writer leaves no partial episode behind
         print(f"tpr import-isaac: {exc}", file=sys.stderr)
@@ -454,8 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.set_defaults(handler=generate)
     isaac = commands.add_parser("import-isaac", help="Isaac Sim Replicator folder -> rosbag2 episode")
-    isaac.add_argument("source", help="folder in the layout of tactile_pose_refiner/io/isaac_import.py")
+    isaac.add_argument("source", help="a BasicWriter output folder with tpr_<k>.json sidecars (docs/data.md)")
     isaac.add_argument("--out", required=True, help="output rosbag2 directory")
+    isaac.add_argument("--prim", help="BasicWriter: the object's prim path (default: the sidecar's object_prim)")
+    isaac.add_argument("--label", help="BasicWriter: the object's semantic class, instead of a prim path")
     isaac.set_defaults(handler=import_isaac)
     timing = commands.add_parser("metrics", help="gradient and metric timings on one frame")
     timing.add_argument("--object", default="008_pudding_box", help="object of a generated frame")

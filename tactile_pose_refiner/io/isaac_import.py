@@ -1,6 +1,7 @@
-"""Isaac Sim Replicator-style output folder -> rosbag2 episode (same format as `tpr generate`).
+"""Isaac Sim output folder -> rosbag2 episode (same format as `tpr generate`).
 
-Accepted layout (N frames, index k zero-padded to 4 digits; one object per folder):
+A folder as Replicator's BasicWriter writes it is read by io/basic_writer.py. The fallback
+layout (N frames, index k zero-padded to 4 digits; one object per folder):
 
     SRC/camera.json          {"width", "height", "fx", "fy", "cx", "cy", "frame_rate_hz"?,
                               "start_time_s"?}   (pinhole, optical frame: x right, y down, z forward)
@@ -32,24 +33,31 @@ class IsaacImportError(RuntimeError):
     """The folder does not follow the accepted layout; the message names the file."""
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise IsaacImportError(f"cannot read {path}: {exc}") from exc
 
 
-def _load(path: Path, loader):
+def load_file(path: Path, loader):
     try:
         return loader(path)
     except Exception as exc:
         raise IsaacImportError(f"cannot read {path}: {exc}") from exc
 
 
-def isaac_frames(source: str | Path) -> Iterator[Frame]:
+def isaac_frames(source: str | Path, prim: str | None = None, label: str | None = None) -> Iterator[Frame]:
+    """Frames of a BasicWriter folder (io/basic_writer.py; prim / label pick the object's
+    instance) or of the layout above."""
     source = Path(source)
-    camera_json = _read_json(source / "camera.json")
-    object_id = _read_json(source / "object.json")["object_id"]
+    from tactile_pose_refiner.io.basic_writer import basic_writer_frames, is_basic_writer_folder
+
+    if is_basic_writer_folder(source):
+        yield from basic_writer_frames(source, prim, label)
+        return
+    camera_json = read_json(source / "camera.json")
+    object_id = read_json(source / "object.json")["object_id"]
     camera = PinholeCamera(
         int(camera_json["width"]),
         int(camera_json["height"]),
@@ -66,13 +74,13 @@ def isaac_frames(source: str | Path) -> Iterator[Frame]:
         raise IsaacImportError(f"no frames: {source / 'rgb'} holds no rgb_<k>.png")
     for step, k in enumerate(indices):
         stamp_ns = start_ns + int(round(step * 1e9 / rate))
-        rgb = _load(source / "rgb" / f"rgb_{k}.png", lambda p: np.asarray(Image.open(p).convert("RGB")))
-        depth = _load(source / "depth" / f"distance_to_image_plane_{k}.npy", np.load)
+        rgb = load_file(source / "rgb" / f"rgb_{k}.png", lambda p: np.asarray(Image.open(p).convert("RGB")))
+        depth = load_file(source / "depth" / f"distance_to_image_plane_{k}.npy", np.load)
         mask_path = source / "instance_segmentation" / f"instance_segmentation_{k}.png"
-        mask = _load(mask_path, lambda p: np.asarray(Image.open(p).convert("L")))
-        poses = _read_json(source / "poses" / f"pose_{k}.json")
-        joints = _read_json(source / "joints" / f"joints_{k}.json")
-        forces = _load(source / "tactile" / f"tactile_{k}.npy", np.load)
+        mask = load_file(mask_path, lambda p: np.asarray(Image.open(p).convert("L")))
+        poses = read_json(source / "poses" / f"pose_{k}.json")
+        joints = read_json(source / "joints" / f"joints_{k}.json")
+        forces = load_file(source / "tactile" / f"tactile_{k}.npy", np.load)
         if rgb.shape[:2] != (camera.height, camera.width) or depth.shape != rgb.shape[:2]:
             raise IsaacImportError(f"frame {k}: image sizes differ from camera.json in {source}")
         if forces.shape != (len(skin), 3):
