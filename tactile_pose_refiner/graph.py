@@ -61,6 +61,19 @@ def executable_path(name: str) -> str:
     return found
 
 
+def dds_profile_environment(environ=os.environ) -> dict[str, str]:
+    """The Fast DDS profile of the graph's processes (config/fastdds.xml: a shared-memory segment
+    for the large images), unless the user set their own. Fast DDS 2 (Jazzy) reads the
+    FASTRTPS_ name, Fast DDS 3 the FASTDDS_ one (and warns about the old)."""
+    from tactile_pose_refiner.core.resources import share_dir
+
+    names = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    if any(name in environ for name in names):
+        return {}
+    name = names[1] if environ.get("ROS_DISTRO") in ("humble", "jazzy") else names[0]
+    return {name: str(share_dir() / "config" / "fastdds.xml")}
+
+
 @contextlib.contextmanager
 def isolated_ros_environment(log_dir: Path | None = None) -> Iterator[dict[str, str]]:
     """Environment for a private ROS graph on this machine.
@@ -73,7 +86,7 @@ def isolated_ros_environment(log_dir: Path | None = None) -> Iterator[dict[str, 
         if log_dir is None:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tpr-ros-log-")))
         domain_id = stack.enter_context(_reserved_domain_id())
-        env = dict(os.environ)
+        env = dict(os.environ) | dds_profile_environment()
         # PYTHONFAULTHANDLER: a node that crashes in native code leaves a traceback.
         env.update(
             ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",

@@ -11,6 +11,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from tactile_pose_refiner.graph import dds_profile_environment
+
 PACKAGE = "tactile_pose_refiner"
 
 
@@ -54,6 +56,7 @@ def graph_actions(nodes: dict) -> list:
                 output="screen",
                 parameters=[str(p) for p in node.params_files] + [overrides],
                 remappings=list(node.remaps.items()),
+                additional_env=dds_profile_environment(),
             )
         )
     return actions

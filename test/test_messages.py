@@ -120,3 +120,25 @@ def test_message_class_resolves_type_names_and_rejects_unknown_ones():
     assert message_class("tactile_pose_refiner/TactileArray") is TactileArray
     with pytest.raises(ValueError, match="unknown message type"):
         message_class("tactile_pose_refiner/msg/NoSuchThing")
+
+
+@pytest.mark.parametrize("sec, nanosec", [(1_796_000_123, 999_999_999), (0, 1), (2**31 - 1, 0)])
+def test_a_raw_bundle_gives_its_stamp_without_being_deserialised(sec, nanosec):
+    """FrameInputs keeps bundles and tactile arrays as the bytes DDS delivered (raw
+    subscriptions); the stamp read from those bytes must be the message's own."""
+    from tactile_pose_refiner.msg import RgbdBundle
+    from tactile_pose_refiner.nodes.conversions import LazyMessage, cdr_header_stamp_ns
+
+    bundle = RgbdBundle()
+    bundle.header.stamp.sec, bundle.header.stamp.nanosec = sec, nanosec
+    bundle.header.frame_id = "camera_color_optical_frame"
+    bundle.status = "ok"
+    data = serialize_message(bundle)
+    assert cdr_header_stamp_ns(data) == sec * 1_000_000_000 + nanosec
+    lazy = LazyMessage(data, RgbdBundle)
+    assert lazy.stamp_ns == sec * 1_000_000_000 + nanosec and lazy._message is None  # not deserialised yet
+    assert lazy.message().status == "ok" and lazy.message().header.frame_id == "camera_color_optical_frame"
+    reading = tactile_to_msg(TactileReading(("link_3.0",), np.array([7]), np.zeros((1, 3)), np.ones((1, 3)), 0.0, 5))
+    reading.header.stamp.sec, reading.header.stamp.nanosec = sec, nanosec
+    assert LazyMessage(serialize_message(reading), TactileArray).stamp_ns == sec * 1_000_000_000 + nanosec
+    assert cdr_header_stamp_ns(b"\x00\x07" + bytes(10)) is None  # another encoding: deserialised instead

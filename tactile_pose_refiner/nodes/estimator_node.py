@@ -52,7 +52,7 @@ from tactile_pose_refiner.nodes.common import (
     object_catalog,
     run_node,
 )
-from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, pose_with_covariance_msg, stamp_ns
+from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, ns_to_stamp, pose_with_covariance_msg, stamp_ns
 from tactile_pose_refiner.nodes.external_pose import external_message_class, external_pose
 from tactile_pose_refiner.nodes.frame_inputs import SYNC_TOLERANCE, FrameInputs, InputError, WorkQueue, object_id_qos
 
@@ -128,9 +128,10 @@ class EstimatorNode(GraphNode):
         self.frames = FrameInputs(self, self.inputs, self.on_bundle)
         self.queue = WorkQueue(self, self.estimate, self.params["queue_size"])
 
-    def on_bundle(self, msg) -> None:
+    def on_bundle(self, stamp: int) -> None:
         if self.estimates_wanted:
-            self.queue.put((stamp_ns(msg.header.stamp), msg.header, time.monotonic()))
+            self.frames.pin(stamp)  # an estimate takes longer than the ring of bundles lasts
+            self.queue.put((stamp, time.monotonic()))
 
     def _listen_to_tracking(self) -> None:
         self.estimates_wanted = True  # until a tracking refiner says its track holds
@@ -143,11 +144,12 @@ class EstimatorNode(GraphNode):
         self.estimates_wanted = msg.data
 
     def estimate(self, request) -> None:
-        stamp, header, arrived = request
-        self.working_pub.publish(header)  # the refiner keeps this frame's bundle until the pose comes
+        stamp, arrived = request
+        self.working_pub.publish(Header(stamp=ns_to_stamp(stamp)))  # the refiner keeps this frame's bundle
         frame, degraded = self.frames.assemble(
             stamp, self.params["sync_tolerance_s"], arrived + self.params["input_wait_s"]
         )
+        header = Header(stamp=ns_to_stamp(stamp), frame_id=frame.camera.frame_id)
         estimator = self.estimator_for(frame.object_id)
         if self.object_sources[frame.object_id] != self.source:
             self.publish_source(self.object_sources[frame.object_id])

@@ -30,7 +30,7 @@ from tactile_pose_refiner.core.scene.skin import TactileInputError, TactileReadi
 from tactile_pose_refiner.core.sync import StampedBuffer
 from tactile_pose_refiner.msg import RgbdBundle, TactileArray
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS, default_topic, internal_qos
-from tactile_pose_refiner.nodes.conversions import camera_from_info, stamp_ns
+from tactile_pose_refiner.nodes.conversions import LazyMessage, camera_from_info, stamp_ns
 from tactile_pose_refiner.nodes.tf_hand_pose import TfHandPose
 
 NO_HAND_POSE = np.full((4, 4), np.nan)
@@ -48,7 +48,7 @@ class InputError(RuntimeError):
 
 class FrameInputs:
     def __init__(self, node, qos, on_bundle: Callable | None = None, tf_hand: TfHandPose | None = None) -> None:
-        """Subscribes on `node` with `qos`; on_bundle(msg) is called after each bundle is kept;
+        """Subscribes on `node` with `qos`; on_bundle(stamp_ns) is called after each bundle is kept;
         tf_hand: where the hand base pose is looked up before the hand pose topic."""
         self.tf_hand = tf_hand
         self.bundles, self.tactile = StampedBuffer(30), StampedBuffer(300)
@@ -60,23 +60,32 @@ class FrameInputs:
         self.object_id: str | None = None
         keep = lambda buffer: lambda m: buffer.add(stamp_ns(m.header.stamp), m)  # noqa: E731
 
-        def bundle_arrived(msg: RgbdBundle) -> None:
-            self.bundles.add(stamp_ns(msg.header.stamp), msg)
-            if stamp_ns(msg.header.stamp) in self.wanted:  # announced before it arrived here
-                self.pinned.add(stamp_ns(msg.header.stamp), msg)
+        def bundle_arrived(data: bytes) -> None:
+            bundle = LazyMessage(data, RgbdBundle)
+            self.bundles.add(bundle.stamp_ns, bundle)
+            if bundle.stamp_ns in self.wanted:  # announced before it arrived here
+                self.pinned.add(bundle.stamp_ns, bundle)
             if on_bundle is not None:
-                on_bundle(msg)
+                on_bundle(bundle.stamp_ns)
+
+        def tactile_arrived(data: bytes) -> None:
+            reading = LazyMessage(data, TactileArray)
+            self.tactile.add(reading.stamp_ns, reading)
 
         internal = internal_qos(qos)
-        node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, internal)
+        # the two large inputs come as bytes, deserialised only for the frames worked on
+        node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, internal, raw=True)
         node.create_subscription(Header, "estimator/working_on", self._pin, OUTPUT_QOS)
-        node.create_subscription(TactileArray, "tactile/array", keep(self.tactile), internal)
+        node.create_subscription(TactileArray, "tactile/array", tactile_arrived, internal, raw=True)
         node.create_subscription(JointState, "hand/joint_states", keep(self.joints), internal)
         node.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), qos)
         node.create_subscription(String, default_topic("object_id"), self._on_object_id, object_id_qos(qos))
 
     def _pin(self, header: Header) -> None:
-        stamp = stamp_ns(header.stamp)
+        self.pin(stamp_ns(header.stamp))
+
+    def pin(self, stamp: int) -> None:
+        """Keep the bundle of `stamp` while an estimate works on it (longer than the ring lasts)."""
         found = self.bundles.nearest(stamp, 0.0)
         if found is not None:
             self.pinned.add(stamp, found[0])
@@ -102,8 +111,9 @@ class FrameInputs:
             rgb = np.zeros((camera.height, camera.width, 3), np.uint8)
             depth_mm, mask = np.zeros((camera.height, camera.width), np.uint16), None
         else:
-            rgb, depth_mm, mask, camera = self._images(found[0])
-            degraded = [] if found[0].status == "ok" else [f"rgbd {found[0].status}"]
+            bundle = found[0].message()
+            rgb, depth_mm, mask, camera = self._images(bundle)
+            degraded = [] if bundle.status == "ok" else [f"rgbd {bundle.status}"]
         tactile, joints = (self._wait_for(buffer, stamp, tolerance, deadline) for buffer in (self.tactile, self.joints))
         T_cam_base = self._hand_pose(stamp, camera.frame_id, tolerance, deadline)
         reading = self._reading(tactile, degraded)
@@ -169,7 +179,7 @@ class FrameInputs:
             degraded.append("no tactile reading")
             return empty
         try:
-            reading = TactileReading.from_message(found[0])
+            reading = TactileReading.from_message(found[0].message())
         except TactileInputError as exc:
             degraded.append(f"tactile unusable ({exc})")
             return empty

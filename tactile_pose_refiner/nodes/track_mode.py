@@ -55,8 +55,8 @@ class TrackMode:
         self.waiting_reported = False
 
     # --- callbacks (executor thread) --------------------------------------------------------
-    def on_bundle(self, msg) -> None:
-        self.queue.put((stamp_ns(msg.header.stamp), time.monotonic()))
+    def on_bundle(self, stamp: int) -> None:
+        self.queue.put((stamp, time.monotonic()))
 
     def on_initial_pose(self, msg: PoseStamped) -> None:
         T = pose_fields_to_matrix(msg.pose)
