@@ -92,6 +92,7 @@ PARAMETERS = {
 class RefinerNode(GraphNode):
     def __init__(self) -> None:
         super().__init__("refiner_node", PARAMETERS)
+        self.started_ns = self.get_clock().now().nanoseconds
         torch.set_num_threads(max(1, self.params["torch_threads"]))
         self.catalog = object_catalog(self.params["catalog"])
         self.hand = HandAssets.from_config()  # one hand model shared by every object's refiner
@@ -173,10 +174,13 @@ class RefinerNode(GraphNode):
         if not np.isfinite(T_initial).all() or abs(np.linalg.det(T_initial[:3, :3]) - 1) > 1e-3:
             raise InputError("unusable initial pose: not a finite rigid transform")
         camera_off_variant = self.params["camera_off_variant"]
+        deadline = arrived + self.params["input_wait_s"]
+        if stamp_ns(initial.header.stamp) < self.started_ns:  # latched from before this node listened:
+            deadline = time.monotonic()  # what it got is all it will get (a restart waited 2 s here)
         frame, degraded = self.frames.assemble(
             stamp_ns(initial.header.stamp),
             self.params["sync_tolerance_s"],
-            arrived + self.params["input_wait_s"],
+            deadline,
             camera_optional=bool(camera_off_variant),
         )
         refiner = self.refiner_for(frame.object_id)
