@@ -157,7 +157,7 @@ def test_a_forced_loss_is_detected_and_recovered():
 def test_a_lost_track_recovers_by_itself_without_a_new_estimate():
     """The forced loss (3 cm / 30 deg) on an object the skin feels well: after
     recovery.every_frames lost frames the track restarts from its own last pose with hypotheses
-    about it, before any estimate comes. Where the skin does not vouch for the result (the
+    about it, before any estimate comes. Where depth does not vouch for the result (the
     mustard bottle's frame without touch settles 7 cm off at 78 % depth inliers) the track
     stays lost as it was and waits for an estimate."""
     object_id = "010_potted_meat_can"  # ~20 taxels in contact
