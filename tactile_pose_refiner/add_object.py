@@ -19,7 +19,7 @@ import yaml
 from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.objects import ObjectModel, ObjectModelError, load_object, read_catalog_file
-from tactile_pose_refiner.core.symmetry import symmetry_axis
+from tactile_pose_refiner.core.symmetry import object_symmetry_axis, symmetry_axis
 
 # a hand-held object's mean density [g/cm^3] outside this is a wrong mass or unit, most likely
 PLAUSIBLE_DENSITY = (0.02, 20.0)
@@ -53,15 +53,27 @@ def findings(model: ObjectModel, scale: float) -> list[str]:
     )
     if not PLAUSIBLE_DENSITY[0] <= density <= PLAUSIBLE_DENSITY[1]:
         lines.append(f"warning: a density of {density:.3g} g/cm3 is implausible: check --mass and --scale")
-    tolerance = float(load_config("refiner")["symmetry_turn"]["moment_tolerance"])
-    axis = symmetry_axis(body.inertia, tolerance)
-    lines.append(
-        "symmetry: no axis of revolution"
-        if axis is None
-        else f"symmetry: two principal moments agree within {tolerance:.0%}: taken as a body of revolution about "
-        f"{np.round(axis, 3).tolist()} (turned by texture about it); if it is not one, set `symmetry: none`"
-    )
+    lines.append(_symmetry_line(body, geometry))
     return lines
+
+
+def _symmetry_line(body, geometry) -> str:
+    """What the refiner will do with the object's symmetry: the moments propose an axis, the
+    surface turned about it must land on itself (object_symmetry_axis), as in the refiner."""
+    tolerance = float(load_config("refiner")["symmetry_turn"]["moment_tolerance"])
+    proposed = symmetry_axis(body.inertia, tolerance)
+    if proposed is None:
+        return "symmetry: no axis of revolution"
+    axis = object_symmetry_axis("auto", body.inertia, tolerance, geometry, body.com)
+    if axis is None:
+        return (
+            f"symmetry: two principal moments agree within {tolerance:.0%}, but the surface does not turn onto "
+            "itself about that axis: no axis of revolution (nothing to declare)"
+        )
+    return (
+        f"symmetry: a body of revolution about {np.round(axis, 3).tolist()} (moments and surface agree; its turn "
+        "about it is found from the texture); `symmetry: none` in the entry turns this off"
+    )
 
 
 def write_entry(catalog: Path, object_id: str, entry: dict) -> None:

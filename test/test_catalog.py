@@ -55,7 +55,8 @@ def test_add_object_checks_the_mesh_and_writes_a_user_catalog(no_user_catalog, b
     assert tpr(arguments + ["--scale", "0.001"]) == 0
     printed = capsys.readouterr().out
     assert "5.0 x 7.5 x 5.0 cm" in printed and "watertight: yes" in printed and "texture: none" in printed
-    assert "symmetry: none" in printed  # two equal moments: the box would get the cans' turn search
+    # two equal moments, but a box does not turn onto itself: said, with nothing to declare
+    assert "does not turn onto itself" in printed and "no axis of revolution" in printed
     entry = yaml.safe_load(catalog.read_text())["objects"]["foam_brick"]
     assert entry == {"mesh": "meshes/foam_brick_mm.obj", "mass_kg": 0.028, "scale": 0.001}  # relative to the file
     bundled = load_config("objects")["objects"]
