@@ -78,3 +78,40 @@ def test_joint_state_node_sends_the_chain_with_its_prefix(hand):
     ]
     assert node.base_frame == "ah_base_link" and tree_problems(edges, CAMERA) == []
     assert len(sent) == len(hand.joints)
+
+
+def test_a_urdf_with_the_vendors_prefix_loads_as_the_hand_it_describes(hand, tmp_path):
+    """The vendor's description names every link and joint with its prefix (ah_palm_link,
+    ah_joint00): it loads unchanged, the configs' unprefixed names find its links and joints, the
+    driver's ah_joint names map, and the skin sits where it sits on the project's URDF."""
+    import dataclasses
+    from xml.etree import ElementTree
+
+    from tactile_pose_refiner.core.resources import load_config
+    from tactile_pose_refiner.core.scene.assets import HandAssets
+    from tactile_pose_refiner.core.scene.hand import HandModel
+    from tactile_pose_refiner.core.scene.skin import contact_positions
+    from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
+    root = ElementTree.fromstring(prefixed_urdf(hand.urdf_path.read_text(), "ah_"))
+    for joint in root.iter("joint"):
+        joint.set("name", "ah_" + joint.get("name"))
+    vendor_path = tmp_path / "allegro_hand_right.urdf"
+    vendor_path.write_text(ElementTree.tostring(root, encoding="unicode"))
+    maps = load_config("hand")["joint_name_maps"]
+    vendor = HandModel(vendor_path, maps)
+    assert vendor.kinematics.urdf_prefix == "ah_" and vendor.joint_names == hand.joint_names
+    q = _q(hand)
+    ours, theirs = hand.link_poses(q), vendor.kinematics.link_poses(q)
+    assert ours.keys() == theirs.keys() and all(np.allclose(ours[k], theirs[k]) for k in ours)
+    driver_names = ["ah_" + name for name in hand.joint_names]  # what the vendor's ros2_control publishes
+    assert np.allclose(vendor.joint_vector(driver_names, q), q)
+
+    _, frames = EpisodeGenerator().episode("010_potted_meat_can", 1, seed=2)
+    frame = next(iter(frames))
+    assets = HandAssets.from_config()
+    points = []
+    for model in (assets.model, vendor):  # encoder positions as they are (no correction from depth)
+        posed = dataclasses.replace(assets, model=model, fitter=None).posed(frame)
+        points.append(contact_positions(frame.tactile, assets.layout, posed.link_poses, posed.T_frame_base, 0.0))
+    assert len(points[0]) > 0 and np.allclose(points[0], points[1])

@@ -52,7 +52,7 @@ class JointStateNode(GraphNode):
         self.joints_pub = self.create_publisher(JointState, "hand/joint_states", OUTPUT_QOS)
         self.poses_pub = self.create_publisher(PoseArray, "hand/link_poses", OUTPUT_QOS)
         description = self.create_publisher(String, "robot_description", LATCHED)
-        description.publish(String(data=prefixed_urdf(self.hand.urdf_path.read_text(), self.prefix)))
+        description.publish(String(data=prefixed_urdf(self.hand.urdf_text, self.prefix)))
         self.send_transforms, tf_note = self._tf_sender() if self.params["publish_tf"] else (None, "off")
         self.create_subscription(JointState, default_topic("joint_states"), self.on_joint_state, self.inputs)
         self.create_subscription(PoseStamped, default_topic("hand_pose"), self.on_hand_pose, self.inputs)

@@ -16,11 +16,10 @@ import numpy as np
 import pytorch_kinematics as pk
 import torch
 import trimesh
-import yourdfpy
 
 from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
 from tactile_pose_refiner.core.scene.distance import MeshDistance
-from tactile_pose_refiner.core.scene.kinematics import HandKinematics
+from tactile_pose_refiner.core.scene.kinematics import HandKinematics, load_urdf
 
 
 @dataclass(frozen=True)
@@ -84,13 +83,9 @@ class HandModel:
         package_dirs: Mapping[str, str] | None = None,
     ) -> None:
         self.urdf_path = Path(urdf_path)
-        try:
-            text = self.urdf_path.read_text()
-        except OSError as exc:
-            raise ResourceError(f"cannot read hand URDF {self.urdf_path}: {exc}") from exc
-        self.chain = pk.build_chain_from_urdf(text.encode()).to(dtype=torch.float64)
+        self.kinematics = HandKinematics(self.urdf_path, joint_name_maps)  # reads it; prefix removed
+        self.chain = pk.build_chain_from_urdf(self.kinematics.urdf_text.encode()).to(dtype=torch.float64)
         self.joint_names: list[str] = list(self.chain.get_joint_parameter_names())
-        self.kinematics = HandKinematics(self.urdf_path, joint_name_maps)
         if self.kinematics.joint_names != self.joint_names:
             raise ResourceError(f"hand URDF {self.urdf_path}: joint order differs between parsers")
         self.lower, self.upper, self.name_map = self.kinematics.lower, self.kinematics.upper, self.kinematics.name_map
@@ -166,9 +161,7 @@ class HandModel:
         return samples
 
     def _load_link_geometry(self, package_dirs: Mapping[str, str]) -> dict[str, LinkGeometry]:
-        robot = yourdfpy.URDF.load(
-            str(self.urdf_path), build_scene_graph=False, load_meshes=False, load_collision_meshes=False
-        ).robot
+        robot = load_urdf(self.kinematics.urdf_text).robot
         links = {}
         for link in robot.links:
             parts = [self._collision_mesh(c, package_dirs) for c in link.collisions]

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import yourdfpy
@@ -18,6 +21,37 @@ from tactile_pose_refiner.core.resources import ResourceError, load_config, shar
 LIMIT_SLACK_RAD = 0.35
 
 
+def load_urdf(text: str) -> yourdfpy.URDF:
+    """The URDF's links and joints (no meshes loaded: paths are resolved by the caller)."""
+    return yourdfpy.URDF.load(
+        io.StringIO(text), build_scene_graph=False, load_meshes=False, load_collision_meshes=False
+    )
+
+
+def unprefixed_urdf(text: str) -> tuple[str, str]:
+    """(the URDF with the frame prefix that every link and every moving joint share removed, that
+    prefix): the vendor's ah_palm_link / ah_joint00 become palm_link / joint00, as config names
+    them; ("" and the text unchanged) where there is none. joint_state_node adds its
+    frame_prefix back for TF."""
+    root = ElementTree.fromstring(text)
+    links = [link.get("name", "") for link in root.iter("link")]
+    moving = [joint.get("name", "") for joint in root.iter("joint") if joint.get("type") != "fixed"]
+    common = os.path.commonprefix(links + moving)
+    prefix = common[: common.rfind("_") + 1]
+    if not prefix:
+        return text, ""
+    strip = lambda name: name[len(prefix) :] if name.startswith(prefix) else name  # noqa: E731
+    for link in root.iter("link"):
+        link.set("name", strip(link.get("name", "")))
+    for joint in root.iter("joint"):
+        joint.set("name", strip(joint.get("name", "")))
+        for end in ("parent", "child"):
+            element = joint.find(end)
+            if element is not None:
+                element.set("link", strip(element.get("link", "")))
+    return ElementTree.tostring(root, encoding="unicode"), prefix
+
+
 class HandInputError(ValueError):
     """Joint states cannot be turned into a hand configuration (named in the message)."""
 
@@ -26,11 +60,12 @@ class HandKinematics:
     """Joint names, limits and link poses of a URDF; joint_names: the order of every q."""
 
     def __init__(self, urdf_path: str | Path, joint_name_maps: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """urdf_path: the hand's URDF as written, the vendor's frame prefix included (`urdf_text`
+        holds it without: the configs name links and joints unprefixed)."""
         self.urdf_path = Path(urdf_path)
         try:
-            robot = yourdfpy.URDF.load(
-                str(self.urdf_path), build_scene_graph=False, load_meshes=False, load_collision_meshes=False
-            )
+            self.urdf_text, self.urdf_prefix = unprefixed_urdf(self.urdf_path.read_text())
+            robot = load_urdf(self.urdf_text)
         except Exception as exc:
             raise ResourceError(f"cannot read hand URDF {self.urdf_path}: {exc}") from exc
         self.joints = list(robot.robot.joints)
