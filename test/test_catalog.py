@@ -19,6 +19,8 @@ from tactile_pose_refiner.core.scene.assets import ObjectAssets
 from tactile_pose_refiner.core.scene.objects import CATALOG_ENV, ObjectCatalog
 from tactile_pose_refiner.core.symmetry import object_symmetry_axis, symmetry_axis
 
+from conftest import REPO
+
 
 @pytest.fixture
 def no_user_catalog(monkeypatch):
@@ -170,3 +172,31 @@ def test_a_new_users_object_is_generated_and_benchmarked_without_touching_the_pa
     methods = json.loads(report.read_text())["methods"]
     assert set(methods["lm"]["per_object"]) == {"brick", "jelly"}
     assert methods["lm"]["pe_cm"] < 0.5 * methods["initial"]["pe_cm"]
+
+
+def test_the_scan_importer_takes_any_mesh_folder_and_never_rewrites_what_is_there(tmp_path, no_user_catalog):
+    """tools/import_ycb.py: a YCB folder (mass in the OBJ, a texture) and a plain mesh folder
+    (neither: skipped and named until --mass gives one); the catalog it writes loads; an existing
+    README in the output folder is kept."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "scans"
+    shutil.copytree(REPO / "data" / "ycb" / "010_potted_meat_can", source / "010_potted_meat_can")
+    (source / "brick").mkdir()
+    trimesh.creation.box(extents=(0.05, 0.075, 0.05)).export(source / "brick" / "brick.obj")
+    out, catalog = tmp_path / "objects", tmp_path / "objects.yaml"
+    out.mkdir()
+    (out / "README.md").write_text("provenance kept")
+    command = [sys.executable, str(REPO / "tools" / "import_ycb.py"), str(source), "--out", str(out)]
+    first = subprocess.run(command + ["--catalog", str(catalog)], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 1 and "brick: skipped (no mass" in first.stdout, first.stdout + first.stderr
+    second = subprocess.run(
+        command + ["--catalog", str(catalog), "--mass", "brick=0.028"], capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (out / "README.md").read_text() == "provenance kept"
+    assert (out / "010_potted_meat_can" / "texture_map.jpg").is_file()
+    merged = ObjectCatalog.from_config(catalogs=[catalog])
+    assert merged.load("brick").mass_kg == 0.028 and merged.load("brick").texture is None
+    assert merged.load("010_potted_meat_can").texture is not None
