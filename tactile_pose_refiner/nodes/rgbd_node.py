@@ -88,12 +88,22 @@ class RgbdNode(GraphNode):
         except DistortionError as exc:
             self.diagnostics.report("error", f"unusable input: {exc}")
             return
+        received = {"rgb8": color, "16UC1": depth, "mono8": mask}
         if rectifier is not None:  # the graph works on a pinhole camera: the same K, no distortion
             rgb, depth_mm = rectifier.rectify(rgb, smooth=True), rectifier.rectify(depth_mm, smooth=False)
             object_mask = None if object_mask is None else rectifier.rectify(object_mask, smooth=False)
             info = copy.deepcopy(info)
             info.d = [0.0] * len(info.d)
-        self.publish(color.header, rgb, depth_mm, object_mask, info, camera)
+            received = {}
+        # an image already in the bundle's encoding goes in as it came (no re-encoding at 30 Hz)
+        messages = {
+            encoding: image_msg(array, encoding, color.header)
+            if received.get(encoding) is None or received[encoding].encoding != encoding
+            else received[encoding]
+            for encoding, array in (("rgb8", rgb), ("16UC1", depth_mm), ("mono8", object_mask))
+            if array is not None
+        }
+        self.publish(color.header, messages, depth_mm, object_mask, info, camera)
 
     def rectifier(self, info: CameraInfo) -> Rectifier | None:
         key = (tuple(info.k), info.distortion_model, tuple(info.d), info.width, info.height)
@@ -104,31 +114,34 @@ class RgbdNode(GraphNode):
                 self.get_logger().info(f"rectifying {info.distortion_model} distortion {list(info.d)}")
         return self.rectifiers[key]
 
-    def publish(self, header, rgb, depth_mm, object_mask, info, camera) -> None:
+    def publish(self, header, messages: dict, depth_mm, object_mask, info, camera) -> None:
+        """messages: the bundle's images by encoding; depth_mm, object_mask: the same as arrays."""
         inside = depth_mm > 0 if object_mask is None else (depth_mm > 0) & (object_mask > 0)
-        points = camera.backproject(depth_mm / 1000.0, inside)
+        count = int(inside.sum())
         status = "ok"
-        if len(points) < self.params["min_object_points"]:
-            status = f"degraded: {len(points)} valid depth points on the object"
+        if count < self.params["min_object_points"]:
+            status = f"degraded: {count} valid depth points on the object"
         bundle = RgbdBundle(
             header=header,
-            color=image_msg(rgb, "rgb8", header),
-            depth=image_msg(depth_mm, "16UC1", header),
+            color=messages["rgb8"],
+            depth=messages["16UC1"],
             camera_info=info,
-            object_points=len(points),
+            object_points=count,
             status=status,
         )
-        if object_mask is not None:
-            bundle.mask = image_msg(object_mask, "mono8", header)
+        if "mono8" in messages:
+            bundle.mask = messages["mono8"]
         self.bundle_pub.publish(bundle)
-        if len(points) > self.params["cloud_max_points"]:
-            points = points[self.rng.choice(len(points), self.params["cloud_max_points"], replace=False)]
-        self.cloud_pub.publish(point_cloud_msg(points, header))
+        if self.cloud_pub.get_subscription_count() > 0:  # RViz's: back-projected only while watched
+            points = camera.backproject(depth_mm / 1000.0, inside)
+            if len(points) > self.params["cloud_max_points"]:
+                points = points[self.rng.choice(len(points), self.params["cloud_max_points"], replace=False)]
+            self.cloud_pub.publish(point_cloud_msg(points, header))
         invalid = float(np.mean(depth_mm == 0))
         self.diagnostics.report(
             "ok" if status == "ok" else "warn",
             status if status != "ok" else "publishing RGB-D bundles",
-            object_points=len(points),
+            object_points=count,
             invalid_depth_fraction=f"{invalid:.3f}",
         )
 
