@@ -79,7 +79,10 @@ class PinholeCamera:
         if mask is not None:
             valid &= mask.astype(bool)
         v, u = np.nonzero(valid)
-        z = depth_m[v, u]
+        return self.backproject_pixels(u, v, depth_m[v, u])
+
+    def backproject_pixels(self, u: np.ndarray, v: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Pixel columns u, rows v (N,) at depths z [m] -> (N, 3) camera-frame points."""
         return np.stack([(u - self.cx) * z / self.fx, (v - self.cy) * z / self.fy, z], axis=1)
 
 
