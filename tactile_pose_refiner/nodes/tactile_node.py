@@ -6,8 +6,9 @@ Subscribes the package's `TactileArray` on `/xela/tactile` (config/topics.yaml),
 `hand/joint_states` (joint_state_node). Publishes `tactile/array` (TactileArray, stamped: a
 zero stamp gets the node clock's time) and `tactile/contacts` (PointCloud2 in the hand base
 frame: taxels whose force exceeds gamma, placed by forward kinematics at the nearest joint
-state). Inconsistent readings are reported on /diagnostics and dropped; an empty reading is
-forwarded (the refiner then runs without touch) and reported as a warning.
+state; only while subscribed, as RViz does). Inconsistent readings are reported on /diagnostics
+and dropped; an empty reading is forwarded (the refiner then runs without touch) and reported
+as a warning.
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ class TactileNode(GraphNode):
         self.array_pub.publish(msg if msg is not None else tactile_to_msg(reading, self.params["base_frame"]))
         if len(reading) == 0:
             self.diagnostics.report("warn", "empty tactile reading: 0 taxels (refining without touch)")
+            return
+        if self.contacts_pub.get_subscription_count() == 0:  # RViz's: placed only while watched
+            self.diagnostics.report("ok", "publishing tactile readings", taxels=len(reading))
             return
         if self.joints.nearest(reading.stamp_ns, self.params["joint_tolerance_s"]) is None:
             self.unplaced.add(reading.stamp_ns, reading)  # placed when its joint state arrives
