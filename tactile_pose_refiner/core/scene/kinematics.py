@@ -41,15 +41,23 @@ def unprefixed_urdf(text: str) -> tuple[str, str]:
     if not prefix:
         return text, ""
     strip = lambda name: name[len(prefix) :] if name.startswith(prefix) else name  # noqa: E731
+    return renamed_urdf(text, strip, rename_joints=True), prefix
+
+
+def renamed_urdf(text: str, rename, rename_joints: bool = False) -> str:
+    """The URDF with rename(name) for every link name and each joint's parent and child (and, with
+    rename_joints, each joint's own name)."""
+    root = ElementTree.fromstring(text)
     for link in root.iter("link"):
-        link.set("name", strip(link.get("name", "")))
+        link.set("name", rename(link.get("name", "")))
     for joint in root.iter("joint"):
-        joint.set("name", strip(joint.get("name", "")))
+        if rename_joints:
+            joint.set("name", rename(joint.get("name", "")))
         for end in ("parent", "child"):
             element = joint.find(end)
             if element is not None:
-                element.set("link", strip(element.get("link", "")))
-    return ElementTree.tostring(root, encoding="unicode"), prefix
+                element.set("link", rename(element.get("link", "")))
+    return ElementTree.tostring(root, encoding="unicode")
 
 
 class HandInputError(ValueError):

@@ -10,12 +10,11 @@ three, so a node's tree is tested without a running tf2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from xml.etree import ElementTree
 
 import numpy as np
 
 from tactile_pose_refiner.core.geometry import invert
-from tactile_pose_refiner.core.scene.kinematics import HandKinematics
+from tactile_pose_refiner.core.scene.kinematics import HandKinematics, renamed_urdf
 
 
 @dataclass(frozen=True)
@@ -58,15 +57,4 @@ def tree_problems(edges: list[Edge], root: str) -> list[str]:
 def prefixed_urdf(text: str, prefix: str) -> str:
     """The URDF with every link name (and each joint's parent and child) prefixed, so that a
     robot model drawn from it finds the TF frames published with that prefix."""
-    if not prefix:
-        return text
-    root = ElementTree.fromstring(text)
-    for link in root.iter("link"):
-        if "name" in link.attrib:
-            link.set("name", prefix + link.get("name"))
-    for joint in root.iter("joint"):
-        for end in ("parent", "child"):
-            element = joint.find(end)
-            if element is not None:
-                element.set("link", prefix + element.get("link"))
-    return ElementTree.tostring(root, encoding="unicode")
+    return renamed_urdf(text, lambda name: prefix + name) if prefix else text
