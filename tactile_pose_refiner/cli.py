@@ -25,7 +25,7 @@ def demo(args: argparse.Namespace) -> int:
     if args.live:
         return soak(
             argparse.Namespace(
-                minutes=args.minutes, bag=None, estimator="classical", stall_s=60.0, composed=False, track=False
+                minutes=args.minutes, bag=None, estimator="classical", stall_s=60.0, composed=None, track=False
             )
         )
     config = load_config("demo")
@@ -425,7 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     soaker.add_argument("--stall-s", type=float, default=60.0, help="no refined pose for this long is a stall")
     soaker.add_argument("--track", action="store_true", help="refiner_node in mode track: a pose on every frame")
     soaker.add_argument(
-        "--composed", action="store_true", help="the five refinement nodes in one process (refinement_graph)"
+        "--composed",
+        nargs="?",
+        const="all",
+        choices=("all", "sensors", "two"),
+        help="the refinement nodes sharing processes (graph.COMPOSITIONS): all (one process, the default), "
+        "sensors (the three sensor nodes in one), two (sensor nodes; estimator and refiner)",
     )
     soaker.set_defaults(handler=soak)
     gen = commands.add_parser("generate", help="generate rosbag2 episodes of grasped objects")

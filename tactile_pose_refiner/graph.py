@@ -30,6 +30,7 @@ class NodeProcess:
     params_files: list[Path] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     remaps: dict[str, str] = field(default_factory=dict)
+    arguments: list[str] = field(default_factory=list)  # the executable's own, before --ros-args
 
     def command(self) -> list[str]:
         ros_args: list[str] = []
@@ -39,7 +40,7 @@ class NodeProcess:
             ros_args += ["-p", f"{name}:={format_parameter(value)}"]
         for source, target in self.remaps.items():
             ros_args += ["-r", f"{source}:={target}"]
-        return [executable_path(self.executable), "--ros-args", *ros_args]
+        return [executable_path(self.executable), *self.arguments, "--ros-args", *ros_args]
 
 
 def format_parameter(value: Any) -> str:
@@ -159,7 +160,16 @@ def _read_and_close(stream) -> str:
 
 
 # --- the product's node graph (launch/*.launch.py and `tpr demo` share it) ---------------------
-REFINER_NODES = ("joint_state_node", "tactile_node", "rgbd_node", "estimator_node", "refiner_node")
+SENSOR_NODES = ("joint_state_node", "tactile_node", "rgbd_node")
+REFINER_NODES = (*SENSOR_NODES, "estimator_node", "refiner_node")
+# How the refinement graph can share processes (process name -> its nodes; nodes/composed.py).
+# One interpreter computes on one core at a time (the GIL): the three sensor nodes fit in one, and
+# the estimator, which rests while a track holds, fits beside the refiner in track mode.
+COMPOSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "all": {"refinement_graph": REFINER_NODES},
+    "sensors": {"sensor_nodes": SENSOR_NODES, "estimator_node": ("estimator_node",), "refiner_node": ("refiner_node",)},
+    "two": {"sensor_nodes": SENSOR_NODES, "estimation_nodes": ("estimator_node", "refiner_node")},
+}
 
 
 def refiner_graph(
@@ -177,19 +187,27 @@ def refiner_graph(
 
 
 def composed_graph(
-    parameters: dict[str, dict[str, Any]] | None = None, params_file: Path | None = None
+    parameters: dict[str, dict[str, Any]] | None = None, params_file: Path | None = None, composition: str = "all"
 ) -> dict[str, NodeProcess]:
-    """The refinement graph as one process (nodes/composed.py): per-node overrides go into a
-    params file of their own, since a -p override would reach every node of the process."""
+    """The refinement graph in the processes of COMPOSITIONS[composition] (nodes/composed.py for
+    a process of several nodes): per-node overrides go into a params file of their own, since a -p
+    override would reach every node of the process."""
     from tactile_pose_refiner.core.resources import config_path
 
+    if composition not in COMPOSITIONS:
+        raise ValueError(f"unknown composition {composition!r}; known: {', '.join(COMPOSITIONS)}")
     files = [params_file or config_path("nodes")]
     if parameters:
         overrides = {name: {"ros__parameters": values} for name, values in parameters.items() if values}
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="tpr-overrides-", delete=False) as stream:
             yaml.safe_dump(overrides, stream)
         files.append(Path(stream.name))
-    return {"refinement_graph": NodeProcess("refinement_graph", files)}
+    return {
+        name: NodeProcess(nodes[0], list(files))
+        if len(nodes) == 1
+        else NodeProcess("refinement_graph", list(files), arguments=["--nodes", ",".join(nodes)])
+        for name, nodes in COMPOSITIONS[composition].items()
+    }
 
 
 def replay_graph(

@@ -87,14 +87,15 @@ class SoakResult:
 
 
 def soak_graph(
-    bag: Path, estimator: str, parameters: dict | None = None, composed: bool = False, rate: float = 1.0
+    bag: Path, estimator: str, parameters: dict | None = None, composed: str | None = None, rate: float = 1.0
 ) -> dict[str, NodeProcess]:
     """The refinement graph with its robot settings (node -> overrides in `parameters`), as
-    separate processes or one (`composed`), and a looping, re-stamped replay."""
+    separate processes or sharing them (`composed`: a graph.COMPOSITIONS name), and a looping,
+    re-stamped replay."""
     topics = load_config("topics")
     parameters = dict(parameters or {})
     parameters["estimator_node"] = {"mode": estimator, **parameters.get("estimator_node", {})}
-    nodes = composed_graph(parameters) if composed else refiner_graph(parameters)
+    nodes = composed_graph(parameters, composition=composed) if composed else refiner_graph(parameters)
     nodes["bag_replay_node"] = NodeProcess(
         "bag_replay_node",
         [config_path("nodes")],
@@ -117,7 +118,7 @@ def run_soak(
     estimator: str = "classical",
     log=print,
     parameters: dict | None = None,
-    composed: bool = False,
+    composed: str | None = None,
     rate: float = 1.0,
 ) -> SoakResult:
     from tactile_pose_refiner.nodes.monitor import GraphMonitor
@@ -229,7 +230,7 @@ def report(result: SoakResult, limits: SoakLimits) -> list[str]:
             f"{name:<18} {base:>20.0f} {samples[-1][1]:>8.0f} {100 * growth:>7.1f}% "
             f"{result.pss_mb.get(name, 0.0):>7.0f} {100 * cpu:>6.0f}"
         )
-        if name in REFINEMENT_NODES + ("refinement_graph",):
+        if name != "bag_replay_node":  # the refinement nodes' processes
             total, total_pss = total + samples[-1][1], total_pss + result.pss_mb.get(name, 0.0)
     lines.append(f"the five refinement nodes together: {total:.0f} MB (PSS {total_pss:.0f} MB)")
     lines.append("CPU %: one core = 100, after warm-up")

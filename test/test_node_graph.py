@@ -79,3 +79,18 @@ def test_config_files_match_the_declared_node_parameters():
         assert set(config) == set(module.PARAMETERS), node_name
         for name, (default, description) in module.PARAMETERS.items():
             assert description and type(config[name]) is type(default), (node_name, name)
+
+
+def test_a_composition_puts_every_refinement_node_in_exactly_one_process():
+    from tactile_pose_refiner.graph import COMPOSITIONS, REFINER_NODES, composed_graph
+    from tactile_pose_refiner.nodes.composed import parse_node_names
+
+    for name, processes in COMPOSITIONS.items():
+        assert sorted(node for nodes in processes.values() for node in nodes) == sorted(REFINER_NODES), name
+        graph = composed_graph({"refiner_node": {"mode": "track"}}, composition=name)
+        assert list(graph) == list(processes)
+        for process, nodes in processes.items():
+            command = graph[process].command()
+            assert parse_node_names(command) == list(nodes) if len(nodes) > 1 else command[0].endswith(nodes[0])
+    with pytest.raises(ValueError, match="unknown composition"):
+        composed_graph(composition="three")

@@ -160,10 +160,12 @@ def test_fuzzed_sensor_inputs_are_reported_and_never_published_as_nan(ros_env):
     assert all(np.isfinite(entry["T_initial"]).all() for entry in initial_poses)
 
 
-def test_a_short_soak_on_a_live_looping_replay_keeps_refining(tmp_path):
+@pytest.mark.parametrize("composed", [None, "two"])
+def test_a_short_soak_on_a_live_looping_replay_keeps_refining(tmp_path, composed):
     """The robot mode end to end: a 3-frame episode looped and re-stamped (a camera that never
     stops: every loop would otherwise replay the same stamps), best-effort inputs, the latest
-    frame only. Refined poses keep coming with advancing stamps, no node dies."""
+    frame only. Refined poses keep coming with advancing stamps, no node dies; the same with the
+    nodes composed into two processes (the sensor nodes; estimator and refiner)."""
     from tactile_pose_refiner.io.episode_bag import write_episode
     from tactile_pose_refiner.soak import SoakLimits, run_soak
 
@@ -177,8 +179,11 @@ def test_a_short_soak_on_a_live_looping_replay_keeps_refining(tmp_path):
     write_episode(bag, frames)
     limits = SoakLimits(minutes=1.0, warmup_s=30.0, stall_s=50.0)
     short = {"refiner_node": {"iterations": 30}}  # CI-sized refinements: more poses in the minute
-    result = run_soak(bag, limits, estimator="ground_truth_noise", log=lambda text: None, parameters=short, rate=0.5)
+    result = run_soak(
+        bag, limits, "ground_truth_noise", log=lambda text: None, parameters=short, composed=composed, rate=0.5
+    )
     print("\n" + result.summary(limits))
+    assert len(result.rss_mb) == (3 if composed else 6)  # the processes the soak measured, the replay's included
     assert not result.crashed and result.stalls == 0, result.summary(limits)
     assert len(result.stamps) >= 2 and all(b > a for a, b in zip(result.stamps, result.stamps[1:]))
     recorded = [frame.stamp_ns for frame in frames]

@@ -304,8 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from tactile_pose_refiner.bench.methods import check_methods
-    from tactile_pose_refiner.core.estimation import ESTIMATORS
-    from tactile_pose_refiner.core.estimation.learned import CheckpointError
+    from tactile_pose_refiner.core.estimation import ESTIMATORS, CheckpointError
 
     args = build_parser().parse_args(argv)
     config = load_config("bench")

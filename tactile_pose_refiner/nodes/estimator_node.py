@@ -35,8 +35,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
 from std_msgs.msg import Bool, Header, String
 
-from tactile_pose_refiner.core.estimation import ESTIMATORS, make_estimator
-from tactile_pose_refiner.core.estimation.learned import CheckpointError
+from tactile_pose_refiner.core.estimation import ESTIMATORS, CheckpointError, make_estimator
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
 from tactile_pose_refiner.core.resources import ResourceError, load_config

@@ -8,9 +8,14 @@ from tactile_pose_refiner.core.resources import load_config
 ESTIMATORS = ("classical", "learned")
 
 
+class CheckpointError(RuntimeError):
+    """No usable checkpoint for the learned estimator; the message says how to train one. Here,
+    not in learned.py: catching it must not import torch."""
+
+
 def make_estimator(name: str, model, hand=None, config: dict | None = None, cloud=None):
     """The named estimator for one object model (ObjectModel). Raises ValueError for an unknown
-    name and learned.CheckpointError when the learned one has no checkpoint for the object."""
+    name and CheckpointError when the learned one has no checkpoint for the object."""
     from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
     from tactile_pose_refiner.core.scene.assets import HandAssets
 

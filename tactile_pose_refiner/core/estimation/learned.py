@@ -21,6 +21,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import nn
 
+from tactile_pose_refiner.core.estimation import CheckpointError
 from tactile_pose_refiner.core.estimation.base import RegisteringEstimator
 from tactile_pose_refiner.core.estimation.inputs import EstimatorInputs
 from tactile_pose_refiner.core.estimation.model_cloud import ModelCloud
@@ -29,10 +30,6 @@ from tactile_pose_refiner.core.scene.assets import HandAssets
 
 SCALE_M = 0.1  # network coordinates: decimetres about the depth points' centroid
 CONFIDENCE_BARRIER = 0.015
-
-
-class CheckpointError(RuntimeError):
-    """No usable checkpoint for the object; the message says how to train one."""
 
 
 def checkpoint_path(object_id: str, config: dict) -> Path:

@@ -11,15 +11,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pytorch_kinematics as pk
-import torch
 import trimesh
 
 from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.kinematics import HandKinematics, load_urdf
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,7 @@ class HandModel:
     ) -> None:
         self.urdf_path = Path(urdf_path)
         self.kinematics = HandKinematics(self.urdf_path, joint_name_maps)  # reads it; prefix removed
-        self.chain = pk.build_chain_from_urdf(self.kinematics.urdf_text.encode()).to(dtype=torch.float64)
-        self.joint_names: list[str] = list(self.chain.get_joint_parameter_names())
-        if self.kinematics.joint_names != self.joint_names:
-            raise ResourceError(f"hand URDF {self.urdf_path}: joint order differs between parsers")
+        self.joint_names: list[str] = self.kinematics.joint_names
         self.lower, self.upper, self.name_map = self.kinematics.lower, self.kinematics.upper, self.kinematics.name_map
         self.links = self._load_link_geometry(package_dirs or {})
         self._surface_samples: dict[float, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
@@ -107,6 +106,18 @@ class HandModel:
         return self.kinematics.joint_vector(names, positions)
 
     # --- kinematics -----------------------------------------------------------------------
+    @cached_property
+    def chain(self):
+        """The differentiable chain (pytorch-kinematics), built on first use: only the hand fit
+        needs gradients in q, and torch costs a process ~400 MB (the estimator has none)."""
+        import pytorch_kinematics as pk
+        import torch
+
+        chain = pk.build_chain_from_urdf(self.kinematics.urdf_text.encode()).to(dtype=torch.float64)
+        if list(chain.get_joint_parameter_names()) != self.joint_names:
+            raise ResourceError(f"hand URDF {self.urdf_path}: joint order differs between parsers")
+        return chain
+
     def link_poses_torch(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
         """q (B, 16) or (16,) -> link name -> (B, 4, 4) T_base_link; differentiable in q."""
         transforms = self.chain.forward_kinematics(q)
@@ -114,9 +125,7 @@ class HandModel:
 
     def link_poses(self, q: np.ndarray) -> dict[str, np.ndarray]:
         """q (16,) -> link name -> (4, 4) T_base_link (float64)."""
-        with torch.no_grad():
-            poses = self.link_poses_torch(torch.as_tensor(q, dtype=torch.float64))
-        return {name: matrix[0].numpy() for name, matrix in poses.items()}
+        return self.kinematics.link_poses(q)
 
     # --- geometry -------------------------------------------------------------------------
     def meshes(self, q: np.ndarray, T_frame_base: np.ndarray | None = None) -> dict[str, trimesh.Trimesh]:

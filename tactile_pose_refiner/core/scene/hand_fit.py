@@ -13,12 +13,14 @@ leaves the encoders' hand (labelled in `status`).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import trimesh
 from scipy.ndimage import binary_dilation
+from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
@@ -89,6 +91,10 @@ class HandFitter:
         if len(observed) < int(self.config["min_points"]):
             kept.status = f"hand not corrected: {len(observed)} hand depth points in view"
             return kept
+        with _one_torch_thread():
+            return self._fit(observed, q, T_cam_base, kept)
+
+    def _fit(self, observed: np.ndarray, q: np.ndarray, T_cam_base: np.ndarray, kept: HandCorrection) -> HandCorrection:
         c = self.config
         observed_t = torch.as_tensor(observed)
         offsets = torch.zeros(len(q), dtype=torch.float64, requires_grad=True)
@@ -122,17 +128,7 @@ class HandFitter:
             if before is None:
                 with torch.no_grad():
                     before = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
-            optimiser = torch.optim.LBFGS(
-                [offsets, rotvec, shift], max_iter=int(c["iterations"]), line_search_fn="strong_wolfe"
-            )
-
-            def closure():
-                optimiser.zero_grad()
-                value = cost()
-                value.backward()
-                return value
-
-            optimiser.step(closure)
+            _minimise(cost, [offsets, rotvec, shift], int(c["iterations"]))
             with torch.no_grad():
                 after = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
         if before is None or after is None or not np.isfinite(after) or before - after < float(c["min_improvement_m"]):
@@ -212,6 +208,40 @@ class HandFitter:
         if len(rows) < 10:
             return None
         return torch.as_tensor(rows), torch.as_tensor(candidates[nearest[rows]])
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """Small tensors: one thread is fastest, and a second pool's threads spinning between calls
+    halved the speed of SciPy's minimiser beside them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _minimise(cost, parameters: list[torch.Tensor], iterations: int) -> None:
+    """cost() minimised over the parameters in place: SciPy's L-BFGS-B with torch's gradient
+    (torch.optim's first optimiser imports torch._dynamo, 1.5 s and more on a node's first frame)."""
+    splits = np.cumsum([p.numel() for p in parameters])[:-1]
+
+    def set_parameters(x: np.ndarray) -> None:
+        with torch.no_grad():
+            for parameter, values in zip(parameters, np.split(x, splits)):
+                parameter.copy_(torch.as_tensor(values))
+
+    def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        set_parameters(x)
+        value = cost()
+        gradients = torch.autograd.grad(value, parameters)
+        return float(value.detach()), np.concatenate([g.numpy().ravel() for g in gradients])
+
+    start = np.concatenate([p.detach().numpy().ravel() for p in parameters])
+    options = {"maxiter": iterations, "maxfun": iterations * 5 // 4, "ftol": 1e-6}  # torch LBFGS's evaluation budget
+    best = minimize(value_and_gradient, start, jac=True, method="L-BFGS-B", options=options)
+    set_parameters(best.x)
 
 
 def _huber(residual: torch.Tensor, delta: float) -> torch.Tensor:
