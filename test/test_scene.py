@@ -51,9 +51,26 @@ def test_kinematics_match_the_published_chain(hand):
     assert hand.upper[hand.joint_names.index("joint00")] == pytest.approx(1.396)
 
 
+def test_forward_kinematics_match_pytorch_kinematics(hand):
+    """The package's FK (numpy for the nodes, torch for the hand fit) against the library's."""
+    import pytorch_kinematics as pk
+
+    chain = pk.build_chain_from_urdf(hand.kinematics.urdf_text.encode()).to(dtype=torch.float64)
+    assert list(chain.get_joint_parameter_names()) == hand.joint_names
+    for q in np.random.default_rng(3).uniform(hand.lower, hand.upper, (4, 16)):
+        library = chain.forward_kinematics(torch.as_tensor(q))
+        expected = {name: transform.get_matrix()[0].numpy() for name, transform in library.items()}
+        with torch.no_grad():
+            in_torch = {name: pose.numpy() for name, pose in hand.link_poses_torch(torch.as_tensor(q)).items()}
+        for poses in (hand.link_poses(q), in_torch):
+            assert sorted(poses) == sorted(expected)
+            for name, pose in poses.items():
+                np.testing.assert_allclose(pose, expected[name], atol=1e-6)  # the library rounds origins to float32
+
+
 def test_forward_kinematics_gradient_matches_finite_differences(hand):
     q = torch.full((16,), 0.3, dtype=torch.float64, requires_grad=True)
-    tip = hand.link_poses_torch(q)["link_14"][0, :3, 3]
+    tip = hand.link_poses_torch(q)["link_14"][:3, 3]
     tip.sum().backward()
     step = 1e-6
     numeric = []
@@ -62,10 +79,7 @@ def test_forward_kinematics_gradient_matches_finite_differences(hand):
         plus[i] += step
         minus[i] -= step
         numeric.append(
-            (
-                hand.link_poses_torch(plus)["link_14"][0, :3, 3].sum()
-                - hand.link_poses_torch(minus)["link_14"][0, :3, 3].sum()
-            )
+            (hand.link_poses_torch(plus)["link_14"][:3, 3].sum() - hand.link_poses_torch(minus)["link_14"][:3, 3].sum())
             / (2 * step)
         )
     np.testing.assert_allclose(q.grad.numpy(), torch.stack(numeric).numpy(), atol=1e-8)

@@ -236,3 +236,19 @@ def test_the_hand_base_pose_comes_from_tf_where_it_holds_it_else_from_the_topic(
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_inputs_that_went_past_a_frame_are_missed_not_absent():
+    """A restarted refiner skips a frame whose touch was sent before it listened (a newer frame has
+    it), but not one whose camera never comes (camera off: touch-only refinement)."""
+    from tactile_pose_refiner.nodes.frame_inputs import FrameInputs
+
+    inputs = FrameInputs.__new__(FrameInputs)  # the buffers only: no node, no subscriptions
+    inputs.bundles, inputs.tactile = StampedBuffer(30), StampedBuffer(300)
+    inputs.joints, inputs.hand_poses = StampedBuffer(300), StampedBuffer(300)
+    frame, later = 10_000_000_000, 10_500_000_000
+    assert not inputs.missed(frame, 0.05)  # nothing came yet: the camera (or touch) may be off
+    inputs.tactile.add(later, "touch of a later frame")
+    assert inputs.missed(frame, 0.05)  # the frame's own touch came before the subscription
+    inputs.tactile.add(frame, "the frame's touch")
+    assert not inputs.missed(frame, 0.05)

@@ -135,6 +135,13 @@ class FrameInputs:
         )
         return frame, degraded
 
+    def missed(self, stamp: int, tolerance: float) -> bool:
+        """Whether an input stream went past `stamp` without a message near it: the frame's piece
+        was sent before this node listened (a restart), or lost; a later frame may have them all.
+        A stream that never came (the camera off) has not gone past."""
+        streams = (self.bundles, self.tactile, self.joints, self.hand_poses)
+        return any(stream.settled(stamp) and stream.nearest(stamp, tolerance) is None for stream in streams)
+
     def _images(self, bundle) -> tuple:
         try:
             rgb = image_from_message(bundle.color, "color")

@@ -174,15 +174,16 @@ class RefinerNode(GraphNode):
         if not np.isfinite(T_initial).all() or abs(np.linalg.det(T_initial[:3, :3]) - 1) > 1e-3:
             raise InputError("unusable initial pose: not a finite rigid transform")
         camera_off_variant = self.params["camera_off_variant"]
+        stamp, tolerance = stamp_ns(initial.header.stamp), self.params["sync_tolerance_s"]
         deadline = arrived + self.params["input_wait_s"]
-        if stamp_ns(initial.header.stamp) < self.started_ns:  # latched from before this node listened:
+        if stamp < self.started_ns:  # latched from before this node listened:
             deadline = time.monotonic()  # what it got is all it will get (a restart waited 2 s here)
-        frame, degraded = self.frames.assemble(
-            stamp_ns(initial.header.stamp),
-            self.params["sync_tolerance_s"],
-            deadline,
-            camera_optional=bool(camera_off_variant),
-        )
+        frame, degraded = self.frames.assemble(stamp, tolerance, deadline, camera_optional=bool(camera_off_variant))
+        if degraded and self.params["queue_size"] > 0 and self.queue.pending and self.frames.missed(stamp, tolerance):
+            # robot mode: a restarted node misses the first frames' inputs (refining one without
+            # them took 8 s); the newer initial pose waiting likely has them
+            self.diagnostics.report("warn", f"skipped frame: {'; '.join(degraded)}; a newer initial pose waits")
+            return
         refiner = self.refiner_for(frame.object_id)
         posed = self.hand.posed(frame)
         variant = camera_off_variant if NO_CAMERA in degraded else None

@@ -106,22 +106,9 @@ class HandModel:
         return self.kinematics.joint_vector(names, positions)
 
     # --- kinematics -----------------------------------------------------------------------
-    @cached_property
-    def chain(self):
-        """The differentiable chain (pytorch-kinematics), built on first use: only the hand fit
-        needs gradients in q, and torch costs a process ~400 MB (the estimator has none)."""
-        import pytorch_kinematics as pk
-        import torch
-
-        chain = pk.build_chain_from_urdf(self.kinematics.urdf_text.encode()).to(dtype=torch.float64)
-        if list(chain.get_joint_parameter_names()) != self.joint_names:
-            raise ResourceError(f"hand URDF {self.urdf_path}: joint order differs between parsers")
-        return chain
-
     def link_poses_torch(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
-        """q (B, 16) or (16,) -> link name -> (B, 4, 4) T_base_link; differentiable in q."""
-        transforms = self.chain.forward_kinematics(q)
-        return {name: tf.get_matrix() for name, tf in transforms.items()}
+        """q (16,) tensor -> link name -> (4, 4) T_base_link; differentiable in q."""
+        return self.kinematics.link_poses_torch(q)
 
     def link_poses(self, q: np.ndarray) -> dict[str, np.ndarray]:
         """q (16,) -> link name -> (4, 4) T_base_link (float64)."""

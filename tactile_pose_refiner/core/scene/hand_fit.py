@@ -6,7 +6,7 @@ predicted silhouette, off the object's mask): point-to-plane residuals from each
 to the nearest camera-facing model surface point, Huber-robust, against Gaussian priors on the
 joint offsets and on the base pose's correction (about the hand base, as the calibration error
 is). The associations are refreshed `rounds` times; each round is an L-BFGS solve over 16 joint
-offsets + 6 base parameters (pytorch-kinematics forward kinematics, differentiable). A fit that
+offsets + 6 base parameters (differentiable forward kinematics in torch). A fit that
 does not lower the robust residual by min_improvement_m, or that sees too little of the hand,
 leaves the encoders' hand (labelled in `status`).
 """
@@ -172,7 +172,7 @@ class HandFitter:
         poses = self.model.link_poses_torch(q)
         points, normals = [], []
         for link, (local, local_normals) in self.samples.items():
-            T = poses[link][0]
+            T = poses[link]
             rotation = R @ T[:3, :3]
             points.append(local @ rotation.T + (R @ T[:3, 3] + t))
             normals.append(local_normals @ rotation.T)

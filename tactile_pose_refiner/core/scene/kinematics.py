@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
 import numpy as np
@@ -15,6 +17,9 @@ import yourdfpy
 from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.resources import ResourceError, load_config, share_dir
+
+if TYPE_CHECKING:
+    import torch
 
 # Encoder offsets and a hand pressed against an object leave positions a little outside the
 # URDF's limits; 20 degrees beyond them is a broken reading.
@@ -119,21 +124,64 @@ class HandKinematics:
             raise HandInputError(f"joint positions far outside the joint limits [rad]: {bad}")
         return q
 
+    @cached_property
+    def joint_order(self) -> list:
+        """The URDF's joints, each after its parent's (URDF lists them in any order)."""
+        placed, ordered, pending = {self.root}, [], list(self.joints)
+        while pending:
+            ready = [joint for joint in pending if joint.parent in placed]
+            if not ready:
+                raise ResourceError(f"hand URDF {self.urdf_path} is not a tree rooted at {self.root}")
+            ordered += ready
+            placed |= {joint.child for joint in ready}
+            pending = [joint for joint in pending if joint not in ready]
+        return ordered
+
     def link_poses(self, q: np.ndarray) -> dict[str, np.ndarray]:
         """q -> link name -> (4, 4) T_root_link, every link of the tree."""
         angle = dict(zip(self.joint_names, np.asarray(q, dtype=np.float64)))
         poses = {self.root: np.eye(4)}
-        pending = list(self.joints)
-        while pending:  # URDF joints may be listed in any order: place children of placed parents
-            ready = [joint for joint in pending if joint.parent in poses]
-            for joint in ready:
-                motion = np.eye(4)
-                if joint.name in angle and joint.type == "prismatic":
-                    motion[:3, 3] = np.asarray(joint.axis) * angle[joint.name]
-                elif joint.name in angle:
-                    motion[:3, :3] = Rotation.from_rotvec(np.asarray(joint.axis) * angle[joint.name]).as_matrix()
-                poses[joint.child] = poses[joint.parent] @ np.asarray(joint.origin) @ motion
-            pending = [joint for joint in pending if joint not in ready]
-            if not ready:
-                raise ResourceError(f"hand URDF {self.urdf_path} is not a tree rooted at {self.root}")
+        for joint in self.joint_order:
+            motion = np.eye(4)
+            if joint.name in angle and joint.type == "prismatic":
+                motion[:3, 3] = np.asarray(joint.axis) * angle[joint.name]
+            elif joint.name in angle:
+                motion[:3, :3] = Rotation.from_rotvec(np.asarray(joint.axis) * angle[joint.name]).as_matrix()
+            poses[joint.child] = poses[joint.parent] @ np.asarray(joint.origin) @ motion
         return poses
+
+    def link_poses_torch(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """q (J,) tensor -> link name -> (4, 4) T_root_link, differentiable in q (the hand fit).
+        Written here, not taken from pytorch-kinematics: that library imports matplotlib (0.5 s and
+        50 MB of a node's start) for these 16 products; the tests check the two agree."""
+        import torch
+
+        origins, skews, slides = (torch.as_tensor(a, dtype=q.dtype) for a in self._chain_arrays[:3])
+        angles = q[..., None, None]  # every actuated joint's motion at once (Rodrigues / slide)
+        skew_turn = torch.sin(angles) * skews + (1 - torch.cos(angles)) * (skews @ skews)
+        motion = torch.eye(4, dtype=q.dtype) + torch.nn.functional.pad(skew_turn, (0, 1, 0, 1))
+        motion = motion + torch.nn.functional.pad(slides * angles, (3, 0, 0, 1))
+        moved = origins[torch.as_tensor(self._chain_arrays[3])] @ motion
+        poses = {self.root: torch.eye(4, dtype=q.dtype)}
+        for index, joint in enumerate(self.joint_order):
+            step = moved[self._actuated_index[joint.name]] if joint.name in self._actuated_index else origins[index]
+            poses[joint.child] = poses[joint.parent] @ step
+        return poses
+
+    @cached_property
+    def _actuated_index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.joint_names)}
+
+    @cached_property
+    def _chain_arrays(self) -> tuple[np.ndarray, ...]:
+        """Per joint of joint_order its origin (4, 4); per actuated joint (q's order) its axis'
+        cross-product matrix (zero when prismatic), its slide direction (zero when revolute),
+        and its place in joint_order."""
+        origins = np.array([np.asarray(joint.origin, dtype=np.float64) for joint in self.joint_order])
+        by_name = {joint.name: joint for joint in self.joint_order}
+        order = [joint.name for joint in self.joint_order]
+        axes = np.array([np.asarray(by_name[name].axis, dtype=np.float64) for name in self.joint_names])
+        prismatic = np.array([by_name[name].type == "prismatic" for name in self.joint_names])
+        skews = np.cross(np.eye(3)[None], axes[:, None, :]) * ~prismatic[:, None, None]
+        slides = (axes * prismatic[:, None])[:, :, None]
+        return origins, skews, slides, np.array([order.index(name) for name in self.joint_names])
