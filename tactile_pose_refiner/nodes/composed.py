@@ -2,7 +2,7 @@
 
 What ROS 2 composition does for C++ components: the nodes named by `--nodes` (default: all five,
 rgbd_node, tactile_node, joint_state_node, estimator_node and refiner_node) share one interpreter
-(torch, Warp and Open3D loaded once) and one multi-threaded executor; their topics, parameters
+(torch, Warp and Open3D loaded once) and one executor; their topics, parameters
 (each node reads its own section of the params file) and /diagnostics are those of the separate
 processes. One interpreter runs on one core at a time (the GIL): graph.COMPOSITIONS says which
 groupings keep the refiner's rate.
@@ -16,7 +16,7 @@ import argparse
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from tactile_pose_refiner.core.resources import ResourceError
 from tactile_pose_refiner.nodes.common import StoppableNode
@@ -54,7 +54,7 @@ def main(args: list[str] | None = None) -> int:
     classes = node_classes(parse_node_names(args))
     rclpy.init(args=args)
     nodes = []
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SingleThreadedExecutor()  # as each node alone (rclpy.spin): the heavy work runs in worker threads
     try:
         for node_class in classes:
             nodes.append(node_class())
