@@ -163,8 +163,8 @@ def _read_and_close(stream) -> str:
 SENSOR_NODES = ("joint_state_node", "tactile_node", "rgbd_node")
 REFINER_NODES = (*SENSOR_NODES, "estimator_node", "refiner_node")
 # How the refinement graph can share processes (process name -> its nodes; nodes/composed.py).
-# One interpreter computes on one core at a time (the GIL): the three sensor nodes fit in one, and
-# the estimator, which rests while a track holds, fits beside the refiner in track mode.
+# One interpreter computes on one core at a time (the GIL); on 2 cores even `all` tracks at 22 Hz
+# (docs/benchmarks.md), while in refine mode the estimator and the refiner then share a core.
 COMPOSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "all": {"refinement_graph": REFINER_NODES},
     "sensors": {"sensor_nodes": SENSOR_NODES, "estimator_node": ("estimator_node",), "refiner_node": ("refiner_node",)},
