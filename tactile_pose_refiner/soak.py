@@ -21,6 +21,7 @@ import psutil
 
 from tactile_pose_refiner.core.resources import config_path, load_config
 from tactile_pose_refiner.graph import (
+    REFINER_NODES,
     NodeProcess,
     RunningGraph,
     composed_graph,
@@ -31,7 +32,6 @@ from tactile_pose_refiner.nodes.conversions import stamp_ns
 from tactile_pose_refiner.replay import GRAPH_INPUTS
 
 PEAK_WINDOW_S = 30.0  # memory is compared as the peak over this long, after warm-up and at the end
-REFINEMENT_NODES = ("rgbd_node", "tactile_node", "joint_state_node", "estimator_node", "refiner_node")
 
 
 @dataclass
@@ -141,7 +141,7 @@ def run_soak(
         player = nodes.pop("bag_replay_node")
         for name, node in nodes.items():
             graph.start(name, node)
-        silent = monitor.wait_for_nodes(list(REFINEMENT_NODES), 120.0)
+        silent = monitor.wait_for_nodes(list(REFINER_NODES), 120.0)
         if silent:
             log(f"not running after 120 s: {silent}")
         graph.start("bag_replay_node", player)

@@ -199,8 +199,9 @@ def test_a_refiner_killed_and_restarted_publishes_again_within_seconds(tmp_path,
     restart of the other nodes, and every node stops cleanly on SIGINT (exit code 0)."""
     import signal
 
+    from tactile_pose_refiner.graph import REFINER_NODES
     from tactile_pose_refiner.io.episode_bag import write_episode
-    from tactile_pose_refiner.soak import REFINEMENT_NODES, PoseTimer, soak_graph
+    from tactile_pose_refiner.soak import PoseTimer, soak_graph
 
     import scenes
 
@@ -217,7 +218,7 @@ def test_a_refiner_killed_and_restarted_publishes_again_within_seconds(tmp_path,
         player = nodes.pop("bag_replay_node")
         for name, node in nodes.items():
             graph.start(name, node)
-        assert not monitor.wait_for_nodes(list(REFINEMENT_NODES), 120)
+        assert not monitor.wait_for_nodes(list(REFINER_NODES), 120)
         graph.start("bag_replay_node", player)
         deadline = time.monotonic() + 120
         while poses.count() == 0 and time.monotonic() < deadline:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from xml.etree import ElementTree
 
 import numpy as np
@@ -156,32 +156,41 @@ class HandKinematics:
         50 MB of a node's start) for these 16 products; the tests check the two agree."""
         import torch
 
-        origins, skews, slides = (torch.as_tensor(a, dtype=q.dtype) for a in self._chain_arrays[:3])
+        chain = self._chain
+        origins, skews, slides = (torch.as_tensor(a, dtype=q.dtype) for a in (chain.origins, chain.skews, chain.slides))
         angles = q[..., None, None]  # every actuated joint's motion at once (Rodrigues / slide)
         skew_turn = torch.sin(angles) * skews + (1 - torch.cos(angles)) * (skews @ skews)
         motion = torch.eye(4, dtype=q.dtype) + torch.nn.functional.pad(skew_turn, (0, 1, 0, 1))
         motion = motion + torch.nn.functional.pad(slides * angles, (3, 0, 0, 1))
-        moved = origins[torch.as_tensor(self._chain_arrays[3])] @ motion
+        moved = origins[torch.as_tensor(chain.actuated_rows)] @ motion
         poses = {self.root: torch.eye(4, dtype=q.dtype)}
-        for index, joint in enumerate(self.joint_order):
-            step = moved[self._actuated_index[joint.name]] if joint.name in self._actuated_index else origins[index]
-            poses[joint.child] = poses[joint.parent] @ step
+        for row, joint in enumerate(self.joint_order):
+            k = chain.q_index[row]
+            poses[joint.child] = poses[joint.parent] @ (moved[k] if k >= 0 else origins[row])
         return poses
 
     @cached_property
-    def _actuated_index(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.joint_names)}
-
-    @cached_property
-    def _chain_arrays(self) -> tuple[np.ndarray, ...]:
-        """Per joint of joint_order its origin (4, 4); per actuated joint (q's order) its axis'
-        cross-product matrix (zero when prismatic), its slide direction (zero when revolute),
-        and its place in joint_order."""
-        origins = np.array([np.asarray(joint.origin, dtype=np.float64) for joint in self.joint_order])
+    def _chain(self) -> _ChainArrays:
         by_name = {joint.name: joint for joint in self.joint_order}
-        order = [joint.name for joint in self.joint_order]
         axes = np.array([np.asarray(by_name[name].axis, dtype=np.float64) for name in self.joint_names])
         prismatic = np.array([by_name[name].type == "prismatic" for name in self.joint_names])
-        skews = np.cross(np.eye(3)[None], axes[:, None, :]) * ~prismatic[:, None, None]
-        slides = (axes * prismatic[:, None])[:, :, None]
-        return origins, skews, slides, np.array([order.index(name) for name in self.joint_names])
+        order = [joint.name for joint in self.joint_order]
+        return _ChainArrays(
+            origins=np.array([np.asarray(joint.origin, dtype=np.float64) for joint in self.joint_order]),
+            skews=np.cross(np.eye(3)[None], axes[:, None, :]) * ~prismatic[:, None, None],
+            slides=(axes * prismatic[:, None])[:, :, None],
+            actuated_rows=np.array([order.index(name) for name in self.joint_names]),
+            q_index=np.array([self.joint_names.index(n) if n in self.joint_names else -1 for n in order]),
+        )
+
+
+class _ChainArrays(NamedTuple):
+    """The URDF's constants for the batched FK: per joint of joint_order its origin (4, 4) and its
+    index in q (-1: fixed); per actuated joint (q's order) its axis' cross-product matrix (zero when
+    prismatic), its slide direction (zero when revolute) and its row in joint_order."""
+
+    origins: np.ndarray
+    skews: np.ndarray
+    slides: np.ndarray
+    actuated_rows: np.ndarray
+    q_index: np.ndarray
