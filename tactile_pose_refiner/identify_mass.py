@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tactile_pose_refiner.core.mass import MassEstimate, episode_mass
+from tactile_pose_refiner.core.mass import MassEstimate, SkinCalibration, episode_mass
 from tactile_pose_refiner.core.resources import load_config
 
 
@@ -77,7 +77,7 @@ def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -
         gravity_cam,
         SkinLayout.from_config(tactile["layout"]),
         HandKinematics.from_config(),
-        float(tactile["contact_threshold_units"]),
+        SkinCalibration.of(dynamics, tactile, config),
         config,
     )
     return frames[0].object_id, estimate, truth

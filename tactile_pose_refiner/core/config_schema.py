@@ -415,7 +415,13 @@ class InHand(Section):
 
 
 class BalancedForces(Section):
-    gravity_hand_rest_m_s2: tuple[float, float, float] = key("gravity in the hand base frame at the rest pose")
+    rest_orientation: Literal["holding", "fixed"] = key(
+        "how the arm holds the hand at the rest pose: holding (gravity along the direction the grasp's "
+        "contacts carry best, sim/forces.holding_direction) or fixed (gravity_hand_rest_m_s2)"
+    )
+    gravity_hand_rest_m_s2: tuple[float, float, float] = key(
+        "gravity in the hand base frame at the rest pose (fixed; holding's fallback for a grasp that holds nothing)"
+    )
     friction_mu: float = key("friction cones the contact forces keep to where they can")
     squeeze_share: float = key("share of the skin's penalty forces kept as the grasp's internal force")
 
@@ -617,7 +623,11 @@ class MassConfig(Section):
     min_turn_deg: float = key("the load must turn at least this far in the hand")
     min_frames: int = key("fewer usable frames: no estimate")
     min_taxels: int = key("fewer taxels over gamma (median): the skin does not carry the load")
+    contact_share: float = key("a taxel over gamma in this share of the frames is summed in every frame")
+    contact_radius_m: float = key("... and so is every taxel of its link this close to one [m]")
     poses: Literal["tracked", "truth"] = key("object poses the accelerations come from")
+    crosstalk_share: float = key("the skin's characterised crosstalk, undone before summing (episodes: their own)")
+    crosstalk_radius_m: float = key("... between taxels of one link within this distance [m]")
 
 
 # --- tracker.yaml --------------------------------------------------------------------------------

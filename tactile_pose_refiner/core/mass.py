@@ -35,21 +35,73 @@ class MassEstimate:
     status: str  # "ok", "too little motion: ...", "no calibrated touch: ..."
 
 
-def hand_contact_force(
-    frame: Frame, layout: SkinLayout, hand: HandKinematics, threshold: float
-) -> tuple[np.ndarray, int]:
-    """(3,) [N] the touching taxels' push on the object, hand base frame (the frame's own
-    joints), and how many taxels touch."""
+@dataclass(frozen=True)
+class SkinCalibration:
+    """What identification knows of the skin beyond each reading's force_scale."""
+
+    threshold_units: float  # gamma: a taxel over it touches
+    saturation_units: float  # a touching taxel at its range: its force is unknown, the frame is left out
+    crosstalk_share: float = 0.0  # characterised share of a taxel's force each neighbour also reads ...
+    crosstalk_radius_m: float = 0.0  # ... for neighbours on its link within this distance
+
+    @classmethod
+    def of(cls, dynamics: dict | None, tactile: dict, config: dict) -> SkinCalibration:
+        """From config/tactile.yaml, the crosstalk the episode's skin was characterised with
+        (recorded by the generator) or else config/mass.yaml's."""
+        source = dynamics if dynamics and "crosstalk_share" in dynamics else config
+        return cls(
+            float(tactile["contact_threshold_units"]),
+            float(tactile["max_units"]),
+            float(source["crosstalk_share"]),
+            float(source["crosstalk_radius_m"]),
+        )
+
+    def unmixing(self, layout: SkinLayout) -> np.ndarray | None:
+        """(N, N) that undoes the crosstalk, readings = (I + share * neighbours) forces; None without it."""
+        if self.crosstalk_share <= 0.0:
+            return None
+        mixing = np.eye(len(layout)) + self.crosstalk_share * layout.neighbours(self.crosstalk_radius_m)
+        return np.linalg.inv(mixing)
+
+
+def skin_readings(frame: Frame, layout: SkinLayout) -> np.ndarray:
+    """(N, 3) [sensor units] the frame's reading of every layout taxel (0 where it lacks one)."""
     reading = frame.tactile
-    q = hand.joint_vector(frame.joint_names, frame.joint_positions)
-    _, normals, x_axes, y_axes = taxel_frames(layout, hand.link_poses(q), np.eye(4))
     index = {int(taxel): row for row, taxel in enumerate(layout.ids)}
     rows = np.array([index.get(int(taxel), -1) for taxel in reading.taxel_ids])
-    forces = np.asarray(reading.forces, dtype=np.float64)
-    touching = (rows >= 0) & (np.linalg.norm(forces, axis=1) > threshold)
-    f, r = forces[touching], rows[touching]
-    push = f[:, 2:3] * normals[r] - f[:, 0:1] * x_axes[r] - f[:, 1:2] * y_axes[r]
-    return reading.force_scale * push.sum(axis=0), int(touching.sum())
+    read = np.zeros((len(layout), 3))
+    read[rows[rows >= 0]] = np.asarray(reading.forces, dtype=np.float64)[rows >= 0]
+    return read
+
+
+def skin_forces(read: np.ndarray, skin: SkinCalibration, unmixing: np.ndarray | None = None) -> np.ndarray:
+    """Readings (..., N, 3) -> forces [sensor units], crosstalk undone; NaN rows where a taxel
+    saturates (its force is unknown)."""
+    forces = read if unmixing is None else unmixing @ read
+    return np.where((np.abs(read) >= skin.saturation_units).any(axis=-1, keepdims=True), np.nan, forces)
+
+
+def fill_dead_taxels(read: np.ndarray, beside: np.ndarray) -> np.ndarray:
+    """Readings (K, N, 3) of an episode: a taxel whose reading never changes (dead or
+    disconnected; a live one always carries noise) reads the mean of its live neighbours
+    (beside (N, N)), as a contact patch spreads smoothly."""
+    dead = np.ptp(read, axis=0).max(axis=1) == 0.0
+    around = beside[dead] * ~dead
+    filled = read.copy()
+    filled[:, dead] = np.einsum("dn,knc->kdc", around, read) / np.maximum(around.sum(axis=1), 1)[None, :, None]
+    return filled
+
+
+def hand_contact_force(
+    frame: Frame, layout: SkinLayout, hand: HandKinematics, forces: np.ndarray, contacts: np.ndarray
+) -> np.ndarray:
+    """(3,) [N] the push of the `contacts` taxels (N,) bool with `forces` (N, 3) [units] on the
+    object, hand base frame (the frame's own joints); NaN where one of them saturates."""
+    q = hand.joint_vector(frame.joint_names, frame.joint_positions)
+    _, normals, x_axes, y_axes = taxel_frames(layout, hand.link_poses(q), np.eye(4))
+    f, n, x, y = forces[contacts], normals[contacts], x_axes[contacts], y_axes[contacts]
+    push = f[:, 2:3] * n - f[:, 0:1] * x - f[:, 1:2] * y
+    return frame.tactile.force_scale * push.sum(axis=0)
 
 
 def com_accelerations(T_cam_obj: np.ndarray, com_obj: np.ndarray, dt: float, window: int) -> np.ndarray:
@@ -91,6 +143,9 @@ def identify_mass(
     residual = hand_forces.ravel() - design @ solution
     variance = residual @ residual / max(1, 3 * frames - 4)
     std = float(np.sqrt(variance * np.linalg.inv(design.T @ design)[0, 0]))
+    if solution[0] <= 2.0 * std:  # no mass is distinguishable from nothing: the touch does not carry the load
+        status = f"no physical estimate: {solution[0] * 1000:.0f} +- {std * 1000:.0f} g (a dead taxel under the load?)"
+        return MassEstimate(None, None, frames, turn_deg, status)
     return MassEstimate(float(solution[0]), std, frames, turn_deg, "ok")
 
 
@@ -101,7 +156,7 @@ def episode_mass(
     gravity_cam: np.ndarray,
     layout: SkinLayout,
     hand: HandKinematics,
-    threshold: float,
+    skin: SkinCalibration,
     config: dict,
 ) -> MassEstimate:
     """An episode's mass from its frames' touch and joints and the object's poses (config:
@@ -113,10 +168,16 @@ def episode_mass(
     loads = np.array(
         [frame.T_cam_base[:3, :3].T @ (a - gravity_cam) for frame, a in zip(frames, acceleration)], dtype=np.float64
     )
-    pushes = [hand_contact_force(frame, layout, hand, threshold) for frame in frames]
-    touching = float(np.median([count for _, count in pushes]))
+    beside = layout.neighbours(float(config["contact_radius_m"]))
+    read = fill_dead_taxels(np.array([skin_readings(frame, layout) for frame in frames]), beside)
+    forces = skin_forces(read, skin, skin.unmixing(layout))
+    over = np.linalg.norm(forces, axis=2) > skin.threshold_units  # NaN (saturated) compares False
+    touching = float(np.median(over.sum(axis=1)))
     if touching < config["min_taxels"]:
         status = f"too little touch: a median {touching:.0f} taxels over gamma (needs {config['min_taxels']})"
         return MassEstimate(None, None, len(frames), 0.0, status)
-    forces = np.array([force for force, _ in pushes])
-    return identify_mass(forces, loads, config["min_turn_deg"], config["min_frames"])
+    # the contact set of the episode: a light share of the load sits on taxels under gamma in a frame
+    contacts = over.mean(axis=0) >= config["contact_share"]
+    contacts |= beside @ contacts > 0  # ... and beside a contact
+    pushes = np.array([hand_contact_force(f, layout, hand, read, contacts) for f, read in zip(frames, forces)])
+    return identify_mass(pushes, loads, config["min_turn_deg"], config["min_frames"])

@@ -20,7 +20,7 @@ from tactile_pose_refiner.core.scene.hand import HandModel
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.core.scene.sdf import object_sdf
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading, taxel_frames
-from tactile_pose_refiner.sim.forces import Balance, object_motion, readings
+from tactile_pose_refiner.sim.forces import Balance, holding_direction, object_motion, readings
 from tactile_pose_refiner.sim.grasp import Grasp, GraspSynthesizer
 from tactile_pose_refiner.sim.in_hand import MOTION_STREAM, InHandGrasps, InHandMotion
 from tactile_pose_refiner.sim.realism import STREAM, EpisodeDraw, SensorErrors
@@ -69,8 +69,9 @@ class EpisodeGenerator:
         )
         self.grasps = GraspSynthesizer(self.hand, self.config)
         self.errors = SensorErrors(realism)
-        self.taxel_neighbours = self.errors.taxel_neighbours(self.skin.positions, self.skin.links)
+        self.taxel_neighbours = self.errors.taxel_neighbours(self.skin)
         self.in_hand = InHandGrasps(self.grasps, self.config["in_hand"])
+        self._held: tuple[Grasp, np.ndarray | None] | None = None  # the last grasp's holding direction
 
     def episode(self, object_id: str, steps: int, seed: int, index: int = 0) -> tuple[EpisodeInfo, Iterator[Frame]]:
         """Grasp now; frames lazily (rendering is the slow part)."""
@@ -89,7 +90,10 @@ class EpisodeGenerator:
         model = self.catalog.load(object_id)
         distance = MeshDistance(model.geometry.vertices, model.geometry.faces)
         if grasp is None:  # the search draws from rng first, so episodes stay seed-identical
-            grasp = self.grasps.synthesize(model, distance, rng)
+            holds = None
+            if self.force_model == "balanced" and self.config["forces"]["rest_orientation"] == "holding":
+                holds = lambda grasp: self._holding_direction(grasp, model, distance) is not None  # noqa: E731
+            grasp = self.grasps.synthesize(model, distance, rng, accept=holds)
         info = EpisodeInfo(object_id, grasp, [], taxels_in_contact=[])
         # the errors' own stream (per object too): the grasp and trajectory stay those of the clean episode
         errors_rng = np.random.default_rng([seed, index, STREAM, zlib.crc32(object_id.encode())])
@@ -127,7 +131,7 @@ class EpisodeGenerator:
         start_ns = int((timing["start_time_s"] + 1000 * index) * 1e9)
         names = [DRIVER_JOINT_PREFIX + name for name in self.hand.joint_names]
         exact = self.errors.clean
-        balance = self._balance(info, model, grasps, trajectory) if self.force_model == "balanced" else None
+        balance = self._balance(info, model, distance, grasps, trajectory) if self.force_model == "balanced" else None
         contact, contact_of, taxels = None, None, None
         for step, T_cam_base in enumerate(trajectory):
             grasp = grasps[step]
@@ -181,7 +185,7 @@ class EpisodeGenerator:
                 frames_outside_friction_cones=balance.frames_outside_cones,
             )
 
-    def _balance(self, info: EpisodeInfo, model, grasps, trajectory) -> Balance:
+    def _balance(self, info: EpisodeInfo, model, distance, grasps, trajectory) -> Balance:
         """The episode's true object motion and mass properties; gravity from the hand's first pose (palm up)."""
         config = self.config["forces"]
         T_cam_obj = [T_cam_base @ grasp.T_base_obj for T_cam_base, grasp in zip(trajectory, grasps)]
@@ -191,13 +195,44 @@ class EpisodeGenerator:
             body,
             T_cam_obj,
             object_motion(T_cam_obj, body.com, dt),
-            trajectory[0][:3, :3] @ np.asarray(config["gravity_hand_rest_m_s2"], dtype=np.float64),
+            trajectory[0][:3, :3] @ self._gravity_at_rest(grasps[0], model, distance),
             float(load_config("tactile")["newtons_per_unit"]),
             float(config["friction_mu"]),
             float(config["squeeze_share"]),
         )
-        info.dynamics = balance.record()
+        touch = self.errors.group("touch") or {}  # the skin's characterisation travels with its calibration
+        info.dynamics = {
+            **balance.record(),
+            "crosstalk_share": float(touch.get("crosstalk", 0.0)),
+            "crosstalk_radius_m": float(touch.get("crosstalk_radius", 0.0)),
+        }
         return balance
+
+    def _gravity_at_rest(self, grasp: Grasp, model, distance: MeshDistance) -> np.ndarray:
+        """Gravity in the hand base frame at the trajectory's rest pose (config forces.rest_orientation)."""
+        config = self.config["forces"]
+        fixed = np.asarray(config["gravity_hand_rest_m_s2"], dtype=np.float64)
+        if config["rest_orientation"] == "fixed":
+            return fixed
+        direction = self._holding_direction(grasp, model, distance)
+        return fixed if direction is None else direction * float(np.linalg.norm(fixed))
+
+    def _holding_direction(self, grasp: Grasp, model, distance: MeshDistance) -> np.ndarray | None:
+        """The direction of gravity (hand base frame) the grasp's touching taxels hold best
+        (sim/forces.holding_direction); None when they hold in none."""
+        if self._held is not None and self._held[0] is grasp:
+            return self._held[1]
+        link_poses = self.hand.link_poses(grasp.q)
+        signed, _, _ = self._taxel_contact(link_poses, grasp.T_base_obj, distance)
+        positions, normals, _, _ = taxel_frames(self.skin, link_poses, invert(grasp.T_base_obj))
+        touching = signed < self.tactile.contact_margin_m
+        com = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2).com
+        tilt = float(np.sqrt(3.0)) * self.config["trajectory"]["rotation_amplitude_rad"]  # all three axes at once
+        mu = self.config["forces"]["friction_mu"]
+        direction = holding_direction(positions[touching], normals[touching], com, mu, tilt)
+        direction = None if direction is None else grasp.T_base_obj[:3, :3] @ direction
+        self._held = (grasp, direction)
+        return direction
 
     def _balanced(self, balance: Balance, step: int, signed, taxels, rng, draw, errors_rng) -> np.ndarray:
         """Readings [units] of forces that carry the object: the skin's squeeze, balanced (sim/forces.py)."""

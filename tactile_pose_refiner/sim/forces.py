@@ -17,10 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import linprog, nnls
 from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.physics.body import RigidBody
+from tactile_pose_refiner.core.scene.skin import taxel_tangents
+
+BALANCE_TOLERANCE = 1e-4  # [N, N m] the balance solved inside friction cones (noise per taxel: ~0.03 N)
 
 
 @dataclass(frozen=True)
@@ -81,32 +84,63 @@ def wrench_constraint(positions, com, force, torque) -> tuple[np.ndarray, np.nda
 
 
 def within_friction_cones(
-    forces: np.ndarray, squeeze: np.ndarray, normals: np.ndarray, constraint: tuple, mu: float
+    squeeze: np.ndarray, normals: np.ndarray, constraint: tuple, mu: float, equality_weight: float = 1e6
 ) -> np.ndarray | None:
     """The balanced forces nearest `squeeze` that also push (never pull) and stay inside their
-    friction cones (SLSQP on mu^2 f_n^2 >= |f_t|^2, f_n >= 0), started from the least-squares
-    `forces`; None where no such forces exist (too few contacts for the load)."""
+    friction cones (inscribed pyramids: non-negative least squares, the balance as heavily
+    weighted rows); None where no such forces exist (too few contacts for the load)."""
     A, b = constraint
-    count = len(squeeze)
-
-    def cones(x):
-        f = x.reshape(count, 3)
-        normal = np.einsum("nc,nc->n", f, normals)
-        tangential = f - normal[:, None] * normals
-        return np.concatenate([normal, mu**2 * normal**2 - np.einsum("nc,nc->n", tangential, tangential)])
-
-    result = minimize(
-        lambda x: 0.5 * np.sum((x - squeeze.ravel()) ** 2),
-        forces.ravel(),
-        jac=lambda x: x - squeeze.ravel(),
-        constraints=[{"type": "eq", "fun": lambda x: A @ x - b, "jac": lambda x: A}, {"type": "ineq", "fun": cones}],
-        method="SLSQP",
-        options={"maxiter": 200, "ftol": 1e-12},
-    )
-    solved = result.x.reshape(count, 3)
-    if not result.success or np.abs(A @ result.x - b).max() > 1e-6 or outside_friction_cones(solved, normals, mu):
+    pyramid = friction_pyramid(normals, mu)
+    system = np.vstack([pyramid, equality_weight * (A @ pyramid)])
+    target = np.concatenate([squeeze.ravel(), equality_weight * b])
+    weights, _ = nnls(system, target, maxiter=50 * system.shape[1])
+    solved = (pyramid @ weights).reshape(-1, 3)
+    if np.abs(A @ solved.ravel() - b).max() > BALANCE_TOLERANCE:
         return None
     return solved
+
+
+def friction_pyramid(normals: np.ndarray, mu: float, edges: int = 8) -> np.ndarray:
+    """(3K, edges K): block i holds the edges of contact i's friction cone (an inscribed pyramid)
+    as columns, so forces P @ lam with lam >= 0 push and stay inside the cones."""
+    x_axes, y_axes = taxel_tangents(normals)
+    angles = np.linspace(0.0, 2 * np.pi, edges, endpoint=False)
+    pyramid = np.zeros((3 * len(normals), edges * len(normals)))
+    for i, (n, x, y) in enumerate(zip(normals, x_axes, y_axes)):
+        tilt = mu * np.cos(np.pi / edges)  # inscribed: the pyramid's faces touch the cone
+        pyramid[3 * i : 3 * i + 3, edges * i : edges * (i + 1)] = n[:, None] + tilt * (
+            np.outer(x, np.cos(angles)) + np.outer(y, np.sin(angles))
+        )
+    return pyramid
+
+
+def holding_force(positions: np.ndarray, com: np.ndarray, pyramid: np.ndarray, load: np.ndarray) -> float:
+    """The least total contact force [N per N of load] with which the contacts, inside their
+    friction cones, carry `load` (a force on the object through com, no torque); inf if they cannot."""
+    A, b = wrench_constraint(positions, com, load, np.zeros(3))
+    result = linprog(np.ones(pyramid.shape[1]), A_eq=A @ pyramid, b_eq=b, bounds=(0, None), method="highs")
+    return float(result.fun) / float(np.linalg.norm(load)) if result.status == 0 else np.inf
+
+
+def holding_direction(
+    positions: np.ndarray, normals: np.ndarray, com: np.ndarray, mu: float, tilt_rad: float, candidates: int = 200
+) -> np.ndarray | None:
+    """The direction of gravity (unit, the contacts' frame) that these contacts hold best: the
+    least force needed, also with gravity tilted by up to tilt_rad (the arm's motion); None when
+    no direction can be held. A robot carries a grasped object the way its grasp holds it."""
+    if len(positions) < 2:
+        return None
+    pyramid = friction_pyramid(normals, mu)
+    golden = np.pi * (3.0 - np.sqrt(5.0))  # a Fibonacci sphere: evenly spread directions
+    z = 1.0 - 2.0 * (np.arange(candidates) + 0.5) / candidates
+    ring = np.sqrt(1.0 - z**2)
+    turn = golden * np.arange(candidates)
+    directions = np.stack([ring * np.cos(turn), ring * np.sin(turn), z], axis=1)
+    cost = np.array([holding_force(positions, com, pyramid, -d) for d in directions])
+    near = directions @ directions.T >= np.cos(tilt_rad)
+    worst = np.where(near, cost[None, :], 0.0).max(axis=1)
+    best = int(np.argmin(worst))
+    return directions[best] if np.isfinite(worst[best]) else None
 
 
 def outside_friction_cones(forces: np.ndarray, normals: np.ndarray, mu: float) -> int:
@@ -150,7 +184,7 @@ class Balance:
         solved = balanced_forces(squeeze, positions, self.body.com, force, torque)
         if len(solved) and outside_friction_cones(solved, normals, self.friction_mu):
             constraint = wrench_constraint(positions, self.body.com, force, torque)
-            inside = within_friction_cones(solved, squeeze, normals, constraint, self.friction_mu)
+            inside = within_friction_cones(squeeze, normals, constraint, self.friction_mu)
             self.frames_outside_cones += inside is None
             solved = solved if inside is None else inside
         self.worst_residual_n = max(self.worst_residual_n, float(np.linalg.norm(solved.sum(axis=0) - force)))

@@ -3,6 +3,7 @@ closes until it presses the object by a small target depth (no deep interpenetra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,15 @@ class GraspSynthesizer:
         self.points = hand.surface_points(config["surface_point_spacing_m"])
         self.index = {name: i for i, name in enumerate(hand.joint_names)}
 
-    def synthesize(self, model: ObjectModel, distance: MeshDistance, rng: np.random.Generator) -> Grasp:
+    def synthesize(
+        self,
+        model: ObjectModel,
+        distance: MeshDistance,
+        rng: np.random.Generator,
+        accept: Callable[[Grasp], bool] | None = None,
+    ) -> Grasp:
+        """A grasp with the thumb and enough fingers in contact that `accept` takes (e.g. one that
+        can hold the object); else the one with most fingers in contact."""
         closing = self.config["closing"]
         best = None
         for _ in range(closing["max_attempts"]):
@@ -43,6 +52,7 @@ class GraspSynthesizer:
             if (
                 "thumb" in grasp.fingers_in_contact
                 and len(grasp.fingers_in_contact) >= closing["min_fingers_in_contact"]
+                and (accept is None or accept(grasp))
             ):
                 return grasp
             if best is None or len(grasp.fingers_in_contact) > len(best.fingers_in_contact):

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import binary_dilation, distance_transform_edt, gaussian_filter
-from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.skin import SkinLayout
 
 STREAM = 7  # the realism draws' own stream beside the episode's (seed, index)
 
@@ -192,16 +192,11 @@ class SensorErrors:
         del draw.previous_forces[: -(draw.latency_frames + 1)]
         return lagged
 
-    def taxel_neighbours(self, positions: np.ndarray, links: tuple[str, ...]) -> np.ndarray | None:
-        """(N, N) 1 where two taxels of one link lie within crosstalk_radius (not on the diagonal)."""
+    def taxel_neighbours(self, layout: SkinLayout) -> np.ndarray | None:
+        """(N, N) 1 where two taxels of one link lie within crosstalk_radius; None without touch errors."""
         if (config := self.group("touch")) is None:
             return None
-        pairs = cKDTree(positions).query_pairs(float(config["crosstalk_radius"]), output_type="ndarray")
-        matrix = np.zeros((len(positions), len(positions)))
-        same = np.array([links[i] == links[j] for i, j in pairs], dtype=bool) if len(pairs) else np.zeros(0, bool)
-        for i, j in pairs[same]:
-            matrix[i, j] = matrix[j, i] = 1.0
-        return matrix
+        return layout.neighbours(float(config["crosstalk_radius"]))
 
     # -- colour -----------------------------------------------------------------------------
     def rgb(self, rgb: np.ndarray, draw: EpisodeDraw, rng: np.random.Generator) -> np.ndarray | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from tactile_pose_refiner.core.resources import load_config
 
@@ -100,6 +101,15 @@ class SkinLayout:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def neighbours(self, radius_m: float) -> np.ndarray:
+        """(N, N) 1 where two taxels of one link lie within radius_m of each other (0 on the diagonal)."""
+        pairs = cKDTree(self.positions).query_pairs(radius_m, output_type="ndarray")
+        matrix = np.zeros((len(self), len(self)))
+        for i, j in pairs:
+            if self.links[i] == self.links[j]:
+                matrix[i, j] = matrix[j, i] = 1.0
+        return matrix
 
     def posed(
         self, link_poses: dict[str, np.ndarray], T_frame_base: np.ndarray | None = None
