@@ -200,6 +200,15 @@ def test_intrinsics_no_camera_has_are_named(fx, fy, cx, complaint):
     assert complaint in PinholeCamera(640, 480, fx, fy, cx, 240).implausible()
 
 
+def test_depth_with_no_return_is_missing_not_a_far_reading():
+    from tactile_pose_refiner.core.scene.camera import depth_from_millimetres, depth_to_millimetres
+
+    depth_m = np.array([[0.5234, np.inf, np.nan], [-0.1, 70.0, 65.535], [0.0, -np.inf, 1e-4]])
+    expected = [[523, 0, 0], [0, 0, 65535], [0, 0, 0]]
+    assert depth_to_millimetres(depth_m).tolist() == expected  # inf was 65535: a wall at 65.5 m
+    assert depth_from_millimetres(depth_to_millimetres(depth_m))[0, 0] == pytest.approx(0.523)
+
+
 def test_numpy_kinematics_of_the_sensor_nodes_match_the_differentiable_chain(hand):
     """joint_state_node and tactile_node place links with HandKinematics (numpy, no torch):
     the same link poses as pytorch-kinematics' chain the refiner differentiates through."""

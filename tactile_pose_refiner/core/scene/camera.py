@@ -87,9 +87,12 @@ class PinholeCamera:
 
 
 def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
-    """Metres (0/NaN invalid) -> uint16 millimetres (0 invalid), as a RealSense publishes."""
-    depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0)
-    return np.clip(np.round(depth * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    """Metres (0/NaN/inf invalid) -> uint16 millimetres (0 invalid), as a RealSense publishes;
+    a depth the format cannot hold (negative, beyond 65.535 m: no return, e.g. Isaac Sim's inf
+    background) is invalid too, not clipped to a false far reading."""
+    millimetres = np.round(np.asarray(depth_m, dtype=np.float64) * 1000.0)
+    representable = np.isfinite(millimetres) & (millimetres >= 0) & (millimetres <= np.iinfo(np.uint16).max)
+    return np.where(representable, millimetres, 0.0).astype(np.uint16)
 
 
 def depth_from_millimetres(depth_mm: np.ndarray) -> np.ndarray:
