@@ -67,8 +67,7 @@ class SkinCalibration:
 def skin_readings(frame: Frame, layout: SkinLayout) -> np.ndarray:
     """(N, 3) [sensor units] the frame's reading of every layout taxel (0 where it lacks one)."""
     reading = frame.tactile
-    index = {int(taxel): row for row, taxel in enumerate(layout.ids)}
-    rows = np.array([index.get(int(taxel), -1) for taxel in reading.taxel_ids])
+    rows = np.array([layout.row_of_id.get(int(taxel), -1) for taxel in reading.taxel_ids])
     read = np.zeros((len(layout), 3))
     read[rows[rows >= 0]] = np.asarray(reading.forces, dtype=np.float64)[rows >= 0]
     return read

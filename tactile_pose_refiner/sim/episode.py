@@ -92,7 +92,8 @@ class EpisodeGenerator:
         if grasp is None:  # the search draws from rng first, so episodes stay seed-identical
             holds = None
             if self.force_model == "balanced" and self.config["forces"]["rest_orientation"] == "holding":
-                holds = lambda grasp: self._holding_direction(grasp, model, distance) is not None  # noqa: E731
+                com = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2).com
+                holds = lambda grasp: self._holding_direction(grasp, com, distance) is not None  # noqa: E731
             grasp = self.grasps.synthesize(model, distance, rng, accept=holds)
         info = EpisodeInfo(object_id, grasp, [], taxels_in_contact=[])
         # the errors' own stream (per object too): the grasp and trajectory stay those of the clean episode
@@ -195,7 +196,7 @@ class EpisodeGenerator:
             body,
             T_cam_obj,
             object_motion(T_cam_obj, body.com, dt),
-            trajectory[0][:3, :3] @ self._gravity_at_rest(grasps[0], model, distance),
+            trajectory[0][:3, :3] @ self._gravity_at_rest(grasps[0], body.com, distance),
             float(load_config("tactile")["newtons_per_unit"]),
             float(config["friction_mu"]),
             float(config["squeeze_share"]),
@@ -208,16 +209,16 @@ class EpisodeGenerator:
         }
         return balance
 
-    def _gravity_at_rest(self, grasp: Grasp, model, distance: MeshDistance) -> np.ndarray:
+    def _gravity_at_rest(self, grasp: Grasp, com: np.ndarray, distance: MeshDistance) -> np.ndarray:
         """Gravity in the hand base frame at the trajectory's rest pose (config forces.rest_orientation)."""
         config = self.config["forces"]
         fixed = np.asarray(config["gravity_hand_rest_m_s2"], dtype=np.float64)
         if config["rest_orientation"] == "fixed":
             return fixed
-        direction = self._holding_direction(grasp, model, distance)
+        direction = self._holding_direction(grasp, com, distance)
         return fixed if direction is None else direction * float(np.linalg.norm(fixed))
 
-    def _holding_direction(self, grasp: Grasp, model, distance: MeshDistance) -> np.ndarray | None:
+    def _holding_direction(self, grasp: Grasp, com: np.ndarray, distance: MeshDistance) -> np.ndarray | None:
         """The direction of gravity (hand base frame) the grasp's touching taxels hold best
         (sim/forces.holding_direction); None when they hold in none."""
         if self._held is not None and self._held[0] is grasp:
@@ -226,7 +227,6 @@ class EpisodeGenerator:
         signed, _, _ = self._taxel_contact(link_poses, grasp.T_base_obj, distance)
         positions, normals, _, _ = taxel_frames(self.skin, link_poses, invert(grasp.T_base_obj))
         touching = signed < self.tactile.contact_margin_m
-        com = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2).com
         tilt = float(np.sqrt(3.0)) * self.config["trajectory"]["rotation_amplitude_rad"]  # all three axes at once
         mu = self.config["forces"]["friction_mu"]
         direction = holding_direction(positions[touching], normals[touching], com, mu, tilt)

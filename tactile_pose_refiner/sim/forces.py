@@ -105,9 +105,9 @@ def friction_pyramid(normals: np.ndarray, mu: float, edges: int = 8) -> np.ndarr
     as columns, so forces P @ lam with lam >= 0 push and stay inside the cones."""
     x_axes, y_axes = taxel_tangents(normals)
     angles = np.linspace(0.0, 2 * np.pi, edges, endpoint=False)
+    tilt = mu * np.cos(np.pi / edges)  # inscribed: the pyramid's faces touch the cone
     pyramid = np.zeros((3 * len(normals), edges * len(normals)))
     for i, (n, x, y) in enumerate(zip(normals, x_axes, y_axes)):
-        tilt = mu * np.cos(np.pi / edges)  # inscribed: the pyramid's faces touch the cone
         pyramid[3 * i : 3 * i + 3, edges * i : edges * (i + 1)] = n[:, None] + tilt * (
             np.outer(x, np.cos(angles)) + np.outer(y, np.sin(angles))
         )

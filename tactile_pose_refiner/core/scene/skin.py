@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -101,6 +101,11 @@ class SkinLayout:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def row_of_id(self) -> dict[int, int]:
+        """Global taxel id -> its row in the layout."""
+        return {int(taxel_id): row for row, taxel_id in enumerate(self.ids)}
 
     def neighbours(self, radius_m: float) -> np.ndarray:
         """(N, N) 1 where two taxels of one link lie within radius_m of each other (0 on the diagonal)."""
@@ -244,7 +249,7 @@ def _touching(reading, layout, link_poses, T_frame_base, threshold):
     """Posed positions, outward normals (K, 3) and force rows (K, 3) of the taxels in contact
     (force over gamma = `threshold`, raised where the reading is noisier: contact_threshold)."""
     positions, normals = layout.posed(link_poses, T_frame_base)
-    row_of_id = {int(taxel_id): row for row, taxel_id in enumerate(layout.ids)}
+    row_of_id = layout.row_of_id
     threshold = contact_threshold(reading, threshold, _noise_factor())
     touching = [i for i in np.nonzero(reading.in_contact(threshold))[0] if int(reading.taxel_ids[i]) in row_of_id]
     rows = [row_of_id[int(reading.taxel_ids[i])] for i in touching]

@@ -27,7 +27,6 @@ class XelaStreamConverter:
             patches = list(dict.fromkeys(layout.patches))
             first_taxel = {k + 1: int(layout.ids[layout.patches.index(p)]) for k, p in enumerate(patches)}
         self.first_taxel = {int(k): int(v) for k, v in first_taxel.items()}
-        self.row_of_id = {int(taxel_id): row for row, taxel_id in enumerate(layout.ids)}
         self.force_scale = float(force_scale)
         self.baseline: dict[int, np.ndarray] = {}
 
@@ -45,10 +44,10 @@ class XelaStreamConverter:
             ids.extend(range(start, start + len(raw)))
             counts.append(raw - self.baseline.setdefault(position, raw.copy()))
             stamps.append(float(sensor.time))
-        unknown = [i for i in ids if i not in self.row_of_id]
+        unknown = [i for i in ids if i not in self.layout.row_of_id]
         if unknown:
             raise TactileInputError(f"xela taxels {unknown[:5]}... are outside the skin layout")
-        rows = [self.row_of_id[i] for i in ids]
+        rows = [self.layout.row_of_id[i] for i in ids]
         stamp_ns = int(max(stamps) * 1e9) if stamps and max(stamps) > 0 else fallback_stamp_ns
         return TactileReading(
             link_names=tuple(self.layout.links[r] for r in rows),
