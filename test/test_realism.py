@@ -160,6 +160,19 @@ def test_a_mask_off_by_pixels_leaves_an_uncertain_band_not_a_wrong_edge(grow):
     assert checked.object[truth & observed & (distance_transform_edt(truth) > 8)].all()
 
 
+def test_depth_in_front_of_the_object_is_an_occluder_and_background_is_not():
+    """A bar 3 cm in front of a disk hides its right half; the background lies 40 cm behind."""
+    truth = disk(40.0)
+    columns = np.arange(truth.shape[1])[None, :].repeat(truth.shape[0], axis=0)
+    bar = columns > truth.shape[1] / 2 + 5
+    depth = np.where(bar, 0.47, np.where(truth, 0.5, 0.9))
+    for observed in (truth & ~bar, disk(36.0) & ~bar):  # exact, and shrunk by 4 px
+        checked = check_mask(observed, depth, None, load_config("gradients")["mask_check"])
+        assert checked.occluded[bar].all()
+        assert not checked.occluded[~bar].any()  # neither background nor the object's own rim
+        assert checked.unseen[bar].all() and not checked.unseen[~truth & ~bar].any()
+
+
 def test_noise_alone_makes_no_contacts_and_clean_gamma_stands():
     rng = np.random.default_rng(0)
     gamma = 150.0

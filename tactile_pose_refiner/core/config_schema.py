@@ -123,6 +123,7 @@ class MaskCheck(Section):
     off_surface_m: float = key("a mask pixel this far in depth from that surface is not the object")
     hand_dilate_px: int = key("outside the mask, the hand's silhouette grown by this is no object")
     hand_surface_m: float = key("a mask pixel within this of the posed hand's depth shows the hand")
+    occluder_in_front_m: float | None = key("a surface this far in front of the object occludes it", None)
 
 
 class DepthGradient(Section):

@@ -7,7 +7,7 @@ import torch
 import trimesh
 
 from tactile_pose_refiner.core.gradients.base import GradientSource, SourceLoss
-from tactile_pose_refiner.core.gradients.pairs import PairSearch, PointMeshDistance, finite_points
+from tactile_pose_refiner.core.gradients.pairs import PairSearch, PointMeshDistance, SeenOccluders, finite_points
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 
@@ -25,8 +25,10 @@ class DepthSource(GradientSource):
         distance: MeshDistance | None = None,
         occluders: trimesh.Trimesh | None = None,
         seed: int = 0,
+        seen_occluders: SeenOccluders | None = None,
     ) -> None:
-        """mesh: object frame; points (N, 3) and occluders (the hand mesh) in the camera frame."""
+        """mesh: object frame; points (N, 3) and occluders (the hand mesh) in the camera frame;
+        seen_occluders: what the depth image shows in front of the object."""
         config = config or load_config("gradients")["depth"]
         dense = finite_points(points)
         rng = np.random.default_rng(seed)
@@ -44,7 +46,9 @@ class DepthSource(GradientSource):
             int(config.get("max_triangles", 0)),
             np.radians(float(config.get("max_incidence_deg", 90.0))),
         )
-        self.distance = PointMeshDistance(mesh, points, search, distance, occluders, dense, config.get("huber_mm"))
+        self.distance = PointMeshDistance(
+            mesh, points, search, distance, occluders, dense, config.get("huber_mm"), seen_occluders
+        )
 
     def frozen(self):
         return self.distance.visibility.held()

@@ -13,6 +13,7 @@ from scipy.ndimage import binary_dilation
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.gradients.base import GradientSource, Unavailable
 from tactile_pose_refiner.core.gradients.depth import DepthSource
+from tactile_pose_refiner.core.gradients.pairs import SeenOccluders
 from tactile_pose_refiner.core.gradients.physics import PhysicsSource
 from tactile_pose_refiner.core.gradients.render.base import mesh_depth
 from tactile_pose_refiner.core.gradients.tactile import TactileSource, contact_gaps
@@ -70,6 +71,13 @@ class FrameView:
                 hand = binary_dilation(hand, iterations=int(config["hand_dilate_px"]))
         return check_mask(frame.mask, frame.depth_m, hand, config, hand_depth)
 
+    def seen_occluders(self) -> SeenOccluders | None:
+        """What the depth image shows in front of the object, or None (nothing, or no check)."""
+        checked = self.checked_mask
+        if checked is None or checked.occluded is None or not checked.occluded.any():
+            return None
+        return SeenOccluders(self.frame.camera, self.frame.depth_m, checked.occluded)
+
     def object_points(self) -> np.ndarray:
         """(N, 3) depth points of the confirmed object pixels [m, camera frame]."""
         checked = self.checked_mask
@@ -85,7 +93,13 @@ def _physics(frame, obj, hand, posed, T_initial, device, config) -> GradientSour
 def _depth(frame: FrameView, obj, hand, posed, T_initial, device, _config) -> GradientSource:
     if frame.mask is None:
         return Unavailable("depth", "no segmentation mask")
-    return DepthSource(obj.model.geometry, frame.object_points(), distance=obj.distance, occluders=hand_mesh(posed))
+    return DepthSource(
+        obj.model.geometry,
+        frame.object_points(),
+        distance=obj.distance,
+        occluders=hand_mesh(posed),
+        seen_occluders=frame.seen_occluders(),
+    )
 
 
 def _tactile(frame, obj, hand, posed, T_initial, device, _config) -> GradientSource:
@@ -114,7 +128,7 @@ def _render(frame: FrameView, obj, hand, posed, T_initial, device, _config) -> G
         frame.depth_m,
         occluders=hand_mesh(posed),
         reference_pose=T_initial,
-        uncertain=None if checked is None else checked.uncertain,
+        uncertain=None if checked is None else checked.unseen,
     )
 
 

@@ -50,12 +50,43 @@ class PairSearch:
             raise ValueError(f"mesh_to_points must be all|visible|none, got {self.mesh_to_points!r}")
 
 
+class SeenOccluders:
+    """What the depth image shows in front of the object (core/mask_check.py, occluded pixels):
+    a point that projects onto such a pixel and lies behind its depth is hidden from the camera.
+    Occluders that no mesh describes (a tool, another object) hide triangles as the hand does."""
+
+    def __init__(self, camera, depth_m: np.ndarray, occluded: np.ndarray) -> None:
+        depth = np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        self.camera = camera
+        self.depth = np.where(np.asarray(occluded, bool), depth, 0.0)
+
+    def hide(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) camera-frame points -> (N,) bool: behind a seen occluder."""
+        hidden = np.zeros(len(points), bool)
+        ahead = points[:, 2] > 0.0
+        pixels = np.rint(self.camera.project(points[ahead])).astype(np.int64)
+        height, width = self.depth.shape
+        inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < width) & (pixels[:, 1] >= 0) & (pixels[:, 1] < height)
+        occluder = np.zeros(len(pixels))
+        occluder[inside] = self.depth[pixels[inside, 1], pixels[inside, 0]]
+        hidden[ahead] = (occluder > 0.0) & (occluder < points[ahead, 2])
+        return hidden
+
+
 class Visibility:
     """Which triangles a camera at the origin sees (ray cast to each front-facing triangle's
-    centre, Open3D/Embree), with optional fixed occluders; cached while the pose stays close."""
+    centre, Open3D/Embree), with optional fixed occluders (a mesh, and those only the depth image
+    shows); cached while the pose stays close."""
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, occluders: trimesh.Trimesh | None) -> None:
+    def __init__(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        occluders: trimesh.Trimesh | None,
+        seen_occluders: SeenOccluders | None = None,
+    ) -> None:
         self.vertices, self.faces, self.occluders = vertices, faces, occluders
+        self.seen_occluders = seen_occluders
         self.centres = vertices[faces].mean(axis=1)
         # unnormalised normals: only their sign against the view ray matters (degenerate = 0)
         corners = vertices[faces]
@@ -103,6 +134,8 @@ class Visibility:
         rays = np.concatenate([np.zeros_like(directions), directions], axis=1).astype(np.float32)
         hit = scene.cast_rays(o3d.core.Tensor(rays))
         seen = (hit["geometry_ids"].numpy() == 0) & (hit["primitive_ids"].numpy() == front)
+        if self.seen_occluders is not None:
+            seen &= ~self.seen_occluders.hide(centres[front])
         return front[seen]
 
 
@@ -132,6 +165,7 @@ class PointMeshDistance:
         occluders: trimesh.Trimesh | None = None,
         dense_points: np.ndarray | None = None,
         huber_mm: float | None = None,
+        seen_occluders: SeenOccluders | None = None,
     ) -> None:
         """points: those of the point term; dense_points (default: points): where the triangle
         term looks for each triangle's nearest point. A subsample is enough for the point term,
@@ -145,7 +179,7 @@ class PointMeshDistance:
         self.search = search
         self.distance = distance or MeshDistance(self.vertices, self.faces)
         self.nearest_points = NearestPoints(self.dense_points)
-        self.visibility = Visibility(self.vertices, self.faces, occluders)
+        self.visibility = Visibility(self.vertices, self.faces, occluders, seen_occluders)
         self.triangle_centres = self.visibility.centres
         # every triangle's rank in one fixed random order: subsets stay the same between poses
         self.rank = np.random.default_rng(0).permutation(len(self.faces))
