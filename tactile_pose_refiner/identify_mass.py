@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tactile_pose_refiner.core.mass import MassEstimate, SkinCalibration, episode_mass
+from tactile_pose_refiner.core.mass import JointOffsets, MassEstimate, SkinCalibration, episode_mass
 from tactile_pose_refiner.core.resources import load_config
 
 
@@ -53,13 +53,18 @@ def main(args: argparse.Namespace) -> int:
 
 def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -> tuple[str, MassEstimate, float]:
     from tactile_pose_refiner.core.physics.body import RigidBody
+    from tactile_pose_refiner.core.scene.assets import HandAssets
     from tactile_pose_refiner.core.scene.kinematics import HandKinematics
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.core.scene.skin import SkinLayout
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     frames = list(read_episode(path))
-    for frame in frames:  # the images are not needed here: keep the episode small in memory
+    hand = HandKinematics.from_config()
+    offsets = JointOffsets.from_depth(frames, HandAssets.from_config(), int(config["hand_fit_every"]))
+    tqdm.write(f"{path.name}: {offsets.status}")
+    frames = [offsets.applied(frame, hand) for frame in frames]
+    for frame in frames:  # the images are not needed any more: keep the episode small in memory
         frame.rgb = frame.depth_mm = frame.mask = None
     model = ObjectCatalog.from_config().load(frames[0].object_id)
     dynamics = frames[0].dynamics or {}
@@ -76,7 +81,7 @@ def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -
         body.com,
         gravity_cam,
         SkinLayout.from_config(tactile["layout"]),
-        HandKinematics.from_config(),
+        hand,
         SkinCalibration.of(dynamics, tactile, config),
         config,
     )

@@ -140,3 +140,36 @@ def test_the_json_carries_the_contract_keys_and_no_number_where_nothing_was_esti
     assert b["mass_kg"] is None and b["status"].startswith("too little motion")
     assert summary["mean_abs_error_pct"] == pytest.approx(0.0, abs=1e-9)
     assert summarise({"b": found["b"]}, {"b": 0.5})["mean_abs_error_pct"] is None
+
+
+@pytest.mark.slow
+def test_encoder_offsets_read_from_the_hands_depth_pixels_bring_the_joints_closer_to_the_truth():
+    """A realistic episode's encoders are off by ~2 deg, constant over the episode; the median of
+    the hand fit's corrections on a few frames takes part of that off every frame's joints, in
+    the frame's own joint order."""
+    from tactile_pose_refiner.core.mass import JointOffsets
+    from tactile_pose_refiner.core.scene.assets import HandAssets
+
+    _, frames = EpisodeGenerator("realistic", forces="balanced").episode("004_sugar_box", 10, seed=0)
+    frames = list(frames)
+    hand = HandKinematics.from_config()
+    offsets = JointOffsets.from_depth(frames, HandAssets.from_config(), every=3)
+    print(f"\n{offsets.status}")
+    assert offsets.status.startswith("encoders corrected") and np.isfinite(offsets.offsets).all()
+
+    def error_deg(frame):
+        q = hand.joint_vector(frame.joint_names, frame.joint_positions)
+        return np.degrees(np.sqrt(np.mean((q - hand.joint_vector(frame.joint_names, frame.joint_positions_true)) ** 2)))
+
+    before, after = error_deg(frames[-1]), error_deg(offsets.applied(frames[-1], hand))
+    print(f"joint error rms {before:.2f} -> {after:.2f} deg")
+    assert after < 0.95 * before
+    last = frames[-1]
+    shuffled = replace(last, joint_names=last.joint_names[::-1], joint_positions=last.joint_positions[::-1])
+    corrected = offsets.applied(shuffled, hand)
+    assert corrected.joint_names == shuffled.joint_names
+    np.testing.assert_allclose(
+        hand.joint_vector(corrected.joint_names, corrected.joint_positions),
+        hand.joint_vector(frames[-1].joint_names, frames[-1].joint_positions) + offsets.offsets,
+    )
+    assert JointOffsets.from_depth(frames, HandAssets.from_config(), every=0).applied(frames[-1], hand) is frames[-1]

@@ -626,6 +626,7 @@ class MassConfig(Section):
     min_taxels: int = key("fewer taxels over gamma (median): the skin does not carry the load")
     contact_share: float = key("a taxel over gamma in this share of the frames is summed in every frame")
     contact_radius_m: float = key("... and so is every taxel of its link this close to one [m]")
+    hand_fit_every: int = key("encoder offsets from the hand fit on every n-th frame, median (0: off)")
     poses: Literal["tracked", "truth"] = key("object poses the accelerations come from")
     crosstalk_share: float = key("the skin's characterised crosstalk, undone before summing (episodes: their own)")
     crosstalk_radius_m: float = key("... between taxels of one link within this distance [m]")

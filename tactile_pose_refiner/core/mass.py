@@ -12,11 +12,16 @@ that a few degrees of encoder error turn into a net force. Least squares gives m
 the residuals m's standard deviation. The hand must turn the load's direction (or accelerate
 it) for m and b to separate: an episode where it turns less than `min_turn_deg` is reported as
 too little motion instead of guessed.
+
+Encoders off by degrees turn each finger's share of that squeeze, which is several times the
+weight; the episode's constant encoder offsets are read from the hand's own depth pixels first
+(the refiner's hand fit, core/scene/hand_fit.py, on every `hand_fit_every`-th frame; the median
+of its per-frame offsets) and taken off every frame's joints.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.signal import savgol_filter
@@ -33,6 +38,46 @@ class MassEstimate:
     frames: int
     turn_deg: float  # how far the load's direction turned in the hand over the episode
     status: str  # "ok", "too little motion: ...", "no calibrated touch: ..."
+
+
+@dataclass(frozen=True)
+class JointOffsets:
+    """The encoders' constant offsets over an episode [rad, URDF order] (zeros: none found) and
+    how they were found."""
+
+    offsets: np.ndarray
+    status: str
+
+    @classmethod
+    def from_depth(cls, frames: list[Frame], hand, every: int) -> JointOffsets:
+        """The median of the hand fit's joint corrections on every `every`-th frame (hand:
+        HandAssets with a fitter); frames the fit leaves alone do not count."""
+        count = len(hand.model.kinematics.joint_names)
+        if every <= 0 or hand.fitter is None:
+            return cls(np.zeros(count), "encoders as read (hand fit off)")
+        corrections = []
+        sampled = [frame for frame in frames[::every] if frame.depth_mm is not None]
+        for frame in sampled:
+            posed = hand.posed(frame)
+            correction = getattr(posed, "correction", None)
+            if correction is not None and correction.status == "ok":
+                corrections.append(correction.q - hand.model.joint_vector(frame.joint_names, frame.joint_positions))
+        if not corrections:
+            return cls(np.zeros(count), f"encoders as read (the hand fit corrected none of {len(sampled)} frames)")
+        offsets = np.median(corrections, axis=0)
+        rms = float(np.degrees(np.sqrt(np.mean(offsets**2))))
+        return cls(offsets, f"encoders corrected by {rms:.2f} deg rms (hand fit on {len(corrections)} frames)")
+
+    def applied(self, frame: Frame, hand: HandKinematics) -> Frame:
+        """The frame with its joints corrected (its own names and order)."""
+        if not self.offsets.any():
+            return frame
+        urdf_index = {name: i for i, name in enumerate(hand.joint_names)}
+        positions = np.array(frame.joint_positions, dtype=np.float64)
+        for i, name in enumerate(frame.joint_names):
+            if name in hand.name_map:
+                positions[i] += self.offsets[urdf_index[hand.name_map[name]]]
+        return replace(frame, joint_positions=positions)
 
 
 @dataclass(frozen=True)
