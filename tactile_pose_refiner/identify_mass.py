@@ -53,10 +53,9 @@ def main(args: argparse.Namespace) -> int:
 
 def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -> tuple[str, MassEstimate, float]:
     from tactile_pose_refiner.core.physics.body import RigidBody
-    from tactile_pose_refiner.core.scene.assets import HandAssets
+    from tactile_pose_refiner.core.scene.assets import HandAssets, skin_layout
     from tactile_pose_refiner.core.scene.kinematics import HandKinematics
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
-    from tactile_pose_refiner.core.scene.skin import SkinLayout
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     frames = list(read_episode(path))
@@ -80,7 +79,7 @@ def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -
         T_cam_obj,
         body.com,
         gravity_cam,
-        SkinLayout.from_config(tactile["layout"]),
+        skin_layout(),
         hand,
         SkinCalibration.of(dynamics, tactile, config),
         config,

@@ -136,6 +136,63 @@ def test_skin_has_368_taxels_on_the_link_surfaces(hand):
     np.testing.assert_allclose(np.linalg.norm(skin.normals, axis=1), 1.0, atol=1e-5)
 
 
+def _vendor_style_hand(tmp_path, grow_m: float) -> HandModel:
+    """The bundled hand as a vendor ships one: every link's collision geometry an STL mesh (the
+    bundled shapes grown by grow_m, as the vendor's rounded meshes are larger than its boxes)
+    behind package:// paths, and every link and joint with the `ah_` prefix."""
+    from xml.etree import ElementTree
+
+    from tactile_pose_refiner.core.scene.kinematics import renamed_urdf
+
+    bundled = HandModel.from_config()
+    meshes = tmp_path / "allegro_description" / "meshes"
+    meshes.mkdir(parents=True)
+    root = ElementTree.fromstring(bundled.kinematics.urdf_text)
+    for link in root.iter("link"):
+        name = link.get("name")
+        for collision in list(link.iter("collision")):
+            link.remove(collision)
+        if name not in bundled.links:
+            continue
+        mesh = bundled.links[name].mesh.copy()  # link frame, collision origins applied
+        mesh.vertices += grow_m * mesh.vertex_normals
+        mesh.export(meshes / f"{name}.stl")
+        collision = ElementTree.SubElement(link, "collision")
+        geometry = ElementTree.SubElement(collision, "geometry")
+        ElementTree.SubElement(geometry, "mesh", filename=f"package://allegro_description/meshes/{name}.stl")
+    text = renamed_urdf(ElementTree.tostring(root, encoding="unicode"), lambda n: "ah_" + n, rename_joints=True)
+    urdf = tmp_path / "allegro_description" / "allegro_hand_right.urdf"
+    urdf.write_text(text)
+    return HandModel(urdf, package_dirs={"allegro_description": str(tmp_path / "allegro_description")})
+
+
+def test_the_skin_is_placed_on_a_vendor_hands_own_collision_meshes(tmp_path):
+    """Drawn for the bundled boxes, a layout sits inside a vendor's larger STL links (there 1.5 mm):
+    nothing could touch those taxels. Placed on the hand's own geometry, every taxel is on its
+    link's surface; the bundled hand's layout stays as drawn."""
+    from tactile_pose_refiner.core.scene.assets import skin_layout
+
+    bundled, vendor = HandModel.from_config(), _vendor_style_hand(tmp_path, 0.0015)
+    q = np.zeros(len(bundled.joint_names))
+    for a, b in zip(bundled.link_poses(q).values(), vendor.link_poses(q).values()):
+        np.testing.assert_allclose(a, b, atol=1e-9)  # the prefix changes names, not kinematics
+    drawn = SkinLayout.from_config()
+    np.testing.assert_array_equal(skin_layout(bundled).positions, drawn.positions)
+
+    def depth_inside(layout):
+        depth = np.empty(len(layout))
+        for link in set(layout.links):
+            rows = np.array([name == link for name in layout.links])
+            depth[rows] = trimesh.proximity.signed_distance(vendor.links[link].mesh, layout.positions[rows])
+        return depth  # > 0 inside the link
+
+    assert (depth_inside(drawn) > 1e-3).mean() > 0.3
+    placed = skin_layout(vendor)
+    assert np.abs(depth_inside(placed)).max() < 5e-5
+    np.testing.assert_allclose(np.linalg.norm(placed.normals, axis=1), 1.0, atol=1e-6)
+    assert (np.einsum("nc,nc->n", placed.normals, drawn.normals) > 0.5).all()  # still facing out
+
+
 def test_the_bundled_catalog_loads_every_scan_with_its_texture():
     catalog = ObjectCatalog.from_config(catalogs=[])  # the package's own, whatever TPR_CATALOG says
     assert catalog.ids == list(load_config("objects")["objects"])

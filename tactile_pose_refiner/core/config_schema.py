@@ -274,6 +274,7 @@ class HandConfig(Section):
 # --- tactile.yaml, xela_layout.yaml --------------------------------------------------------------
 class TactileConfig(Section):
     layout: str = key("taxel layout: config/<layout>.yaml")
+    layout_surface_tolerance_m: float = key("taxels farther from the hand's collision surface are moved onto it")
     contact_margin_m: float = key("an object surface this close already presses the skin")
     stiffness_units_per_m: float = key("normal force per metre of compression")
     max_units: float = key("sensor saturation")

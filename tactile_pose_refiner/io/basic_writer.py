@@ -35,9 +35,9 @@ import numpy as np
 from PIL import Image
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.assets import skin_layout
 from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_millimetres
-from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileReading
+from tactile_pose_refiner.core.scene.skin import TactileReading
 from tactile_pose_refiner.io.isaac_import import IsaacImportError, load_file, read_json
 
 USD_CAMERA_TO_OPTICAL = np.diag([1.0, -1.0, -1.0, 1.0])  # x right; y up -> down; looking -z -> +z
@@ -55,7 +55,7 @@ def basic_writer_frames(
     object_label."""
     source = Path(source)
     indices = sorted(p.stem.rsplit("_", 1)[1] for p in source.glob("camera_params_*.json"))
-    skin = SkinLayout.from_config(load_config("tactile")["layout"])
+    skin = skin_layout()
     for step, k in enumerate(indices):
         sidecar = read_json(source / f"tpr_{k}.json")
         scale, camera, T_opt_world = camera_from_params(read_json(source / f"camera_params_{k}.json"), source, k)

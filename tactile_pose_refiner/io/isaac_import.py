@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from tactile_pose_refiner.core.frame import Frame
-from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.assets import skin_layout
 from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_millimetres
-from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileReading
+from tactile_pose_refiner.core.scene.skin import TactileReading
 
 
 class IsaacImportError(RuntimeError):
@@ -68,7 +68,7 @@ def isaac_frames(source: str | Path, prim: str | None = None, label: str | None 
     )
     rate = float(camera_json.get("frame_rate_hz", 30.0))
     start_ns = int(float(camera_json.get("start_time_s", 1.7e9)) * 1e9)
-    skin = SkinLayout.from_config(load_config("tactile")["layout"])
+    skin = skin_layout()
     indices = sorted(p.stem.rsplit("_", 1)[1] for p in (source / "rgb").glob("rgb_*.png"))
     if not indices:
         raise IsaacImportError(f"no frames: {source / 'rgb'} holds no rgb_<k>.png")

@@ -56,6 +56,9 @@ class TactileNode(GraphNode):
         super().__init__("tactile_node", PARAMETERS)
         tactile = load_config("tactile")  # skin layout and gamma as the refiner sees them
         self.kinematics = HandKinematics.from_config()  # numpy FK: this node never needs torch
+        # as configured, not placed on the hand's collision meshes (core.scene.assets.skin_layout):
+        # those need the hand model's imports; on a vendor mesh hand the contact points drawn in
+        # RViz may lie up to a millimetre off, the refiner's own are placed
         self.layout = SkinLayout.from_config(tactile["layout"])
         self.gamma = float(tactile["contact_threshold_units"])
         self.known_ids = set(self.layout.ids.tolist())

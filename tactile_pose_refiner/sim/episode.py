@@ -14,12 +14,13 @@ from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import invert, look_at, rotation_about, transform_points, translation
 from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.assets import skin_layout
 from tactile_pose_refiner.core.scene.camera import PinholeCamera, depth_to_millimetres
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import HandModel
 from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 from tactile_pose_refiner.core.scene.sdf import object_sdf
-from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, TactileReading, taxel_frames
+from tactile_pose_refiner.core.scene.skin import TactileModel, TactileReading, taxel_frames
 from tactile_pose_refiner.sim.forces import Balance, holding_direction, object_motion, readings
 from tactile_pose_refiner.sim.grasp import Grasp, GraspSynthesizer
 from tactile_pose_refiner.sim.in_hand import MOTION_STREAM, InHandGrasps, InHandMotion
@@ -62,7 +63,7 @@ class EpisodeGenerator:
         self.hand = HandModel.from_config()
         self.catalog = ObjectCatalog.from_config()
         self.camera = PinholeCamera.from_config()
-        self.skin = SkinLayout.from_config(load_config("tactile")["layout"])
+        self.skin = skin_layout(self.hand)
         self.tactile = TactileModel.from_config()
         self.renderer = RaycastRenderer(
             self.camera, self.camera_config["background_rgb"], self.camera_config["hand_rgb"]

@@ -3,6 +3,8 @@ BVH distances) and for the hand (model, skin layout, gamma, hand correction)."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,6 +19,27 @@ from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel
+
+
+@functools.cache
+def skin_layout(model: HandModel | None = None) -> SkinLayout:
+    """config/tactile.yaml's skin layout placed on the hand's own collision geometry (the
+    configured hand's unless given): taxels off its surface by more than
+    `layout_surface_tolerance_m` are moved onto it (SkinLayout.placed_on). Once per hand model."""
+    tactile = load_config("tactile")
+    model = model or HandModel.from_config()
+    meshes = {link: geometry.mesh for link, geometry in model.links.items()}
+    layout, moved, largest = SkinLayout.from_config(tactile["layout"]).placed_on(
+        meshes, float(tactile["layout_surface_tolerance_m"])
+    )
+    if moved:
+        logging.getLogger(__name__).warning(
+            "skin layout: %d of %d taxels were off the hand's collision surface (up to %.1f mm) and were moved onto it",
+            moved,
+            len(layout),
+            largest * 1000.0,
+        )
+    return layout
 
 
 @dataclass
@@ -60,7 +83,7 @@ class HandAssets:
         correction = load_config("hand").get("correction") or {}
         return cls(
             model,
-            SkinLayout.from_config(tactile["layout"]),
+            skin_layout(model),
             float(tactile["contact_threshold_units"]),
             float(load_config("physics")["hand_point_spacing_m"]),
             TactileModel.from_config() if from_force else None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
+import trimesh
 from scipy.spatial import cKDTree
 
 from tactile_pose_refiner.core.resources import load_config
@@ -77,6 +78,20 @@ class TactileReading:
         return np.linalg.norm(self.forces, axis=1) > threshold
 
 
+def _onto_surface(mesh, points: np.ndarray, normals: np.ndarray, reach_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) points and unit normals -> their places on the mesh's surface and its normals there:
+    the first hit of a ray from reach_m out along the normal, inwards; else the nearest point."""
+    origins = points + reach_m * normals
+    placed, _, face = trimesh.proximity.closest_point(mesh, points)
+    hits, rays, faces = mesh.ray.intersects_location(origins, -normals, multiple_hits=True)
+    for ray in range(len(points)):
+        mine = np.nonzero(rays == ray)[0]
+        if len(mine):
+            first = mine[np.argmin(np.linalg.norm(hits[mine] - origins[ray], axis=1))]
+            placed[ray], face[ray] = hits[first], faces[first]
+    return placed, mesh.face_normals[face]
+
+
 @dataclass(frozen=True)
 class SkinLayout:
     """Where the taxels are: ids (N,), link names (N,), patch names (N,), positions and outward
@@ -101,6 +116,27 @@ class SkinLayout:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def placed_on(self, meshes, tolerance_m: float, reach_m: float = 0.005) -> tuple[SkinLayout, int, float]:
+        """The layout on a hand's own collision geometry (link -> trimesh, link frame): a taxel
+        farther than tolerance_m from its link's surface (a layout drawn for other geometry, e.g.
+        the vendor's STL meshes: a third of the taxels 1 mm inside them) moves to where a ray
+        along its normal, cast inwards from reach_m outside, meets the surface, else to the
+        nearest surface point, and takes that face's normal. Returns (layout, taxels moved,
+        largest move [m])."""
+        positions, normals = self.positions.copy(), self.normals.copy()
+        links = np.array(self.links)
+        for link, mesh in meshes.items():
+            rows = np.nonzero(links == link)[0]
+            if len(rows) == 0:
+                continue
+            _, distance, _ = trimesh.proximity.closest_point(mesh, positions[rows])
+            off = rows[distance > tolerance_m]
+            if len(off):
+                positions[off], normals[off] = _onto_surface(mesh, positions[off], normals[off], reach_m)
+        moved = np.linalg.norm(positions - self.positions, axis=1)
+        placed = SkinLayout(self.ids, self.links, self.patches, positions, normals)
+        return placed, int((moved > 0).sum()), float(moved.max(initial=0.0))
 
     @cached_property
     def row_of_id(self) -> dict[int, int]:
