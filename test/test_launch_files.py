@@ -19,6 +19,7 @@ from conftest import REPO
 
 LAUNCH_FILES = ("refiner.launch.py", "replay.launch.py")
 ROBOT_EXECUTABLES = {"rviz2"}  # exec_depend in package.xml
+COMPOSED_NODES = ("joint_state_node", "tactile_node", "rgbd_node", "estimator_node", "refiner_node")
 
 
 class Recorded:
@@ -29,8 +30,8 @@ class Recorded:
 def _stand_ins(monkeypatch) -> None:
     kinds = {
         "launch": ["LaunchDescription"],
-        "launch.actions": ["DeclareLaunchArgument"],
-        "launch.conditions": ["IfCondition"],
+        "launch.actions": ["DeclareLaunchArgument", "OpaqueFunction"],
+        "launch.conditions": ["IfCondition", "LaunchConfigurationEquals"],
         "launch.substitutions": ["LaunchConfiguration"],
         "launch_ros": [],
         "launch_ros.actions": ["Node"],
@@ -79,6 +80,38 @@ def test_launch_file_names_only_what_exists(monkeypatch, file_name):
                 assert value.args[0] in arguments  # every substitution is a declared argument
     rviz = next(n for n in nodes if n.kwargs["executable"] == "rviz2")
     assert (REPO / "rviz" / "refiner.rviz").samefile(rviz.kwargs["arguments"][1])
+
+
+@pytest.mark.parametrize("file_name", LAUNCH_FILES)
+def test_composed_launch_starts_the_refinement_nodes_in_shared_processes(monkeypatch, file_name):
+    """composed:=all: one refinement_graph process with all five nodes, the launch arguments in
+    its params file under each node's own section; composed:=two: two processes; the separate
+    nodes are then off (their condition), the replay (bag_replay_node) stays a process of its own."""
+    actions = _describe(monkeypatch, file_name)
+    nodes_ = [a for a in actions if type(a).__name__ == "Node" and a.kwargs["package"] == "tactile_pose_refiner"]
+    separate = [n for n in nodes_ if type(n.kwargs.get("condition")).__name__ == "LaunchConfigurationEquals"]
+    assert {n.kwargs["executable"] for n in separate} == set(COMPOSED_NODES)
+    assert all(n.kwargs["condition"].args == ("composed", "none") for n in separate)
+    assert all("condition" not in n.kwargs for n in nodes_ if n not in separate)  # the replay
+    composed = next(a for a in actions if type(a).__name__ == "OpaqueFunction")
+    arguments = {"device": "cuda", "variant": "ours", "mode": "track", "estimator": "classical"}
+    function, nodes = composed.kwargs["function"], composed.kwargs["args"][0]
+    assert function(types.SimpleNamespace(launch_configurations={**arguments, "composed": "none"}), nodes) == []
+    for composition, processes in (("all", 1), ("two", 2)):
+        context = types.SimpleNamespace(launch_configurations={**arguments, "composed": composition})
+        started = [n.kwargs for n in function(context, nodes)]
+        assert len(started) == processes and {n["executable"] for n in started} == {"refinement_graph"}
+        named = [name for n in started for name in n["arguments"][1].split(",")]
+        assert sorted(named) == sorted(COMPOSED_NODES) and all("name" not in n for n in started)
+        sections = {}
+        for path in started[0]["parameters"]:
+            for node, values in yaml.safe_load(open(path)).items():
+                sections.setdefault(node, {}).update(values["ros__parameters"])
+        assert sections["refiner_node"]["mode"] == "track" and sections["refiner_node"]["device"] == "cuda"
+        if composition == "all":
+            assert sections["estimator_node"]["mode"] == "classical"
+        if file_name == "replay.launch.py":  # the replay's own settings reach the composed nodes
+            assert sections["refiner_node"]["reliable_inputs"] is True
 
 
 def test_launch_file_loads_with_real_launch_where_installed():
