@@ -10,7 +10,7 @@ import torch
 from tactile_pose_refiner.bench.refine_bench import occlusion_levels, settings
 from tactile_pose_refiner.core.initial_noise import InitialPoseNoise
 from tactile_pose_refiner.core.metrics import orientation_error_deg, position_error_cm
-from tactile_pose_refiner.core.occlusion import OCCLUDER_IN_FRONT_MM, occluded
+from tactile_pose_refiner.core.occlusion import OCCLUDER_IN_FRONT_MM, camera_off, occluded
 
 import scenes
 
@@ -101,3 +101,32 @@ def test_behind_an_occluder_the_losses_still_single_out_the_true_pose():
         print(f"\n{name}: {at_truth:.4g} at the truth, {around:.4g} at best 2 mm away")
         assert around > 2.0 * at_truth
     assert loss(sources["depth"], np.zeros(3)) < 2.0  # mm^2, as without the occluder (0.5)
+
+
+def test_a_frame_without_the_hand_in_view_takes_the_last_fit_of_the_hand():
+    """Encoders ~2 deg off and the calibration millimetres off stay between frames: once the camera
+    is off, the hand fit of the last frame that showed the hand still holds (within recall_s),
+    and a jump back in time forgets it."""
+    from dataclasses import replace
+
+    from tactile_pose_refiner.core.scene.assets import HandAssets
+    from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
+    grasp = scenes.stored_grasp("008_pudding_box")
+    _, frames = EpisodeGenerator("realistic").replay("008_pudding_box", grasp, steps=1, seed=0)
+    frame = next(iter(frames))
+    hand = HandAssets.from_config()
+    recall_s = hand.fitter.config["recall_s"]
+    off = camera_off(frame)
+    assert hand.posed(off).correction.status.startswith("hand not corrected")  # nothing fitted yet
+    fitted = hand.posed(frame).correction
+    assert fitted.status == "ok" and fitted.recalled_s is None
+    later = hand.posed(replace(off, stamp_ns=frame.stamp_ns + 2_000_000_000)).correction
+    print(f"\n{later.summary()}")
+    assert later.status == "ok" and later.recalled_s == pytest.approx(2.0)
+    np.testing.assert_allclose(later.q, fitted.q, atol=1e-12)
+    np.testing.assert_allclose(later.T_cam_base, fitted.T_cam_base, atol=1e-12)
+    too_late = replace(off, stamp_ns=frame.stamp_ns + int((recall_s + 1) * 1e9))
+    assert hand.posed(too_late).correction.recalled_s is None
+    assert hand.posed(replace(off, stamp_ns=frame.stamp_ns - 1)).correction.recalled_s is None  # a jump back
+    assert hand.posed(replace(off, stamp_ns=frame.stamp_ns + 1)).correction.recalled_s is None  # ... forgot it

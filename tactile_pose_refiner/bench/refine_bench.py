@@ -73,6 +73,8 @@ def run_job(job: dict) -> list[dict]:
         if frame.object_id not in _benches:
             _benches[frame.object_id] = ObjectBench(ObjectCatalog.from_config().load(frame.object_id), job["estimator"])
         bench = _benches[frame.object_id]
+        if index == min(job["frames"]):
+            bench.refiner.hand.forget()  # another episode: other encoder offsets and calibration
         true_hand = bench.refiner.hand.posed_true(frame)  # the hand as it is: the metrics' hand
         if isinstance(true_hand, HandUnusable):
             raise ValueError(f"{episode} frame {index}: {true_hand}")

@@ -261,6 +261,7 @@ class HandCorrection(Section):
     min_improvement_m: float = key("a fit must lower the rms by this, else the encoders' hand stays")
     rounds: int = key("re-associations")
     iterations: int = key("L-BFGS iterations per round")
+    recall_s: float = key("a frame that shows none of the hand takes the last fit this recent (0: never)")
 
 
 class HandConfig(Section):

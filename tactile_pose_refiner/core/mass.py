@@ -60,7 +60,7 @@ class JointOffsets:
         for frame in sampled:
             posed = hand.posed(frame)
             correction = getattr(posed, "correction", None)
-            if correction is not None and correction.status == "ok":
+            if correction is not None and correction.status == "ok" and correction.recalled_s is None:
                 corrections.append(correction.q - hand.model.joint_vector(frame.joint_names, frame.joint_positions))
         if not corrections:
             return cls(np.zeros(count), f"encoders as read (the hand fit corrected none of {len(sampled)} frames)")

@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from tactile_pose_refiner.core.frame import Frame
+from tactile_pose_refiner.core.geometry import invert, rotation_angle
 from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import HandModel, HandUnusable, PosedHand
-from tactile_pose_refiner.core.scene.hand_fit import HandFitter
+from tactile_pose_refiner.core.scene.hand_fit import HandCorrection, HandFitter
 from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
@@ -74,6 +75,7 @@ class HandAssets:
     point_spacing: float
     skin: TactileModel | None = None
     fitter: HandFitter | None = None
+    last_fit: tuple[int, np.ndarray, np.ndarray] | None = None  # stamp [ns], joint offsets, base correction
 
     @classmethod
     def from_config(cls) -> HandAssets:
@@ -93,16 +95,49 @@ class HandAssets:
     def posed(self, frame: Frame) -> PosedHand | HandUnusable:
         """The frame's hand in the camera frame: the encoders' and the calibration's, corrected
         from the hand's own depth pixels where config/hand.yaml `correction` is enabled (the
-        PosedHand's `correction` says what it did); or why the joint states cannot be used."""
+        PosedHand's `correction` says what it did); or why the joint states cannot be used. A
+        frame that shows none of the hand takes the last fit's corrections if it is at most
+        `recall_s` older: the encoders' offsets and the calibration do not change between frames."""
         sensed = self.posed_sensed(frame)
-        if self.fitter is None or isinstance(sensed, HandUnusable) or frame.depth_mm is None:
+        if self.fitter is None or isinstance(sensed, HandUnusable):
             return sensed
         q = self.model.joint_vector(frame.joint_names, frame.joint_positions)
-        correction = self.fitter.fit(frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh)
+        if frame.depth_mm is None:
+            correction = HandCorrection(q, frame.T_cam_base, "hand not corrected: no depth image", unseen=True)
+        else:
+            correction = self.fitter.fit(frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh)
+        if correction.status == "ok":
+            self.last_fit = (frame.stamp_ns, correction.q - q, invert(frame.T_cam_base) @ correction.T_cam_base)
+        elif correction.unseen:
+            correction = self._recalled(frame, q) or correction
         if correction.status != "ok":
             return replace(sensed, correction=correction)
         corrected = self.model.posed(correction.q, correction.T_cam_base, self.point_spacing)
         return replace(corrected, correction=correction)
+
+    def _recalled(self, frame: Frame, q: np.ndarray) -> HandCorrection | None:
+        """The last fit's corrections applied to this frame, where recent enough (None: none; a
+        stamp before the fit's is a jump back in time, and the fit is forgotten)."""
+        if self.last_fit is None:
+            return None
+        stamp_ns, offsets, base = self.last_fit
+        age_s = (frame.stamp_ns - stamp_ns) * 1e-9
+        if age_s < 0.0:
+            self.last_fit = None
+        if not 0.0 <= age_s <= float(self.fitter.config.get("recall_s", 0.0)):
+            return None
+        return HandCorrection(
+            q + offsets,
+            frame.T_cam_base @ base,
+            base_shift_mm=1000.0 * float(np.linalg.norm(base[:3, 3])),
+            base_turn_deg=float(np.degrees(rotation_angle(np.eye(3), base[:3, :3]))),
+            joint_change_rms_deg=float(np.degrees(np.sqrt(np.mean(offsets**2)))),
+            recalled_s=age_s,
+        )
+
+    def forget(self) -> None:
+        """Drop the last fit (another episode: other encoder offsets and calibration)."""
+        self.last_fit = None
 
     def posed_sensed(self, frame: Frame) -> PosedHand | HandUnusable:
         """The frame's hand as the encoders and the calibration place it, uncorrected."""

@@ -42,10 +42,18 @@ class HandCorrection:
     base_shift_mm: float = 0.0
     base_turn_deg: float = 0.0
     joint_change_rms_deg: float = 0.0
+    unseen: bool = False  # too little of the hand in view to fit (camera off, hand hidden)
+    recalled_s: float | None = None  # a fit of a frame this much earlier, taken over (HandAssets)
 
     def summary(self) -> str:
         if self.status != "ok":
             return self.status
+        if self.recalled_s is not None:
+            return (
+                f"hand corrected as fitted {self.recalled_s:.1f} s before (none of it in view now): "
+                f"base {self.base_shift_mm:.1f} mm {self.base_turn_deg:.2f} deg, "
+                f"joints rms {self.joint_change_rms_deg:.2f} deg"
+            )
         return (
             f"hand corrected on {self.points} depth points: base {self.base_shift_mm:.1f} mm "
             f"{self.base_turn_deg:.2f} deg, joints rms {self.joint_change_rms_deg:.2f} deg, "
@@ -90,6 +98,7 @@ class HandFitter:
         observed = self._observed_points(depth_m, camera, object_mask, sensed_mesh)
         if len(observed) < int(self.config["min_points"]):
             kept.status = f"hand not corrected: {len(observed)} hand depth points in view"
+            kept.unseen = True
             return kept
         with _one_torch_thread():
             return self._fit(observed, q, T_cam_base, kept)
