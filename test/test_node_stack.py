@@ -219,6 +219,10 @@ def test_nodes_fed_bad_input_keep_running_and_report_it(ros_env, tmp_path):
                 "bundle": (RgbdBundle, "/rgbd/bundle"),
             }.items()
         }
+        # every message below is sent once, and robot-mode readers keep no history: each
+        # publisher must have matched every reader first (joint_state_node's once had not, under load)
+        for publisher in pub.values():
+            _wait_for_matches(publisher, monitor.node.count_subscribers(publisher.topic_name))
         now = time.time_ns()
 
         # rgbd_node: depth all NaN (32FC1) -> degraded, then a wrong colour encoding -> error.
