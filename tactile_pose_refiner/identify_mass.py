@@ -53,16 +53,15 @@ def main(args: argparse.Namespace) -> int:
 
 def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -> tuple[str, MassEstimate, float]:
     from tactile_pose_refiner.core.physics.body import RigidBody
-    from tactile_pose_refiner.core.scene.assets import HandAssets, skin_layout
-    from tactile_pose_refiner.core.scene.kinematics import HandKinematics
+    from tactile_pose_refiner.core.scene.assets import HandAssets
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
     from tactile_pose_refiner.io.episode_bag import read_episode
 
     frames = list(read_episode(path))
-    hand = HandKinematics.from_config()
-    offsets = JointOffsets.from_depth(frames, HandAssets.from_config(), int(config["hand_fit_every"]))
+    assets = HandAssets.from_config()  # its hand model, placed skin layout and hand fit
+    offsets = JointOffsets.from_depth(frames, assets, int(config["hand_fit_every"]))
     tqdm.write(f"{path.name}: {offsets.status}")
-    frames = [offsets.applied(frame, hand) for frame in frames]
+    frames = [offsets.applied(frame, assets.model.kinematics) for frame in frames]
     for frame in frames:  # the images are not needed any more: keep the episode small in memory
         frame.rgb = frame.depth_mm = frame.mask = None
     model = ObjectCatalog.from_config().load(frames[0].object_id)
@@ -79,8 +78,8 @@ def _episode(path: Path, poses: str, gravity: np.ndarray | None, config: dict) -
         T_cam_obj,
         body.com,
         gravity_cam,
-        skin_layout(),
-        hand,
+        assets.layout,
+        assets.model.kinematics,
         SkinCalibration.of(dynamics, tactile, config),
         config,
     )

@@ -63,18 +63,18 @@ def check_mask(
     occluder_in_front_m (optional: a surface this far in front of the object is an occluder; depth
     this close to the posed hand's is the hand)."""
     mask = np.asarray(mask) > 0
-    bled = np.zeros_like(mask)
+    # depth's distance from the posed hand's surface where the hand is, else inf
+    hand_gap = None
     if hand_depth is not None and depth_m is not None:
-        bled = mask & (hand_depth > 0) & (np.abs(np.nan_to_num(depth_m) - hand_depth) < float(config["hand_surface_m"]))
+        hand_gap = np.where(hand_depth > 0, np.abs(np.nan_to_num(depth_m) - hand_depth), np.inf)
+    bled = np.zeros_like(mask) if hand_gap is None else mask & (hand_gap < float(config["hand_surface_m"]))
     checked = _check_outline(mask & ~bled, depth_m, hand, config)
     uncertain = checked.uncertain | bled
     margin = config.get("occluder_in_front_m")
     occluded = None
     if depth_m is not None and margin is not None:
         step = float(config["same_surface_m"])
-        hand_seen = None  # the posed hand's own surface: an occluder handled by its mesh
-        if hand_depth is not None:
-            hand_seen = (hand_depth > 0) & (np.abs(np.nan_to_num(depth_m) - hand_depth) < float(margin))
+        hand_seen = None if hand_gap is None else hand_gap < float(margin)  # occludes as its mesh
         occluded = in_front_of(checked.object, depth_m, float(margin), step, hand_seen) & ~uncertain
     return CheckedMask(checked.object, uncertain, occluded)
 

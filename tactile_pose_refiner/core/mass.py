@@ -52,7 +52,7 @@ class JointOffsets:
     def from_depth(cls, frames: list[Frame], hand, every: int) -> JointOffsets:
         """The median of the hand fit's joint corrections on every `every`-th frame (hand:
         HandAssets with a fitter); frames the fit leaves alone do not count."""
-        count = len(hand.model.kinematics.joint_names)
+        count = len(hand.model.joint_names)
         if every <= 0 or hand.fitter is None:
             return cls(np.zeros(count), "encoders as read (hand fit off)")
         corrections = []

@@ -3,7 +3,6 @@ BVH distances) and for the hand (model, skin layout, gamma, hand correction)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, replace
 
@@ -22,11 +21,10 @@ from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
 from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel
 
 
-@functools.cache
 def skin_layout(model: HandModel | None = None) -> SkinLayout:
     """config/tactile.yaml's skin layout placed on the hand's own collision geometry (the
     configured hand's unless given): taxels off its surface by more than
-    `layout_surface_tolerance_m` are moved onto it (SkinLayout.placed_on). Once per hand model."""
+    `layout_surface_tolerance_m` are moved onto it (SkinLayout.placed_on)."""
     tactile = load_config("tactile")
     model = model or HandModel.from_config()
     meshes = {link: geometry.mesh for link, geometry in model.links.items()}

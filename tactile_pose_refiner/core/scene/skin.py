@@ -78,11 +78,14 @@ class TactileReading:
         return np.linalg.norm(self.forces, axis=1) > threshold
 
 
-def _onto_surface(mesh, points: np.ndarray, normals: np.ndarray, reach_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 3) points and unit normals -> their places on the mesh's surface and its normals there:
-    the first hit of a ray from reach_m out along the normal, inwards; else the nearest point."""
+def _onto_surface(
+    mesh, points: np.ndarray, normals: np.ndarray, nearest: np.ndarray, nearest_face: np.ndarray, reach_m: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) points and unit normals (their nearest surface points (N, 3) and those faces (N,)
+    given) -> their places on the mesh's surface and its normals there: the first hit of a ray
+    from reach_m out along the normal, inwards; else the nearest point."""
     origins = points + reach_m * normals
-    placed, _, face = trimesh.proximity.closest_point(mesh, points)
+    placed, face = nearest.copy(), nearest_face.copy()
     hits, rays, faces = mesh.ray.intersects_location(origins, -normals, multiple_hits=True)
     for ray in range(len(points)):
         mine = np.nonzero(rays == ray)[0]
@@ -130,10 +133,13 @@ class SkinLayout:
             rows = np.nonzero(links == link)[0]
             if len(rows) == 0:
                 continue
-            _, distance, _ = trimesh.proximity.closest_point(mesh, positions[rows])
-            off = rows[distance > tolerance_m]
+            nearest, distance, face = trimesh.proximity.closest_point(mesh, positions[rows])
+            far = distance > tolerance_m
+            off = rows[far]
             if len(off):
-                positions[off], normals[off] = _onto_surface(mesh, positions[off], normals[off], reach_m)
+                positions[off], normals[off] = _onto_surface(
+                    mesh, positions[off], normals[off], nearest[far], face[far], reach_m
+                )
         moved = np.linalg.norm(positions - self.positions, axis=1)
         placed = SkinLayout(self.ids, self.links, self.patches, positions, normals)
         return placed, int((moved > 0).sum()), float(moved.max(initial=0.0))
