@@ -193,6 +193,44 @@ def test_the_skin_is_placed_on_a_vendor_hands_own_collision_meshes(tmp_path):
     assert (np.einsum("nc,nc->n", placed.normals, drawn.normals) > 0.5).all()  # still facing out
 
 
+@pytest.mark.slow
+def test_a_vendor_style_hand_feels_a_generated_grasp_and_touch_refines_with_it(tmp_path):
+    """The vendor-style hand (STL links 1.5 mm larger, joints published with the URDF's own `ah_`
+    names) in the generator and the refiner: its placed skin feels a grasp as the bundled hand's
+    does; the layout as drawn sits inside the links, feels nothing, and touch cannot correct a pose."""
+    import dataclasses
+
+    from tactile_pose_refiner.core.geometry import translation
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
+    from tactile_pose_refiner.core.scene.assets import HandAssets
+    from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
+    def first_frame(generator, grasp=None):
+        info, frames = generator.episode(box, 1, 0) if grasp is None else generator.replay(box, grasp, 1, 0)
+        return info, next(frames)
+
+    box, vendor = "004_sugar_box", _vendor_style_hand(tmp_path, 0.0015)
+    generator = EpisodeGenerator(hand=vendor)
+    placed, frame = first_frame(generator)
+    bundled, _ = first_frame(EpisodeGenerator())
+    generator.skin = SkinLayout.from_config()
+    drawn, _ = first_frame(generator, placed.grasp)
+    assert set(placed.grasp.fingers_in_contact) == {"thumb", "index", "middle", "ring"}
+    assert placed.taxels_in_contact[0] >= max(5, bundled.taxels_in_contact[0] - 2)
+    assert drawn.taxels_in_contact[0] == 0
+
+    assets = HandAssets.from_config(vendor)
+    T_initial = frame.T_cam_obj @ translation(np.array([0.004, -0.003, 0.002]))
+
+    def position_error_mm(hand_assets):
+        refinement = FrameRefiner(generator.catalog.load(box), hand_assets).refine(frame, T_initial, "touch_only")
+        assert refinement.diagnostics.status == "ok"
+        return 1000 * np.linalg.norm(refinement.T[:3, 3] - frame.T_cam_obj[:3, 3])
+
+    placed_error = position_error_mm(assets)
+    assert placed_error < 2.5 < position_error_mm(dataclasses.replace(assets, layout=SkinLayout.from_config()))
+
+
 def test_the_bundled_catalog_loads_every_scan_with_its_texture():
     catalog = ObjectCatalog.from_config(catalogs=[])  # the package's own, whatever TPR_CATALOG says
     assert catalog.ids == list(load_config("objects")["objects"])

@@ -47,12 +47,15 @@ class EpisodeGenerator:
     motion: "arm" (the object rests in the hand; only the arm moves) or "in_hand" (it also turns,
     slips and is regrasped in the hand); forces: "penetration" (each taxel reads how far the object
     presses into it) or "balanced" (those forces corrected to carry the object's weight and
-    accelerations, sim/forces.py; the readings are calibrated: force_scale newtons per unit)."""
+    accelerations, sim/forces.py; the readings are calibrated: force_scale newtons per unit);
+    hand: a hand of the caller's own (default: config/hand.yaml's), its skin placed on it."""
 
     MOTIONS = ("arm", "in_hand")
     FORCES = ("penetration", "balanced")
 
-    def __init__(self, realism: str = "clean", motion: str = "arm", forces: str = "penetration") -> None:
+    def __init__(
+        self, realism: str = "clean", motion: str = "arm", forces: str = "penetration", hand: HandModel | None = None
+    ) -> None:
         if motion not in self.MOTIONS:
             raise ValueError(f"unknown motion {motion!r}; known: {', '.join(self.MOTIONS)}")
         if forces not in self.FORCES:
@@ -60,7 +63,7 @@ class EpisodeGenerator:
         self.motion, self.force_model = motion, forces
         self.config = load_config("generator")
         self.camera_config = load_config("camera")
-        self.hand = HandModel.from_config()
+        self.hand = hand or HandModel.from_config()
         self.catalog = ObjectCatalog.from_config()
         self.camera = PinholeCamera.from_config()
         self.skin = skin_layout(self.hand)

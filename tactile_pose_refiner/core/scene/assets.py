@@ -76,10 +76,11 @@ class HandAssets:
     last_fit: tuple[int, np.ndarray, np.ndarray] | None = None  # stamp [ns], joint offsets, base correction
 
     @classmethod
-    def from_config(cls) -> HandAssets:
+    def from_config(cls, model: HandModel | None = None) -> HandAssets:
+        """model: a hand of the caller's own (default: config/hand.yaml's)."""
         tactile = load_config("tactile")
         from_force = bool(load_config("gradients")["tactile"]["surface_from_force"])
-        model = HandModel.from_config()
+        model = model or HandModel.from_config()
         correction = load_config("hand").get("correction") or {}
         return cls(
             model,

@@ -88,6 +88,7 @@ class HandKinematics:
         self.upper = np.array([by_name[n].limit.upper for n in self.joint_names], dtype=np.float64)
         self.root = next(iter({j.parent for j in self.joints} - {j.child for j in self.joints}))
         self.name_map = {name: name for name in self.joint_names}
+        self.name_map.update({self.urdf_prefix + name: name for name in self.joint_names})  # the URDF's own names
         for mapping in (joint_name_maps or {}).values():
             self.name_map.update(mapping)
 
