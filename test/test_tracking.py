@@ -237,6 +237,29 @@ def test_a_can_turned_about_its_axis_is_turned_back_by_its_texture():
     assert position_error_cm(result.T, frame.T_cam_obj) < 0.2
 
 
+def test_without_a_camera_a_change_is_kept_only_where_touch_sees_it():
+    """A can's turn about its axis changes nothing touch or the hand's contact can feel: a
+    touch-only result turned 10 deg that way returns to the start. A shift into the grasping
+    fingers is felt and kept."""
+    from tactile_pose_refiner.core.pipeline import seen_change
+    from tactile_pose_refiner.core.symmetry import turned
+
+    object_id = "005_tomato_soup_can"
+    frame = scenes.frame(object_id)
+    tracker = Tracker(ObjectAssets.build(ObjectCatalog.from_config().load(object_id)), assets()[1])
+    truth, solver = frame.T_cam_obj, tracker.solver
+    information = tracker.touch_information(frame, truth, truth)
+    spun = turned(truth, tracker.texture.axis, tracker.object.body.com, np.radians(10.0))
+    T, share = seen_change(solver, information, truth, spun, 4.0, 4.4)
+    assert orientation_error_deg(truth, spun) > 9.9 and share < 0.05
+    assert orientation_error_deg(T, truth) < 0.5
+
+    shift = np.linalg.eigh(information[3:, 3:])[1][:, -1] * 0.004  # the best-felt direction, 4 mm
+    shifted = truth @ np.r_[np.c_[np.eye(3), shift], [[0, 0, 0, 1]]]
+    T, share = seen_change(solver, tracker.touch_information(frame, truth, shifted), shifted, truth, 4.0, 4.4)
+    assert share > 0.8 and position_error_cm(T, truth) < 0.08
+
+
 def test_command_line_names_of_spec_section_8():
     """Scripts outside the project call `tpr generate --motion arm|in_hand` and `tpr track --data
     DIR --json FILE` (SPEC §8)."""

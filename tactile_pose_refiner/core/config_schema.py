@@ -32,6 +32,7 @@ class Variant(Section):
     start: Literal["initial", "lm"] = key(
         "initial: the schedule from the initial pose; lm: a second-order solve first, then `polish`", "initial"
     )
+    touch_prior: bool = key("keep the refined change only where touch and the hand's contact see it", False)
 
 
 class Step(Section):
@@ -96,6 +97,11 @@ class Plausibility(Section):
     max_intersection_cm3: float = key("an intersection volume above this at the refined pose labels it implausible")
 
 
+class TouchPrior(Section):
+    sigma_mm: float = key("per-axis sigma of the initial pose's position error [mm]")
+    sigma_deg: float = key("per-axis sigma of the initial pose's orientation error [deg]")
+
+
 class RefinerConfig(Section):
     iterations: int = key("N: stop after this many iterations (paper: 400)")
     variant: str = key("which of `variants` a node runs")
@@ -112,6 +118,7 @@ class RefinerConfig(Section):
     checkpoint_tolerance: float = key("a state within this share of the lowest checkpoint loss ties with it")
     physics_hand_band_m: float = key("hand points within this of the object at the initial pose take part [m]")
     plausibility: Plausibility = key("limits beyond which a refined pose is labelled implausible")
+    touch_prior: TouchPrior = key("variants with `touch_prior`: the initial pose as prior on the refined change", None)
     torch_threads: int = key("torch CPU threads")
     device: Literal["cpu", "cuda", "auto"] = key("compute device of the Warp kernels and torch renderer")
 

@@ -24,9 +24,16 @@ from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.scene.camera import depth_from_millimetres
 from tactile_pose_refiner.core.scene.distance import NearestPoints
+from tactile_pose_refiner.core.scene.hand import PosedHand
 from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.skin import contact_positions
-from tactile_pose_refiner.core.tracking.solver import PoseSolver, ResidualBlock, SdfField, SolverSettings
+from tactile_pose_refiner.core.tracking.solver import (
+    PoseSolver,
+    ResidualBlock,
+    SdfField,
+    SolverSettings,
+    StackedBlocks,
+)
 from tactile_pose_refiner.core.tracking.texture import TextureTurn
 
 MM = 1e-3
@@ -276,12 +283,16 @@ class Tracker:
         return problems
 
     # --- the frame's evidence -------------------------------------------------------------
-    def evidence(self, frame: Frame, T_cam_obj: np.ndarray) -> FrameEvidence:
-        """Depth points, contacts and hand points of the frame (camera frame)."""
+    def evidence(self, frame: Frame, T_cam_obj: np.ndarray, posed: PosedHand | None = None) -> FrameEvidence:
+        """Depth points, contacts and hand points of the frame (camera frame); the hand as the
+        frame's joints and base pose place it, or as `posed` (a corrected one)."""
         problems = []
-        q = self.hand.model.joint_vector(frame.joint_names, frame.joint_positions)
-        T_cam_base = np.asarray(frame.T_cam_base, dtype=np.float64)
-        link_poses = self.hand.model.kinematics.link_poses(q)
+        if posed is None:
+            q = self.hand.model.joint_vector(frame.joint_names, frame.joint_positions)
+            T_cam_base = np.asarray(frame.T_cam_base, dtype=np.float64)
+            link_poses = self.hand.model.kinematics.link_poses(q)
+        else:
+            T_cam_base, link_poses = posed.T_frame_base, posed.link_poses
         hand_points = self._hand_points_around(T_cam_base, link_poses, T_cam_obj)
         depth = self._depth_points(frame, hand_points)
         if len(depth) < int(self.config["confidence"]["min_depth_points"]):
@@ -290,6 +301,21 @@ class Tracker:
         if len(contacts) == 0:
             problems.append("no touch")
         return FrameEvidence(depth, contacts, gaps, saturated, hand_points, T_cam_base, problems)
+
+    def touch_information(
+        self, frame: Frame, T_cam_obj: np.ndarray, T_before: np.ndarray, posed: PosedHand | None = None
+    ) -> np.ndarray:
+        """The information (6, 6) touch and the hand's contact give on the pose at T_cam_obj (twist
+        about the centroid): taxels in contact, hand points inside the object there, and those the
+        object was pushed off since T_before (they drove the move; now they hold it). No camera."""
+        evidence = self.evidence(frame, T_cam_obj, posed)
+        blocks = [block for block in self.blocks(evidence, T_cam_obj) if block.name != "depth"]
+        compliance = self.config["penetration"]["compliance_mm"] * MM
+        local = (evidence.hand_points - T_before[:3, 3]) @ T_before[:3, :3]
+        pushed = evidence.hand_points[self.object.sdf.sample(local) < -compliance]
+        blocks.append(self._block("penetration", pushed, np.full(len(pushed), -compliance)))
+        information, _, _ = self.solver.normal_equations(self.solver.evaluate(T_cam_obj, StackedBlocks.of(blocks)))
+        return information
 
     def _hand_points_around(self, T_cam_base, link_poses, T_cam_obj) -> np.ndarray:
         """The surface points (camera frame) of the hand links near enough to the object at
