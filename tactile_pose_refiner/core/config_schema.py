@@ -29,10 +29,11 @@ class Section(BaseModel):
 class Variant(Section):
     sources: list[str] = key("active gradient sources")
     checkpoint: str | None = key("source whose loss picks the output state; null: the last state")
-    start: Literal["initial", "lm"] = key(
-        "initial: the schedule from the initial pose; lm: a second-order solve first, then `polish`", "initial"
+    start: Literal["initial", "lm", "touch_lm"] = key(
+        "initial: the schedule from the initial pose; lm: a second-order solve first, then `polish`; "
+        "touch_lm: touch and hand contact solved with the initial pose as prior (`touch_solve`), no schedule",
+        "initial",
     )
-    touch_prior: bool = key("keep the refined change only where touch and the hand's contact see it", False)
 
 
 class Step(Section):
@@ -97,7 +98,8 @@ class Plausibility(Section):
     max_intersection_cm3: float = key("an intersection volume above this at the refined pose labels it implausible")
 
 
-class TouchPrior(Section):
+class TouchSolve(Section):
+    iterations: int = key("Levenberg-Marquardt iterations of the touch solve")
     sigma_mm: float = key("per-axis sigma of the initial pose's position error [mm]")
     sigma_deg: float = key("per-axis sigma of the initial pose's orientation error [deg]")
 
@@ -118,7 +120,7 @@ class RefinerConfig(Section):
     checkpoint_tolerance: float = key("a state within this share of the lowest checkpoint loss ties with it")
     physics_hand_band_m: float = key("hand points within this of the object at the initial pose take part [m]")
     plausibility: Plausibility = key("limits beyond which a refined pose is labelled implausible")
-    touch_prior: TouchPrior = key("variants with `touch_prior`: the initial pose as prior on the refined change", None)
+    touch_solve: TouchSolve = key("variants with `start: touch_lm`: the solve and its prior", None)
     torch_threads: int = key("torch CPU threads")
     device: Literal["cpu", "cuda", "auto"] = key("compute device of the Warp kernels and torch renderer")
 

@@ -24,7 +24,6 @@ from tactile_pose_refiner.core.scene.assets import HandAssets, ObjectAssets
 from tactile_pose_refiner.core.scene.hand import HandUnusable, PosedHand
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.symmetry import object_symmetry_axis, turn_to_lowest
-from tactile_pose_refiner.core.tracking.solver import PoseSolver
 from tactile_pose_refiner.core.tracking.tracker import Tracker
 
 
@@ -75,10 +74,10 @@ class FrameRefiner:
             if start.startswith("lm:"):  # a good fit: the refiner only polishes it
                 run = (frame, chosen, posed, settings, iterations, on_iteration)
                 refinement, start = self._polished(run, T_initial, T_solved, start)
+        elif chosen.get("start") == "touch_lm" and not isinstance(posed, HandUnusable):
+            refinement, start = self._touch_solved(frame, chosen, posed, T_initial, settings)
         if refinement is None:
             refinement = self._whole_schedule(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
-        if chosen.get("touch_prior") and not isinstance(posed, HandUnusable):
-            start += self._keep_what_touch_sees(frame, T_initial, refinement, posed)
         if measure and not isinstance(posed, HandUnusable):
             refinement.before = self.plausibility(T_initial, posed)
             refinement.after = self.plausibility(refinement.T, posed)
@@ -88,14 +87,18 @@ class FrameRefiner:
         refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
         return refinement
 
-    def _keep_what_touch_sees(self, frame: Frame, T_initial: np.ndarray, refinement: Refinement, posed) -> str:
-        """The refined change kept only where touch and the hand's contact see it, the initial pose
-        as prior (config `touch_prior`): without a camera nothing else tells the refiner which way
-        a fingertip's patch or a can may turn, and its steps wander there. A line on what it kept."""
-        information = self.tracker.touch_information(frame, refinement.T, T_initial, posed)
-        sigmas = (float(self.config["touch_prior"]["sigma_mm"]), float(self.config["touch_prior"]["sigma_deg"]))
-        refinement.T, share = seen_change(self.tracker.solver, information, T_initial, refinement.T, *sigmas)
-        return f"; touch prior kept {share:.0%} of the change"
+    def _touch_solved(self, frame, chosen, posed, T_initial, settings) -> tuple[Refinement, str]:
+        """No camera (`start: touch_lm`): touch and the hand's contact solved by Levenberg-Marquardt
+        with the initial pose as prior (config `touch_solve`); the variant's sources measure the
+        result (no first-order steps: they wander where touch cannot see). With the line on it."""
+        config = self.config["touch_solve"]
+        solved = self.tracker.touch_solve(
+            frame, T_initial, posed, float(config["sigma_mm"]), float(config["sigma_deg"]), int(config["iterations"])
+        )
+        settings = self._polish_settings(settings)
+        refinement = self._run(frame, chosen, posed, solved.T, settings, 0, self.config["polish"]["grids_deg"])
+        touch = solved.block_stats.get("touch", {}).get("points", 0)
+        return refinement, f"touch lm: {solved.iterations} iterations, {touch} taxels in contact"
 
     def _polished(self, run: tuple, T_initial: np.ndarray, T_solved: np.ndarray, start: str) -> tuple:
         """The solve polished (and the start line said of it); where the result is implausible,
@@ -220,16 +223,6 @@ class FrameRefiner:
 
     def _warp_device(self) -> str:
         return "cuda:0" if self.device.startswith("cuda") else "cpu"
-
-
-def seen_change(solver: PoseSolver, information: np.ndarray, T_from: np.ndarray, T_to: np.ndarray, *sigmas):
-    """The change T_from -> T_to as far as `information` (6, 6, on the twist at T_to) sees it, with
-    T_from as a prior of the given sigmas (mm, deg): (H + P)^-1 H on the twist. The pose and the
-    share of the change's motion kept."""
-    prior = solver.prior_information(*sigmas)
-    change = solver.twist_between(T_from, T_to)
-    kept = np.linalg.solve(information + prior, information @ change)
-    return solver.moved(T_from, kept), solver.motion_mm(kept) / max(solver.motion_mm(change), 1e-9)
 
 
 def with_implausible(refinement: Refinement, limits: dict) -> str:

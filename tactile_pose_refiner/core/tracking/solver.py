@@ -197,25 +197,25 @@ class PoseSolver:
         bounded, iterations = False, 0
         while iterations < settings.iterations:
             iterations += 1
-            H, g, _ = self._system(T, self.evaluate(T, stacked), prior, T_prior)
+            H, g, _ = self._system(T, self._evaluate(T, stacked), prior, T_prior)
             H, g = basis.T @ H @ basis, basis.T @ g  # the step within the free directions
             step = -basis @ np.linalg.solve(H + settings.damping * np.diag(np.diag(H) + 1e-9), g)
             step, bounded = self._bounded(step, settings)
             T = self.moved(T, step)
-            if self.motion_mm(step) < settings.stop_mm:
+            if self._motion_mm(step) < settings.stop_mm:
                 break
-        evaluated = self.evaluate(T, stacked)  # the solution's residuals: its information and its stats
+        evaluated = self._evaluate(T, stacked)  # the solution's residuals: its information and its stats
         H, _, cost = self._system(T, evaluated, prior, T_prior)
         return SolveResult(T, iterations, cost, H, bounded, self.block_stats(stacked, evaluated))
 
     def _system(self, T, evaluated, prior, T_prior) -> tuple[np.ndarray, np.ndarray, float]:
         """The normal matrix, gradient and cost at T (its residuals `evaluated`), the prior on the
         deviation from T_prior in."""
-        H, g, cost = self.normal_equations(evaluated)
+        H, g, cost = self._normal_equations(evaluated)
         error = self.twist_between(T_prior, T) if T_prior is not None else np.zeros(6)
         return H + prior, g + prior @ error, cost + float(error @ prior @ error)
 
-    def evaluate(self, T: np.ndarray, stacked: StackedBlocks):
+    def _evaluate(self, T: np.ndarray, stacked: StackedBlocks):
         """Whitened residuals, Jacobian and IRLS weights at T (None without points)."""
         if stacked.count == 0:
             return None
@@ -223,7 +223,7 @@ class PoseSolver:
         return residual, jacobian, self.weights(residual, stacked)
 
     @staticmethod
-    def normal_equations(evaluated) -> tuple[np.ndarray, np.ndarray, float]:
+    def _normal_equations(evaluated) -> tuple[np.ndarray, np.ndarray, float]:
         """J^T W J, J^T W r and r^T W r in one pass over every block, one copy to the host."""
         if evaluated is None:
             return np.zeros((6, 6)), np.zeros(6), 0.0
@@ -255,12 +255,8 @@ class PoseSolver:
         return stats
 
     def _prior_information(self, settings: SolverSettings) -> np.ndarray:
-        return self.prior_information(settings.prior_mm, settings.prior_deg)
-
-    def prior_information(self, sigma_mm: float, sigma_deg: float) -> np.ndarray:
-        """The information (6, 6) of a prior on the twist with these sigmas (inf: none)."""
-        rotation = (self.radius * np.radians(sigma_deg)) if np.isfinite(sigma_deg) else np.inf
-        translation = sigma_mm / 1000 if np.isfinite(sigma_mm) else np.inf
+        rotation = (self.radius * np.radians(settings.prior_deg)) if np.isfinite(settings.prior_deg) else np.inf
+        translation = settings.prior_mm / 1000 if np.isfinite(settings.prior_mm) else np.inf
         # rotation measured as the arc it moves the object's rim (radius x angle), like the refiner's metric
         diagonal = [self.radius**2 / rotation**2] * 3 + [1.0 / translation**2] * 3
         return np.diag(diagonal)
@@ -272,7 +268,7 @@ class PoseSolver:
         )
         return step * scale, scale < 1.0
 
-    def motion_mm(self, step: np.ndarray) -> float:
+    def _motion_mm(self, step: np.ndarray) -> float:
         return 1000 * (np.linalg.norm(step[3:]) + self.radius * np.linalg.norm(step[:3]))
 
     def moved(self, T: np.ndarray, twist: np.ndarray) -> np.ndarray:

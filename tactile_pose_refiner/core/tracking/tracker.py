@@ -27,13 +27,7 @@ from tactile_pose_refiner.core.scene.distance import NearestPoints
 from tactile_pose_refiner.core.scene.hand import PosedHand
 from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.skin import contact_positions
-from tactile_pose_refiner.core.tracking.solver import (
-    PoseSolver,
-    ResidualBlock,
-    SdfField,
-    SolverSettings,
-    StackedBlocks,
-)
+from tactile_pose_refiner.core.tracking.solver import PoseSolver, ResidualBlock, SdfField, SolveResult, SolverSettings
 from tactile_pose_refiner.core.tracking.texture import TextureTurn
 
 MM = 1e-3
@@ -302,20 +296,18 @@ class Tracker:
             problems.append("no touch")
         return FrameEvidence(depth, contacts, gaps, saturated, hand_points, T_cam_base, problems)
 
-    def touch_information(
-        self, frame: Frame, T_cam_obj: np.ndarray, T_before: np.ndarray, posed: PosedHand | None = None
-    ) -> np.ndarray:
-        """The information (6, 6) touch and the hand's contact give on the pose at T_cam_obj (twist
-        about the centroid): taxels in contact, hand points inside the object there, and those the
-        object was pushed off since T_before (they drove the move; now they hold it). No camera."""
-        evidence = self.evidence(frame, T_cam_obj, posed)
-        blocks = [block for block in self.blocks(evidence, T_cam_obj) if block.name != "depth"]
-        compliance = self.config["penetration"]["compliance_mm"] * MM
-        local = (evidence.hand_points - T_before[:3, 3]) @ T_before[:3, :3]
-        pushed = evidence.hand_points[self.object.sdf.sample(local) < -compliance]
-        blocks.append(self._block("penetration", pushed, np.full(len(pushed), -compliance)))
-        information, _, _ = self.solver.normal_equations(self.solver.evaluate(T_cam_obj, StackedBlocks.of(blocks)))
-        return information
+    def touch_solve(
+        self, frame: Frame, T_initial: np.ndarray, posed: PosedHand, sigma_mm: float, sigma_deg: float, iterations: int
+    ) -> SolveResult:
+        """No camera: touch and the hand's contact solved from T_initial with it as the prior
+        (sigmas of its error): what one fingertip's patch or a can's turn cannot show stays as it
+        started, instead of wandering. posed: the frame's hand (a corrected one)."""
+        evidence = self.evidence(frame, T_initial, posed)
+        blocks = [block for block in self.blocks(evidence, T_initial) if block.name != "depth"]
+        settings = SolverSettings(
+            **{**self.settings.__dict__, "prior_mm": sigma_mm, "prior_deg": sigma_deg, "iterations": iterations}
+        )
+        return self.solver.solve(T_initial, blocks, settings, T_initial, self.texture.axis)
 
     def _hand_points_around(self, T_cam_base, link_poses, T_cam_obj) -> np.ndarray:
         """The surface points (camera frame) of the hand links near enough to the object at
