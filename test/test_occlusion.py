@@ -39,9 +39,9 @@ def test_the_sweep_levels_and_their_settings():
 
 
 def test_with_the_camera_off_the_refiner_works_from_touch_and_the_hand():
-    """Camera off (no mask, no depth): the default refinement cannot judge a solve without depth
-    points and runs the whole schedule, in which touch and physics are the only usable sources;
-    from the estimator's accuracy they take the intersection away and the pose closer."""
+    """Camera off (no mask, no depth): the default refinement solves touch and the hand's contact
+    with the start as prior (render and depth labelled unusable); from the estimator's accuracy
+    that takes the intersection away and the pose closer."""
     from tactile_pose_refiner.core.pipeline import FrameRefiner
     from tactile_pose_refiner.core.scene.objects import ObjectCatalog
 
@@ -55,7 +55,8 @@ def test_with_the_camera_off_the_refiner_works_from_touch_and_the_hand():
     result = refiner.refine(off, T0, "ours", iterations=60, posed=posed)
     d = result.diagnostics
     print(f"\nstart: {d.start}; status: {d.status}")
-    assert d.start.startswith("lm unchecked (0 depth points") and "render" in d.status and "depth" in d.status
+    assert d.start.startswith("lm unchecked (0 depth points") and "touch lm" in d.start
+    assert "render" in d.status and "depth" in d.status
     assert d.weights["render"] == [] or max(d.weights["render"]) == 0.0
     assert abs(result.after.iv_cm3 - truth_iv) < 0.2 * abs(result.before.iv_cm3 - truth_iv)
     assert position_error_cm(result.T, frame.T_cam_obj) < position_error_cm(T0, frame.T_cam_obj)

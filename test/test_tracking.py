@@ -261,6 +261,9 @@ def test_without_a_camera_touch_refines_and_what_it_cannot_see_stays_as_it_start
         errors[-1] += [position_error_cm(refinement.T, truth), orientation_error_deg(refinement.T, truth)]
     start_pe, start_oe, pe, oe = np.mean(errors, axis=0)
     assert pe < 0.5 * start_pe and oe < 0.7 * start_oe
+    ours = refiner.refine(frame, T_initial, "ours")  # the default variant with the camera off: the same solve
+    np.testing.assert_allclose(ours.T, refinement.T, atol=1e-9)
+    assert "touch lm" in ours.diagnostics.start and "render" in ours.diagnostics.status
 
     axis = refiner.tracker.texture.axis
     spun = turned(truth, axis, refiner.object.body.com, np.radians(10.0))

@@ -68,14 +68,8 @@ class FrameRefiner:
         started = time.perf_counter()
         chosen = self.variant(variant)
         posed = self.hand.posed(frame) if posed is None else posed
-        settings, start, refinement = self._settings(chosen, posed), "initial pose", None
-        if chosen.get("start", "initial") == "lm":
-            T_solved, start = self._second_order_start(frame, T_initial)
-            if start.startswith("lm:"):  # a good fit: the refiner only polishes it
-                run = (frame, chosen, posed, settings, iterations, on_iteration)
-                refinement, start = self._polished(run, T_initial, T_solved, start)
-        elif chosen.get("start") == "touch_lm" and not isinstance(posed, HandUnusable):
-            refinement, start = self._touch_solved(frame, chosen, posed, T_initial, settings)
+        settings = self._settings(chosen, posed)
+        refinement, start = self._solved_start(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
         if refinement is None:
             refinement = self._whole_schedule(frame, chosen, posed, T_initial, settings, iterations, on_iteration)
         if measure and not isinstance(posed, HandUnusable):
@@ -86,6 +80,22 @@ class FrameRefiner:
         # the frame's whole work as a caller waits for it: sources built, runs, turn, measures
         refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
         return refinement
+
+    def _solved_start(self, frame, chosen, posed, T_initial, settings, iterations, on_iteration):
+        """The variant's second-order start (`start: lm` or `touch_lm`) and the line on it; no
+        refinement (None) where the whole schedule must run from T_initial."""
+        refinement, start = None, "initial pose"
+        touch_solve = chosen.get("start") == "touch_lm"
+        if chosen.get("start", "initial") == "lm":
+            T_solved, start = self._second_order_start(frame, T_initial)
+            if start.startswith("lm:"):  # a good fit: the refiner only polishes it
+                run = (frame, chosen, posed, settings, iterations, on_iteration)
+                refinement, start = self._polished(run, T_initial, T_solved, start)
+            touch_solve = start.startswith("lm unchecked")  # no depth to judge it by: the camera is off
+        if touch_solve and not isinstance(posed, HandUnusable):  # touch and the hand, the start as prior
+            refinement, solved = self._touch_solved(frame, chosen, posed, T_initial, settings)
+            start = solved if chosen.get("start") == "touch_lm" else start.replace("whole schedule", solved)
+        return refinement, start
 
     def _touch_solved(self, frame, chosen, posed, T_initial, settings) -> tuple[Refinement, str]:
         """No camera (`start: touch_lm`): touch and the hand's contact solved by Levenberg-Marquardt
