@@ -264,6 +264,9 @@ def test_without_a_camera_touch_refines_and_what_it_cannot_see_stays_as_it_start
     ours = refiner.refine(frame, T_initial, "ours")  # the default variant with the camera off: the same solve
     np.testing.assert_allclose(ours.T, refinement.T, atol=1e-9)
     assert "touch lm" in ours.diagnostics.start and "render" in ours.diagnostics.status
+    for variant in ("touch_only", "ours"):  # the solves' own errors were a LinAlgError, an empty argmin
+        with pytest.raises(ValueError, match="initial pose must be a finite"):
+            refiner.refine(frame, np.full((4, 4), np.nan), variant)
 
     axis = refiner.tracker.texture.axis
     spun = turned(truth, axis, refiner.object.body.com, np.radians(10.0))

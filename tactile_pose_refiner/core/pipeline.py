@@ -64,8 +64,11 @@ class FrameRefiner:
         measure: bool = True,
     ) -> Refinement:
         """Refine T_initial (4, 4) on `frame` with a variant (default: config's). measure: fill
-        IV/CA before and after (a caller that takes its own metrics skips them)."""
+        IV/CA before and after (a caller that takes its own metrics skips them). A non-finite
+        initial pose is a ValueError (no variant has a pose to fall back on)."""
         started = time.perf_counter()
+        if np.shape(T_initial) != (4, 4) or not np.isfinite(T_initial).all():
+            raise ValueError("the initial pose must be a finite (4, 4) matrix")
         chosen = self.variant(variant)
         posed = self.hand.posed(frame) if posed is None else posed
         settings = self._settings(chosen, posed)
