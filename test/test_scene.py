@@ -204,6 +204,7 @@ def test_a_vendor_style_hand_feels_a_generated_grasp_and_touch_refines_with_it(t
     from tactile_pose_refiner.core.geometry import translation
     from tactile_pose_refiner.core.pipeline import FrameRefiner
     from tactile_pose_refiner.core.scene.assets import HandAssets
+    from tactile_pose_refiner.core.tracking.tracker import Tracker
     from tactile_pose_refiner.sim.episode import EpisodeGenerator
 
     def first_frame(generator, grasp=None):
@@ -224,13 +225,16 @@ def test_a_vendor_style_hand_feels_a_generated_grasp_and_touch_refines_with_it(t
     drawn_assets = dataclasses.replace(assets, layout=SkinLayout.from_config())
     model = generator.catalog.load(box)
 
-    def touch_rms_mm(hand_assets):  # the skin's contacts at their gaps, the object where it is
-        solve = FrameRefiner(model, hand_assets).tracker.touch_solve
-        return solve(frame, frame.T_cam_obj, hand_assets.posed(frame), 4.0, 4.4, 0).block_stats["touch"]["rms_mm"]
+    refiner = FrameRefiner(model, assets)
 
-    assert touch_rms_mm(assets) < 0.1 and touch_rms_mm(drawn_assets) > 1.0
+    def touch_rms_mm(hand_assets, tracker):  # the skin's contacts at their gaps, the object where it is
+        solve = tracker.touch_solve(frame, frame.T_cam_obj, hand_assets.posed(frame), 4.0, 4.4, 0)
+        return solve.block_stats["touch"]["rms_mm"]
+
+    drawn_tracker = Tracker(refiner.object, drawn_assets)  # the same object's assets, the drawn skin
+    assert touch_rms_mm(assets, refiner.tracker) < 0.1 and touch_rms_mm(drawn_assets, drawn_tracker) > 1.0
     T_initial = frame.T_cam_obj @ translation(np.array([0.004, -0.003, 0.002]))
-    refinement = FrameRefiner(model, assets).refine(frame, T_initial, "touch_only")
+    refinement = refiner.refine(frame, T_initial, "touch_only")
     assert refinement.diagnostics.status == "ok"
     error, start = (np.linalg.norm(T[:3, 3] - frame.T_cam_obj[:3, 3]) for T in (refinement.T, T_initial))
     assert error < 0.5 * start
