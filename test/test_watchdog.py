@@ -62,3 +62,42 @@ def test_inputs_without_output_are_reported_once_with_a_reason_and_output_ends_i
         sender.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_a_problem_repeated_at_camera_rate_is_counted_and_published_once_a_period(ros_env):
+    """30 identical drops a second: every one counted, /diagnostics carries the first at once and
+    then the periodic repeat (with the count), not 30 messages; a new problem goes out at once."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    rclpy.init(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    try:
+        relay, listener = Relay(), rclpy.create_node("diagnostics_listener")
+        received: list[DiagnosticArray] = []
+        listener.create_subscription(DiagnosticArray, "/diagnostics", received.append, 100)
+        executor = SingleThreadedExecutor()
+        executor.add_node(relay)
+        executor.add_node(listener)
+        deadline = time.monotonic() + 5.0
+        while not relay.count_subscribers("/diagnostics") and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        received.clear()
+        start = time.monotonic()
+        while time.monotonic() < start + 2.0:
+            relay.diagnostics.report("warn", "skipped frame: the node is busy (queue full)")
+            executor.spin_once(timeout_sec=1 / 30)
+        relay.diagnostics.report("error", "stale input: initial pose is 9.00 s off the clock")
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        messages = [array.status[0].message for array in received if array.status]
+        skipped = [m for m in messages if m.startswith("skipped frame")]
+        assert relay.diagnostics.problems["skipped frame"] > 40
+        assert 1 <= len(skipped) <= 4, messages  # the first, then about one a second (was one per report)
+        assert messages[-1].startswith("stale input")
+        counts = {kv.key: kv.value for kv in received[-1].status[0].values}
+        assert int(counts["count skipped frame"]) == relay.diagnostics.problems["skipped frame"]
+        executor.shutdown()
+        relay.destroy_node()
+        listener.destroy_node()
+    finally:
+        rclpy.shutdown()
