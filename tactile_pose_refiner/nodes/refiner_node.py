@@ -21,21 +21,16 @@ published.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from geometry_msgs.msg import Point, PoseStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
-from tactile_pose_refiner.core.device import resolve_device
 from tactile_pose_refiner.core.geometry import pose_fields_to_matrix
-from tactile_pose_refiner.core.overlay import draw_outlines
-from tactile_pose_refiner.core.pipeline import FrameRefiner
 from tactile_pose_refiner.core.resources import ResourceError, load_config
-from tactile_pose_refiner.core.scene.assets import HandAssets
-from tactile_pose_refiner.core.scene.hand import HandUnusable
 from tactile_pose_refiner.core.scene.skin import contact_positions
 from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import (
@@ -56,6 +51,9 @@ from tactile_pose_refiner.nodes.tf_hand_pose import PARAMETERS as TF_PARAMETERS
 from tactile_pose_refiner.nodes.tf_hand_pose import TfHandPose
 from tactile_pose_refiner.nodes.track_mode import PARAMETERS as TRACK_PARAMETERS
 from tactile_pose_refiner.nodes.track_mode import TrackMode
+
+if TYPE_CHECKING:
+    from tactile_pose_refiner.core.pipeline import FrameRefiner
 
 # The paper's four sources keep their fixed fields for one release (RefinementDiagnostics.msg).
 DEPRECATED_SOURCE_FIELDS = ("physics", "render", "depth", "tactile")
@@ -89,22 +87,33 @@ PARAMETERS = {
 }
 
 
+def hand_usable(posed) -> bool:
+    from tactile_pose_refiner.core.scene.hand import HandUnusable
+
+    return not isinstance(posed, HandUnusable)
+
+
 class RefinerNode(GraphNode):
+    """The refinement's modules (torch, Open3D, Warp: ~3 s to import) load after the node has
+    subscribed, in the methods that use them: a restarted node's discovery and first inputs
+    overlap the loading instead of following it."""
+
     def __init__(self) -> None:
         super().__init__("refiner_node", PARAMETERS)
         self.started_ns = self.get_clock().now().nanoseconds
-        torch.set_num_threads(max(1, self.params["torch_threads"]))
         self.catalog = object_catalog(self.params["catalog"])
-        self.hand = HandAssets.from_config()  # one hand model shared by every object's refiner
         self.refiners: dict[str, FrameRefiner] = {}
-        self.config = self._refiner_config()
         self.initial_source = "unknown (no estimator/source message)"
         self.initial_poses = 0
+        self.tracking: TrackMode | None = None
         self._create_outputs()
-        self.tracking = TrackMode(self) if self.params["mode"] == "track" else None
-        on_bundle = self.tracking.on_bundle if self.tracking else None
+        tracks = self.params["mode"] == "track"
+        on_bundle = (lambda stamp: self.tracking.on_bundle(stamp)) if tracks else None
         tf_hand = TfHandPose.for_node(self)
         self.frames = FrameInputs(self, self.inputs, on_bundle, tf_hand)
+        self.create_subscription(String, "estimator/source", self.on_initial_source, LATCHED)
+        self.create_subscription(PoseStamped, "estimator/initial_pose", self.on_initial_pose, 50)
+        self._load_refinement()
         hand_topic = self.resolve_topic_name(default_topic("hand_pose"))
         why = "off" if self.params["hand_pose_source"] == "topic" else "tf2_ros not importable"
         self.get_logger().info(
@@ -112,9 +121,8 @@ class RefinerNode(GraphNode):
             if tf_hand
             else f"hand base pose: {hand_topic} (tf2 lookup {why})"
         )
-        self.create_subscription(String, "estimator/source", self.on_initial_source, LATCHED)
-        self.create_subscription(PoseStamped, "estimator/initial_pose", self.on_initial_pose, 50)
-        if self.tracking:
+        if tracks:
+            self.tracking = TrackMode(self)
             self.queue = self.tracking.queue
             self.get_logger().info("tracking: a pose on every camera frame, started by an initial pose")
             return
@@ -122,7 +130,23 @@ class RefinerNode(GraphNode):
         self.queue = WorkQueue(self, lambda item: self.refine(*item), self.params["queue_size"])
         self.get_logger().info(f"refining with variant {self.params['variant']} on {self.config['device']}")
 
+    def _load_refinement(self) -> None:
+        """Loads what refining needs now, not at the first frame."""
+        import torch
+
+        from tactile_pose_refiner.core import overlay, pipeline  # noqa: F401
+        from tactile_pose_refiner.core.scene.assets import HandAssets
+
+        if self.params["mode"] == "track":
+            from tactile_pose_refiner.core.tracking import tracker  # noqa: F401
+
+        torch.set_num_threads(max(1, self.params["torch_threads"]))
+        self.hand = HandAssets.from_config()  # one hand model shared by every object's refiner
+        self.config = self._refiner_config()
+
     def _refiner_config(self) -> dict:
+        from tactile_pose_refiner.core.device import resolve_device
+
         config = load_config("refiner")
         self.device_note = ""
         try:
@@ -199,6 +223,8 @@ class RefinerNode(GraphNode):
             raise InputError("stopped: the node is shutting down")
 
     def refiner_for(self, object_id: str) -> FrameRefiner:
+        from tactile_pose_refiner.core.pipeline import FrameRefiner
+
         if object_id not in self.refiners:
             try:
                 model = self.catalog.load(object_id)
@@ -260,7 +286,7 @@ class RefinerNode(GraphNode):
         message.penetration_depth_max_after_mm = (
             refiner.metrics.penetration_depth_max_mm(refinement.T, posed) if measured else nan
         )
-        correction = None if isinstance(posed, HandUnusable) else posed.correction
+        correction = posed.correction if hand_usable(posed) else None
         corrected = correction is not None and correction.status == "ok"
         message.hand_correction = "" if correction is None else correction.summary()
         message.hand_correction_shift_mm = correction.base_shift_mm if corrected else nan
@@ -278,7 +304,7 @@ class RefinerNode(GraphNode):
         contacts.scale.x = contacts.scale.y = contacts.scale.z = 0.006
         contacts.color = ColorRGBA(r=0.2, g=0.4, b=1.0, a=1.0)
         contacts.pose.orientation.w = 1.0
-        if not isinstance(posed, HandUnusable):  # the taxels the tactile gradient uses, camera frame
+        if hand_usable(posed):  # the taxels the tactile gradient uses, camera frame
             points = contact_positions(
                 frame.tactile, self.hand.layout, posed.link_poses, posed.T_frame_base, self.hand.contact_threshold
             )
@@ -292,6 +318,8 @@ class RefinerNode(GraphNode):
         if self.overlay_pub.get_subscription_count() == 0 or now - self.overlay_sent < self.params["overlay_period_s"]:
             return
         self.overlay_sent = now
+        from tactile_pose_refiner.core.overlay import draw_outlines
+
         model = self.refiner_for(frame.object_id).object.model
         image, _ = draw_outlines(frame.rgb, model, frame.camera, outlines)
         self.overlay_pub.publish(image_msg(image, "rgb8", header))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
@@ -24,11 +25,13 @@ from std_msgs.msg import Bool, Empty, Header
 
 from tactile_pose_refiner.core.geometry import invert, pose_fields_to_matrix
 from tactile_pose_refiner.core.resources import load_config
-from tactile_pose_refiner.core.tracking.tracker import Tracker, TrackResult
 from tactile_pose_refiner.msg import RefinementDiagnostics
 from tactile_pose_refiner.nodes.common import LATCHED, OUTPUT_QOS
 from tactile_pose_refiner.nodes.conversions import matrix_to_pose_msg, ns_to_stamp, pose_with_covariance_msg, stamp_ns
 from tactile_pose_refiner.nodes.frame_inputs import InputError, WorkQueue
+
+if TYPE_CHECKING:  # imported where used: refiner_node subscribes before loading torch (refiner_node.py)
+    from tactile_pose_refiner.core.tracking.tracker import Tracker, TrackResult
 
 PARAMETERS = {
     "recover_after_frames": (15, "track mode: this many lost frames in a row and the next initial pose restarts it"),
@@ -114,6 +117,8 @@ class TrackMode:
         self.announce()
 
     def _tracker_for(self, object_id: str) -> Tracker:
+        from tactile_pose_refiner.core.tracking.tracker import Tracker
+
         if object_id not in self.trackers:
             refiner = self.node.refiner_for(object_id)  # shares the object's assets
             config = {**load_config("tracker"), "device": refiner.device}
