@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -50,6 +52,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
 
     Returns the process exit code. `args` defaults to sys.argv so `--ros-args` apply.
     """
+    watch_sigint()
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:
@@ -61,17 +64,40 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        return 0  # SIGINT shut the context down while the executor was taking a message
     except ResourceError as exc:  # a broken config file: say which and stop before any input
         print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
         return 2
+    except (RuntimeError, TypeError):
+        if stopping():
+            return 0
+        raise
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+_SIGINT_CAME = threading.Event()
+
+
+def _remember_sigint(signum, frame) -> None:
+    _SIGINT_CAME.set()
+    raise KeyboardInterrupt
+
+
+def watch_sigint() -> None:
+    """Call before rclpy.init, whose SIGINT handler calls this one after its own: SIGINT is
+    remembered, then raised as usual."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _remember_sigint)
+
+
+def stopping() -> bool:
+    """SIGINT came or the context is shut down: an exception now is the stop, not a failure.
+    rclpy shuts its context down a moment after the KeyboardInterrupt, and a KeyboardInterrupt
+    inside rclpy's message conversion surfaces as pybind11's RuntimeError or TypeError
+    ("Unable to convert ...")."""
+    return _SIGINT_CAME.is_set() or not rclpy.ok()
 
 
 # A stamp this far ahead of the node's clock is a broken sender, not clock skew between machines.
