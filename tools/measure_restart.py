@@ -1,10 +1,12 @@
-"""How long refiner_node takes to publish again after a SIGKILL and a restart, on a live feed.
+"""How long the graph takes to publish refined poses again after a node is killed (SIGKILL) and
+started again, on a live feed.
 
-    .venv/bin/python tools/measure_restart.py [KILLS] [RATE]
+    .venv/bin/python tools/measure_restart.py [KILLS] [RATE] [NODE]
 
 The 3-frame tomato soup can of the tests looped live (RATE 1.0: 30 Hz), ground_truth_noise
-starts, 30 iterations; the refiner is killed KILLS times, 5 s apart, and each time the seconds
-until a pose stamped after the kill are printed, with each node's CPU share 3 s later.
+starts, 30 iterations; NODE (refiner_node) is killed KILLS times, 5 s apart, and each time the
+seconds until a refined pose stamped after the kill are printed, with each node's CPU share 3 s
+later.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from tactile_pose_refiner.soak import PoseTimer, soak_graph
 import scenes
 
 
-def restart_once(graph, poses: PoseTimer, node) -> float:
-    graph.processes["refiner_node"].send_signal(signal.SIGKILL)
-    graph.processes["refiner_node"].wait()
+def restart_once(graph, poses: PoseTimer, name: str, node) -> float:
+    graph.processes[name].send_signal(signal.SIGKILL)
+    graph.processes[name].wait()
     killed_at_ns, restarted = time.time_ns(), time.monotonic()
-    graph.start("refiner_node", node)
+    graph.start(name, node)
     while not any(stamp > killed_at_ns for stamp in poses.stamps()) and time.monotonic() < restarted + 60:
         time.sleep(0.05)
     return time.monotonic() - restarted
@@ -45,7 +47,7 @@ def cpu_shares(graph, seconds: float = 3.0) -> dict[str, float]:
     return {name: process.cpu_percent(None) for name, process in processes.items()}
 
 
-def main(kills: int = 3, rate: float = 1.0) -> None:
+def main(kills: int = 3, rate: float = 1.0, name: str = "refiner_node") -> None:
     tmp = Path(tempfile.mkdtemp(prefix="restart_"))
     object_id = "005_tomato_soup_can"
     _, frames = scenes.generator().replay(object_id, scenes.stored_grasp(object_id), steps=3, seed=4)
@@ -66,7 +68,7 @@ def main(kills: int = 3, rate: float = 1.0) -> None:
             print(f"first pose after {time.monotonic() - started:.1f} s", flush=True)
             for kill in range(kills):
                 time.sleep(5)
-                times.append(restart_once(graph, poses, nodes["refiner_node"]))
+                times.append(restart_once(graph, poses, name, nodes[name]))
                 print(f"restart {kill}: resumed {times[-1]:.1f} s; cpu % {cpu_shares(graph)}", flush=True)
             results = graph.stop()
     print("restart s:", " / ".join(f"{t:.1f}" for t in times), "exit codes:", {n: r[0] for n, r in results.items()})
@@ -74,4 +76,5 @@ def main(kills: int = 3, rate: float = 1.0) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(sys.argv[1]),) if len(sys.argv) > 1 else (), *(float(sys.argv[2]),) if len(sys.argv) > 2 else ())
+    kinds = (int, float, str)
+    main(*(kind(arg) for kind, arg in zip(kinds, sys.argv[1:])))
