@@ -12,6 +12,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -379,14 +380,30 @@ def use_catalogs(catalogs: list[str]) -> None:
 
 def catalog_problem() -> str | None:
     """Why the user's catalogs (TPR_CATALOG) cannot be read, before any process starts on them."""
-    from tactile_pose_refiner.core.scene.objects import ObjectModelError, read_catalog_file, user_catalog_paths
+    from tactile_pose_refiner.core.resources import ResourceError
+    from tactile_pose_refiner.core.scene.objects import read_catalog_file, user_catalog_paths
 
     try:
         for path in user_catalog_paths():
             read_catalog_file(path)
-    except ObjectModelError as exc:
+    except ResourceError as exc:  # a missing or unparsable file, or a bad entry
         return str(exc)
     return None
+
+
+def positive(kind: type) -> Callable[[str], int | float]:
+    """An argparse type: a number of `kind` above zero, else a usage error naming the value."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,9 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     adder = commands.add_parser("add-object", help="check a mesh and write its entry into your own catalog file")
     adder.add_argument("mesh", help="mesh file (any format trimesh reads; OBJ textures via their material)")
     adder.add_argument("--id", required=True, help="catalog id of the object")
-    adder.add_argument("--mass", type=float, required=True, help="mass [kg]")
+    adder.add_argument("--mass", type=positive(float), required=True, help="mass [kg]")
     adder.add_argument("--catalog", required=True, help="your catalog file (created if absent; never the package's)")
-    adder.add_argument("--scale", type=float, default=1.0, help="vertices times this are metres (0.001: millimetres)")
+    adder.add_argument(
+        "--scale", type=positive(float), default=1.0, help="vertices times this are metres (0.001: millimetres)"
+    )
     adder.set_defaults(handler=add_object)
     masses = commands.add_parser("identify-mass", help="each held object's mass from its episodes' touch")
     masses.add_argument("--data", required=True, help="folder of rosbag2 episodes (tpr generate --forces balanced)")
@@ -416,13 +435,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--live", action="store_true", help="a live feed instead: the episode looped and re-stamped, robot settings"
     )
-    demo_parser.add_argument("--minutes", type=float, default=2.0, help="with --live: how long")
+    demo_parser.add_argument("--minutes", type=positive(float), default=2.0, help="with --live: how long")
     demo_parser.set_defaults(handler=demo)
     soaker = commands.add_parser("soak", help="the graph left running on a live looping replay, measured")
-    soaker.add_argument("--minutes", type=float, default=30.0)
+    soaker.add_argument("--minutes", type=positive(float), default=30.0)
     soaker.add_argument("--bag", help="episode to loop (default: the demo episode)")
     soaker.add_argument("--estimator", default="classical", help="estimator_node mode")
-    soaker.add_argument("--stall-s", type=float, default=60.0, help="no refined pose for this long is a stall")
+    soaker.add_argument(
+        "--stall-s", type=positive(float), default=60.0, help="no refined pose for this long is a stall"
+    )
     soaker.add_argument("--track", action="store_true", help="refiner_node in mode track: a pose on every frame")
     soaker.add_argument(
         "--composed",
@@ -435,8 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     soaker.set_defaults(handler=soak)
     gen = commands.add_parser("generate", help="generate rosbag2 episodes of grasped objects")
     gen.add_argument("--objects", default="all", help="'all' or comma-separated object ids")
-    gen.add_argument("--episodes", type=int, default=1, help="episodes per object")
-    gen.add_argument("--steps", type=int, default=100, help="frames per episode")
+    gen.add_argument("--episodes", type=positive(int), default=1, help="episodes per object")
+    gen.add_argument("--steps", type=positive(int), default=100, help="frames per episode")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="output directory (one bag per episode)")
     gen.add_argument(
@@ -471,21 +492,24 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--episode", help="rosbag2 episode to take the frame from instead")
     timing.add_argument("--frame", type=int, default=0, help="frame index in --episode")
     timing.add_argument("--seed", type=int, default=0)
-    timing.add_argument("--repeats", type=int, default=20, help="timed calls per item (median)")
+    timing.add_argument("--repeats", type=positive(int), default=20, help="timed calls per item (median)")
     timing.add_argument("--offset-mm", type=float, default=4.0, help="pose offset from the truth")
     timing.add_argument("--offset-deg", type=float, default=4.0)
     timing.add_argument("--sources", default="physics,depth,tactile,render")
     timing.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (the sources' tensors are small: 1 is fastest here)"
+        "--threads",
+        type=positive(int),
+        default=1,
+        help="torch CPU threads (the sources' tensors are small: 1 is fastest here)",
     )
     timing.add_argument("--json", help="also write the rows to this file")
     timing.set_defaults(handler=metrics)
     trainer = commands.add_parser("train-estimator", help="train the learned initial pose estimator")
     trainer.add_argument("--object", default="008_pudding_box", help="object id(s), comma-separated, or 'all'")
     trainer.add_argument("--data", help="train on the episodes under this folder instead of generating")
-    trainer.add_argument("--episodes", type=int, help="generated episodes (default: config/estimator.yaml)")
-    trainer.add_argument("--steps", type=int, help="frames per generated episode")
-    trainer.add_argument("--epochs", type=int)
+    trainer.add_argument("--episodes", type=positive(int), help="generated episodes (default: config/estimator.yaml)")
+    trainer.add_argument("--steps", type=positive(int), help="frames per generated episode")
+    trainer.add_argument("--epochs", type=positive(int))
     trainer.add_argument("--out", help="checkpoint folder (default: the cache's estimator/)")
     trainer.set_defaults(handler=train_estimator)
     checker = commands.add_parser("config", help="check a config folder: unknown keys, wrong types")

@@ -93,6 +93,11 @@ def test_a_broken_or_missing_catalog_is_named_before_anything_runs(no_user_catal
     assert tpr(["generate", "--catalog", str(typo), "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "mas_kg" in err and "mass_kg" in err and str(typo) in err
+    unparsable = tmp_path / "unparsable.yaml"
+    unparsable.write_text("objects: [brick, \n")  # a YAML syntax error: named, not a traceback
+    assert tpr(["generate", "--catalog", str(unparsable), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert str(unparsable) in err and "line" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
 
 
