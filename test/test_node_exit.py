@@ -1,5 +1,6 @@
 """How a node process ends: Ctrl-C is a clean stop (exit code 0) wherever in rclpy it lands; an
-error of the node's own still ends it with a traceback and a non-zero code."""
+error of the node's own still ends it with a traceback and a non-zero code; a parameter that
+cannot work stops it at once (exit code 2) with the reason and no traceback."""
 
 from __future__ import annotations
 
@@ -38,3 +39,25 @@ def test_sigint_inside_rclpy_exits_cleanly_and_an_error_does_not(ros_env, case, 
     done = subprocess.run([sys.executable, "-c", TICKER, case], env=ros_env, capture_output=True, text=True, timeout=60)
     assert done.returncode == code, done.stderr[-2000:]
     assert ("a bug of the node's own" in done.stderr) == (case == "error")
+
+
+@pytest.mark.parametrize(
+    ("parameter", "said"),
+    [
+        ("mode:=tracking", "mode must be one of refine, track, got 'tracking'"),
+        ("variant:=our", "variant must be a variant of config/refiner.yaml (ours, "),
+        ("camera_off_variant:=touch", "camera_off_variant must be a variant"),
+        ("iterations:=-5", "iterations must be 0 or more, got -5"),
+    ],
+)
+def test_a_refiner_parameter_that_cannot_work_stops_the_node_with_the_reason(ros_env, parameter, said):
+    """Before: a mistyped mode refined in refine mode, a mistyped variant failed on every frame."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tactile_pose_refiner.nodes.refiner_node", "--ros-args", "-p", parameter],
+        env=ros_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and said in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

@@ -35,6 +35,10 @@ def declare_parameters(node: Node, spec: ParameterSpec) -> dict[str, Any]:
     return {name: node.get_parameter(name).value for name in spec}
 
 
+class ParameterError(ValueError):
+    """A node parameter's value cannot work; the message names it and what it may be."""
+
+
 class StoppableNode(Node):
     """A node that may finish by itself: it sets `done` with an exit code."""
 
@@ -64,7 +68,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
-    except ResourceError as exc:  # a broken config file: say which and stop before any input
+    except (ResourceError, ParameterError) as exc:  # a broken config file or parameter: stop before any input
         print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
         return 2
     except (RuntimeError, TypeError):

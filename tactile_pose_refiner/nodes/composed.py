@@ -19,7 +19,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from tactile_pose_refiner.core.resources import ResourceError
-from tactile_pose_refiner.nodes.common import StoppableNode, stopping, watch_sigint
+from tactile_pose_refiner.nodes.common import ParameterError, StoppableNode, stopping, watch_sigint
 
 NODE_CLASSES = {  # module nodes/<name>.py; only the named ones are imported (sensor nodes need no torch)
     "joint_state_node": "JointStateNode",
@@ -67,7 +67,7 @@ def main(args: list[str] | None = None) -> int:
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
-    except ResourceError as exc:
+    except (ResourceError, ParameterError) as exc:
         print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
         return 2
     except (RuntimeError, TypeError):

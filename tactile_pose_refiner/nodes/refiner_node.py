@@ -40,6 +40,7 @@ from tactile_pose_refiner.nodes.common import (
     RELIABLE_INPUTS,
     SILENCE_WATCHDOG,
     GraphNode,
+    ParameterError,
     default_topic,
     object_catalog,
     run_node,
@@ -55,6 +56,7 @@ from tactile_pose_refiner.nodes.track_mode import TrackMode
 if TYPE_CHECKING:
     from tactile_pose_refiner.core.pipeline import FrameRefiner
 
+MODES = ("refine", "track")
 # The paper's four sources keep their fixed fields for one release (RefinementDiagnostics.msg).
 DEPRECATED_SOURCE_FIELDS = ("physics", "render", "depth", "tactile")
 
@@ -100,6 +102,7 @@ class RefinerNode(GraphNode):
 
     def __init__(self) -> None:
         super().__init__("refiner_node", PARAMETERS)
+        self._check_parameters()
         self.started_ns = self.get_clock().now().nanoseconds
         self.catalog = object_catalog(self.params["catalog"])
         self.refiners: dict[str, FrameRefiner] = {}
@@ -129,6 +132,20 @@ class RefinerNode(GraphNode):
         # (initial pose, arrival time) pairs
         self.queue = WorkQueue(self, lambda item: self.refine(*item), self.params["queue_size"])
         self.get_logger().info(f"refining with variant {self.params['variant']} on {self.config['device']}")
+
+    def _check_parameters(self) -> None:
+        """A value that cannot work stops the node at once (a typo in mode or variant would
+        otherwise refine in another mode, or fail on every frame)."""
+        params, variants = self.params, load_config("refiner")["variants"]
+        if params["mode"] not in MODES:
+            raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {params['mode']!r}")
+        for name in ("variant", "camera_off_variant"):
+            if params[name] not in variants and not (name == "camera_off_variant" and params[name] == ""):
+                known = ", ".join(variants)
+                raise ParameterError(f"{name} must be a variant of config/refiner.yaml ({known}), got {params[name]!r}")
+        for name in ("iterations", "queue_size", "max_age_s", "input_wait_s"):
+            if not params[name] >= 0:
+                raise ParameterError(f"{name} must be 0 or more, got {params[name]}")
 
     def _load_refinement(self) -> None:
         """Loads what refining needs now, not at the first frame."""
@@ -340,7 +357,8 @@ class RefinerNode(GraphNode):
         return marker
 
     def destroy_node(self) -> None:
-        self.queue.stop()
+        if hasattr(self, "queue"):  # not where the constructor stopped on a bad parameter or config
+            self.queue.stop()
         super().destroy_node()
 
 
