@@ -42,18 +42,20 @@ def test_sigint_inside_rclpy_exits_cleanly_and_an_error_does_not(ros_env, case, 
 
 
 @pytest.mark.parametrize(
-    ("parameter", "said"),
+    ("node", "parameter", "said"),
     [
-        ("mode:=tracking", "mode must be one of refine, track, got 'tracking'"),
-        ("variant:=our", "variant must be a variant of config/refiner.yaml (ours, "),
-        ("camera_off_variant:=touch", "camera_off_variant must be a variant"),
-        ("iterations:=-5", "iterations must be 0 or more, got -5"),
+        ("refiner_node", "mode:=tracking", "mode must be one of refine, track, got 'tracking'"),
+        ("refiner_node", "variant:=our", "variant must be a variant of config/refiner.yaml (ours, "),
+        ("refiner_node", "camera_off_variant:=touch", "camera_off_variant must be a variant"),
+        ("refiner_node", "iterations:=-5", "iterations must be 0 or more, got -5"),
+        ("rgbd_node", "slop_s:=-0.1", "queue_size must be 1 or more and slop_s 0 or more, got 10 and -0.1"),
     ],
 )
-def test_a_refiner_parameter_that_cannot_work_stops_the_node_with_the_reason(ros_env, parameter, said):
-    """Before: a mistyped mode refined in refine mode, a mistyped variant failed on every frame."""
+def test_a_parameter_that_cannot_work_stops_the_node_with_the_reason(ros_env, node, parameter, said):
+    """Before: a mistyped mode refined in refine mode, a mistyped variant failed on every frame,
+    a negative slop ended rgbd_node in a traceback."""
     done = subprocess.run(
-        [sys.executable, "-m", "tactile_pose_refiner.nodes.refiner_node", "--ros-args", "-p", parameter],
+        [sys.executable, "-m", f"tactile_pose_refiner.nodes.{node}", "--ros-args", "-p", parameter],
         env=ros_env,
         capture_output=True,
         text=True,

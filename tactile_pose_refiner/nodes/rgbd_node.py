@@ -26,6 +26,7 @@ from tactile_pose_refiner.nodes.common import (
     RELIABLE_INPUTS,
     SILENCE_WATCHDOG,
     GraphNode,
+    ParameterError,
     default_topic,
     run_node,
     stale_by,
@@ -57,6 +58,11 @@ class RgbdNode(GraphNode):
         ]
         if self.params["use_mask"]:
             topics.append((Image, default_topic("object_mask")))
+        if not (self.params["queue_size"] >= 1 and self.params["slop_s"] >= 0):
+            raise ParameterError(
+                f"queue_size must be 1 or more and slop_s 0 or more, got {self.params['queue_size']} and "
+                f"{self.params['slop_s']}"
+            )
         how = synchronise(
             self, topics, self.inputs, self.params["queue_size"], self.params["slop_s"], self.on_synchronised
         )
