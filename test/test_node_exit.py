@@ -49,6 +49,8 @@ def test_sigint_inside_rclpy_exits_cleanly_and_an_error_does_not(ros_env, case, 
         ("refiner_node", "camera_off_variant:=touch", "camera_off_variant must be a variant"),
         ("refiner_node", "iterations:=-5", "iterations must be 0 or more, got -5"),
         ("rgbd_node", "slop_s:=-0.1", "queue_size must be 1 or more and slop_s 0 or more, got 10 and -0.1"),
+        ("estimator_node", "input_wait_s:=-1.0", "input_wait_s must be 0 or more, got -1.0"),
+        ("tactile_node", "joint_tolerance_s:=-0.05", "joint_tolerance_s must be 0 or more, got -0.05"),
     ],
 )
 def test_a_parameter_that_cannot_work_stops_the_node_with_the_reason(ros_env, node, parameter, said):

@@ -230,6 +230,17 @@ class CountedPublisher:
         return getattr(self._publisher, name)
 
 
+# Waits, ages, tolerances and queue lengths the graph's nodes share: a negative one cannot work.
+NON_NEGATIVE_PARAMETERS = {
+    "silence_s",
+    "max_age_s",
+    "sync_tolerance_s",
+    "joint_tolerance_s",
+    "input_wait_s",
+    "queue_size",
+}
+
+
 class GraphNode(StoppableNode):
     """A node of the refinement graph: its declared parameters (`params`), the QoS of its
     sensor subscriptions (`inputs`, from reliable_inputs when it has that parameter), its
@@ -242,6 +253,9 @@ class GraphNode(StoppableNode):
         self.started = time.monotonic()
         self.silent_reported = False
         self.params = declare_parameters(self, parameters)
+        for name in NON_NEGATIVE_PARAMETERS.intersection(self.params):
+            if not self.params[name] >= 0:
+                raise ParameterError(f"{name} must be 0 or more, got {self.params[name]}")
         self.inputs = input_qos(bool(self.params.get("reliable_inputs", False)))
         self.diagnostics = DiagnosticsReporter(self)
         self.report_unknown_parameters(parameters)

@@ -143,9 +143,8 @@ class RefinerNode(GraphNode):
             if params[name] not in variants and not (name == "camera_off_variant" and params[name] == ""):
                 known = ", ".join(variants)
                 raise ParameterError(f"{name} must be a variant of config/refiner.yaml ({known}), got {params[name]!r}")
-        for name in ("iterations", "queue_size", "max_age_s", "input_wait_s"):
-            if not params[name] >= 0:
-                raise ParameterError(f"{name} must be 0 or more, got {params[name]}")
+        if not params["iterations"] >= 0:
+            raise ParameterError(f"iterations must be 0 or more, got {params['iterations']}")
 
     def _load_refinement(self) -> None:
         """Loads what refining needs now, not at the first frame."""
