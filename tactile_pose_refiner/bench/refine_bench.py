@@ -334,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     if not episodes:
         print(f"tpr bench: no rosbag2 episode under {args.data}", file=sys.stderr)
         return 2
+    from tactile_pose_refiner.io.episode_bag import unreadable_episodes
+
+    if unreadable := unreadable_episodes(episodes):
+        print("tpr bench: cannot read " + "; ".join(unreadable), file=sys.stderr)
+        return 2
     jobs = _jobs(episodes, args, methods, noise, occlusion)
     workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))
     total = sum(len(job["frames"]) for job in jobs)

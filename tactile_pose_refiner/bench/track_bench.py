@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     if not episodes:
         print(f"tpr track: no rosbag2 episodes under {args.data}", file=sys.stderr)
         return 2
+    from tactile_pose_refiner.io.episode_bag import unreadable_episodes
+
+    if unreadable := unreadable_episodes(episodes):
+        print("tpr track: cannot read " + "; ".join(unreadable), file=sys.stderr)
+        return 2
     per_episode = {}
     for path in tqdm(episodes, desc="tpr track", unit="episode"):
         rows = track_episode(path, args)

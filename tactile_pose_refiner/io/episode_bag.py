@@ -201,6 +201,19 @@ def write_episode(path: str | Path, frames: Iterable[Frame]) -> int:
     return count
 
 
+def unreadable_episodes(paths: list[Path]) -> list[str]:
+    """Why each of `paths` that cannot be opened cannot (a recording cut short has no MCAP
+    footer): checked before a long run, which would otherwise stop at that episode."""
+    problems = []
+    for path in paths:
+        try:
+            with Reader(path):
+                pass
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds; each is a reason to name
+            problems.append(f"{path}: {exc}")
+    return problems
+
+
 def read_episode(path: str | Path) -> Iterator[Frame]:
     """Frames of a rosbag2 episode, grouped by header stamp (all topics of one frame share it)."""
     path = Path(path)
