@@ -138,9 +138,16 @@ class EstimatorNode(GraphNode):
 
     def on_needs_estimate(self, msg: Bool) -> None:
         """A tracking refiner says when it needs a start; while its track holds, no estimates."""
-        if msg.data != self.estimates_wanted:
-            self.diagnostics.report("ok", "estimating" if msg.data else "resting: the refiner's track holds")
+        if msg.data == self.estimates_wanted:
+            return
+        self.diagnostics.report("ok", "estimating" if msg.data else "resting: the refiner's track holds")
         self.estimates_wanted = msg.data
+        if not hasattr(self, "frames"):  # ground_truth_noise: no camera inputs to drop
+            return
+        if msg.data:  # inputs again; a bundle comes within a frame of the subscription
+            self.frames = FrameInputs(self, self.inputs, self.on_bundle)
+        else:  # resting: no inputs taken (an estimate under way keeps what it has)
+            self.frames.close()
 
     def estimate(self, request) -> None:
         stamp, arrived = request

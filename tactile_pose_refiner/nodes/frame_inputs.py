@@ -74,12 +74,22 @@ class FrameInputs:
 
         internal = internal_qos(qos)
         # the two large inputs come as bytes, deserialised only for the frames worked on
-        node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, internal, raw=True)
-        node.create_subscription(Header, "estimator/working_on", self._pin, OUTPUT_QOS)
-        node.create_subscription(TactileArray, "tactile/array", tactile_arrived, internal, raw=True)
-        node.create_subscription(JointState, "hand/joint_states", keep(self.joints), internal)
-        node.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), qos)
-        node.create_subscription(String, default_topic("object_id"), self._on_object_id, object_id_qos(qos))
+        self.node = node
+        self.subscriptions = [
+            node.create_subscription(RgbdBundle, "rgbd/bundle", bundle_arrived, internal, raw=True),
+            node.create_subscription(Header, "estimator/working_on", self._pin, OUTPUT_QOS),
+            node.create_subscription(TactileArray, "tactile/array", tactile_arrived, internal, raw=True),
+            node.create_subscription(JointState, "hand/joint_states", keep(self.joints), internal),
+            node.create_subscription(PoseStamped, default_topic("hand_pose"), keep(self.hand_poses), qos),
+            node.create_subscription(String, default_topic("object_id"), self._on_object_id, object_id_qos(qos)),
+        ]
+
+    def close(self) -> None:
+        """Unsubscribes (what is kept stays readable): ~120 messages a second at 30 Hz cost a
+        resting node ~10 % of a core."""
+        for subscription in self.subscriptions:
+            self.node.destroy_subscription(subscription)
+        self.subscriptions = []
 
     def _pin(self, header: Header) -> None:
         self.pin(stamp_ns(header.stamp))
