@@ -1,12 +1,12 @@
 """How long the graph takes to publish refined poses again after a node is killed (SIGKILL) and
 started again, on a live feed.
 
-    .venv/bin/python tools/measure_restart.py [KILLS] [RATE] [NODE]
+    .venv/bin/python tools/measure_restart.py [KILLS] [RATE] [NODE] [MODE]
 
 The 3-frame tomato soup can of the tests looped live (RATE 1.0: 30 Hz), ground_truth_noise
-starts, 30 iterations; NODE (refiner_node) is killed KILLS times, 5 s apart, and each time the
-seconds until a refined pose stamped after the kill are printed, with each node's CPU share 3 s
-later.
+starts; refiner_node in MODE refine (30 iterations) or track. NODE (refiner_node) is killed
+KILLS times, 5 s apart, and each time the seconds until a pose stamped after the kill are
+printed, with each node's CPU share 3 s later.
 """
 
 from __future__ import annotations
@@ -47,12 +47,14 @@ def cpu_shares(graph, seconds: float = 3.0) -> dict[str, float]:
     return {name: process.cpu_percent(None) for name, process in processes.items()}
 
 
-def main(kills: int = 3, rate: float = 1.0, name: str = "refiner_node") -> None:
+def main(kills: int = 3, rate: float = 1.0, name: str = "refiner_node", mode: str = "refine") -> None:
     tmp = Path(tempfile.mkdtemp(prefix="restart_"))
     object_id = "005_tomato_soup_can"
     _, frames = scenes.generator().replay(object_id, scenes.stored_grasp(object_id), steps=3, seed=4)
     write_episode(tmp / "live", list(frames))
-    nodes = soak_graph(tmp / "live", "ground_truth_noise", {"refiner_node": {"iterations": 30}}, rate=rate)
+    nodes = soak_graph(
+        tmp / "live", "ground_truth_noise", {"refiner_node": {"iterations": 30, "mode": mode}}, rate=rate
+    )
     times = []
     with isolated_ros_environment(tmp / "log") as env, RunningGraph(env) as graph:
         with GraphMonitor(int(env["ROS_DOMAIN_ID"])) as monitor:
@@ -76,5 +78,5 @@ def main(kills: int = 3, rate: float = 1.0, name: str = "refiner_node") -> None:
 
 
 if __name__ == "__main__":
-    kinds = (int, float, str)
+    kinds = (int, float, str, str)
     main(*(kind(arg) for kind, arg in zip(kinds, sys.argv[1:])))
