@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,9 +138,10 @@ class RunningGraph:
             try:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                stacks_dumped(process)
                 process.kill()
                 process.wait()
-                note = f"\n[RunningGraph] still running {timeout_s:.0f} s after SIGINT: killed\n"
+                note = f"\n[RunningGraph] still running {timeout_s:.0f} s after SIGINT: killed (its stacks above)\n"
             streams = self.outputs.pop(name, None)  # read once: a second stop() returns no output
             stdout, stderr = (_read_and_close(stream) for stream in streams) if streams else ("", "")
             results[name] = (process.returncode, stdout, stderr + note)
@@ -150,6 +152,13 @@ class RunningGraph:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def stacks_dumped(process: subprocess.Popen) -> None:
+    """Asks a node that does not stop for its threads' Python stacks (run_node registers
+    SIGUSR1 with faulthandler), written to its stderr: where it hangs."""
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(1.0)
 
 
 def _read_and_close(stream) -> str:

@@ -88,7 +88,7 @@ def test_the_node_passes_an_external_pose_on_as_the_initial_pose(ros_env):
         external = peer.create_publisher(PoseWithCovarianceStamped, "external/initial_pose", 10)
         sent = pose_with_covariance(0.05, qw=2.0)  # a quaternion not of unit length: passed on normalised
         deadline = time.monotonic() + 20
-        while not poses and time.monotonic() < deadline:
+        while not (poses and sources) and time.monotonic() < deadline:  # the latched source may come later
             external.publish(sent)
             executor.spin_once(timeout_sec=0.1)
         for _ in range(10):

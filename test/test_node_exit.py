@@ -65,3 +65,21 @@ def test_a_parameter_that_cannot_work_stops_the_node_with_the_reason(ros_env, no
     )
     assert done.returncode == 2 and said in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_a_node_that_does_not_stop_says_where_it_hangs():
+    """RunningGraph.stop asks a node still running after SIGINT for its threads' stacks before it
+    kills it (SIGUSR1, registered by run_node): the hang's place lands in the node's stderr."""
+    from tactile_pose_refiner.graph import stacks_dumped
+
+    hanging = "from tactile_pose_refiner.nodes.common import watch_signals\n"
+    hanging += "import time\nwatch_signals()\nprint('ready', flush=True)\n"
+    hanging += "def stuck_in_shutdown():\n    time.sleep(60)\nstuck_in_shutdown()\n"
+    process = subprocess.Popen(
+        [sys.executable, "-c", hanging], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "ready"
+    stacks_dumped(process)
+    process.kill()
+    _, stderr = process.communicate(timeout=30)
+    assert "stuck_in_shutdown" in stderr and "Current thread" in stderr, stderr

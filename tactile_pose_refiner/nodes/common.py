@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 import threading
@@ -56,7 +57,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
 
     Returns the process exit code. `args` defaults to sys.argv so `--ros-args` apply.
     """
-    watch_sigint()
+    watch_signals()
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     try:
@@ -89,11 +90,13 @@ def _remember_sigint(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def watch_sigint() -> None:
+def watch_signals() -> None:
     """Call before rclpy.init, whose SIGINT handler calls this one after its own: SIGINT is
-    remembered, then raised as usual."""
+    remembered, then raised as usual. SIGUSR1 writes every thread's Python stack to stderr
+    (RunningGraph asks a node that does not stop where it hangs)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _remember_sigint)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def stopping() -> bool:

@@ -19,7 +19,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from tactile_pose_refiner.core.resources import ResourceError
-from tactile_pose_refiner.nodes.common import ParameterError, StoppableNode, stopping, watch_sigint
+from tactile_pose_refiner.nodes.common import ParameterError, StoppableNode, stopping, watch_signals
 
 NODE_CLASSES = {  # module nodes/<name>.py; only the named ones are imported (sensor nodes need no torch)
     "joint_state_node": "JointStateNode",
@@ -52,7 +52,7 @@ def parse_node_names(args: list[str]) -> list[str]:
 def main(args: list[str] | None = None) -> int:
     args = sys.argv if args is None else args
     classes = node_classes(parse_node_names(args))
-    watch_sigint()
+    watch_signals()
     rclpy.init(args=args)
     nodes = []
     executor = SingleThreadedExecutor()  # as each node alone (rclpy.spin): the heavy work runs in worker threads
