@@ -139,10 +139,13 @@ class RefinerNode(GraphNode):
         params, variants = self.params, load_config("refiner")["variants"]
         if params["mode"] not in MODES:
             raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {params['mode']!r}")
-        for name in ("variant", "camera_off_variant"):
-            if params[name] not in variants and not (name == "camera_off_variant" and params[name] == ""):
+        named = {"variant": params["variant"]}
+        if params["camera_off_variant"]:  # empty: no camera-off refinement
+            named["camera_off_variant"] = params["camera_off_variant"]
+        for name, variant in named.items():
+            if variant not in variants:
                 known = ", ".join(variants)
-                raise ParameterError(f"{name} must be a variant of config/refiner.yaml ({known}), got {params[name]!r}")
+                raise ParameterError(f"{name} must be a variant of config/refiner.yaml ({known}), got {variant!r}")
         if not params["iterations"] >= 0:
             raise ParameterError(f"iterations must be 0 or more, got {params['iterations']}")
 
