@@ -67,15 +67,11 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
             return int(node.done.result()) if node.done.done() else 0
         rclpy.spin(node)
         return 0
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    except (ResourceError, ParameterError) as exc:  # a broken config file or parameter: stop before any input
-        print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
-        return 2
-    except (RuntimeError, TypeError):
-        if stopping():
-            return 0
-        raise
+    except BaseException as exc:
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        return code
     finally:
         if node is not None:
             node.destroy_node()
@@ -97,6 +93,18 @@ def watch_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _remember_sigint)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit code of a node process that `exc` ends; None: a failure, to be raised."""
+    if isinstance(exc, (KeyboardInterrupt, ExternalShutdownException)):
+        return 0
+    if isinstance(exc, (ResourceError, ParameterError)):  # a broken config file or parameter: stop before any input
+        print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
+        return 2
+    if isinstance(exc, (RuntimeError, TypeError)) and stopping():
+        return 0
+    return None
 
 
 def stopping() -> bool:

@@ -16,10 +16,9 @@ import argparse
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 
-from tactile_pose_refiner.core.resources import ResourceError
-from tactile_pose_refiner.nodes.common import ParameterError, StoppableNode, stopping, watch_signals
+from tactile_pose_refiner.nodes.common import StoppableNode, exit_code_for, watch_signals
 
 NODE_CLASSES = {  # module nodes/<name>.py; only the named ones are imported (sensor nodes need no torch)
     "joint_state_node": "JointStateNode",
@@ -65,15 +64,11 @@ def main(args: list[str] | None = None) -> int:
             return int(failed[0].done.result())
         executor.spin()
         return 0
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    except (ResourceError, ParameterError) as exc:
-        print(f"[ERROR] {exc}", file=sys.stderr, flush=True)
-        return 2
-    except (RuntimeError, TypeError):
-        if stopping():
-            return 0
-        raise
+    except BaseException as exc:
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        return code
     finally:
         executor.shutdown(timeout_sec=1.0)
         for node in nodes:

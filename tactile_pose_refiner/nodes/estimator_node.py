@@ -144,7 +144,7 @@ class EstimatorNode(GraphNode):
         self.estimates_wanted = msg.data
         if not hasattr(self, "frames"):  # ground_truth_noise: no camera inputs to drop
             return
-        if msg.data:  # inputs again; a bundle comes within a frame of the subscription
+        if msg.data:  # inputs again
             self.frames = FrameInputs(self, self.inputs, self.on_bundle)
         else:  # resting: no inputs taken (an estimate under way keeps what it has)
             self.frames.close()
