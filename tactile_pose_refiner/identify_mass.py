@@ -21,15 +21,11 @@ from tactile_pose_refiner.core.resources import load_config
 
 
 def main(args: argparse.Namespace) -> int:
-    from tactile_pose_refiner.bench.refine_bench import episodes_under
-    from tactile_pose_refiner.io.episode_bag import unreadable_episodes
+    from tactile_pose_refiner.bench.refine_bench import episodes_to_run
 
-    episodes = episodes_under(Path(args.data))
-    if not episodes:
-        print(f"tpr identify-mass: no rosbag2 episodes under {args.data}", file=sys.stderr)
-        return 2
-    if unreadable := unreadable_episodes(episodes):
-        print("tpr identify-mass: cannot read " + "; ".join(unreadable), file=sys.stderr)
+    episodes, problem = episodes_to_run(Path(args.data))
+    if problem:
+        print(f"tpr identify-mass: {problem}", file=sys.stderr)
         return 2
     config = load_config("mass")
     poses = args.poses or config["poses"]

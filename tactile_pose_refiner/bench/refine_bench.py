@@ -34,6 +34,19 @@ def episodes_under(data: Path) -> list[Path]:
     return sorted(path.parent for path in found)
 
 
+def episodes_to_run(data: Path) -> tuple[list[Path], str | None]:
+    """The episodes under `data`, or why a run on them cannot start (none there, or one that
+    cannot be opened: a recording cut short has no MCAP footer)."""
+    from tactile_pose_refiner.io.episode_bag import unreadable_episodes
+
+    episodes = episodes_under(data)
+    if not episodes:
+        return [], f"no rosbag2 episodes under {data}"
+    if unreadable := unreadable_episodes(episodes):
+        return [], "cannot read " + "; ".join(unreadable)
+    return episodes, None
+
+
 def frame_indices(count: int, wanted: int | None) -> list[int]:
     """`wanted` frames spread evenly over an episode of `count` frames (all when None)."""
     if wanted is None or wanted >= count:
@@ -330,14 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"tpr bench: {exc}", file=sys.stderr)
         return 2
-    episodes = episodes_under(Path(args.data))
-    if not episodes:
-        print(f"tpr bench: no rosbag2 episode under {args.data}", file=sys.stderr)
-        return 2
-    from tactile_pose_refiner.io.episode_bag import unreadable_episodes
-
-    if unreadable := unreadable_episodes(episodes):
-        print("tpr bench: cannot read " + "; ".join(unreadable), file=sys.stderr)
+    episodes, problem = episodes_to_run(Path(args.data))
+    if problem:
+        print(f"tpr bench: {problem}", file=sys.stderr)
         return 2
     jobs = _jobs(episodes, args, methods, noise, occlusion)
     workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs)))

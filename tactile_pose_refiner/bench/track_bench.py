@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tactile_pose_refiner.bench.refine_bench import episodes_under
+from tactile_pose_refiner.bench.refine_bench import episodes_to_run
 
 INITS = ("refine", "noise", "truth")
 
@@ -50,14 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(max(1, args.threads))  # small tensors: one thread is faster and steadier
-    episodes = episodes_under(Path(args.data))
-    if not episodes:
-        print(f"tpr track: no rosbag2 episodes under {args.data}", file=sys.stderr)
-        return 2
-    from tactile_pose_refiner.io.episode_bag import unreadable_episodes
-
-    if unreadable := unreadable_episodes(episodes):
-        print("tpr track: cannot read " + "; ".join(unreadable), file=sys.stderr)
+    episodes, problem = episodes_to_run(Path(args.data))
+    if problem:
+        print(f"tpr track: {problem}", file=sys.stderr)
         return 2
     per_episode = {}
     for path in tqdm(episodes, desc="tpr track", unit="episode"):
