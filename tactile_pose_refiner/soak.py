@@ -10,6 +10,7 @@ node whose memory grew more than `max_rss_growth` after warm-up.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -257,3 +258,17 @@ def _kind(message: str) -> str:
 
 def _advancing(stamps: list[int]) -> bool:
     return all(b > a for a, b in zip(stamps, stamps[1:]))
+
+
+def restart_after_kill(graph, poses: PoseTimer, name: str, node, timeout_s: float) -> tuple[float, bool]:
+    """SIGKILL of the graph's `name`, then `node` started in its place: (seconds from the start
+    until a refined pose stamped after the kill came, or until timeout_s; whether one came)."""
+    graph.processes[name].send_signal(signal.SIGKILL)
+    graph.processes[name].wait()
+    killed_at_ns, restarted = time.time_ns(), time.monotonic()
+    graph.start(name, node)
+    resumed = False
+    while not resumed and time.monotonic() < restarted + timeout_s:
+        time.sleep(0.05)
+        resumed = any(stamp > killed_at_ns for stamp in poses.stamps())
+    return time.monotonic() - restarted, resumed

@@ -11,7 +11,6 @@ printed, with each node's CPU share 3 s later.
 
 from __future__ import annotations
 
-import signal
 import sys
 import tempfile
 import time
@@ -24,19 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from tactile_pose_refiner.graph import REFINER_NODES, RunningGraph, isolated_ros_environment
 from tactile_pose_refiner.io.episode_bag import write_episode
 from tactile_pose_refiner.nodes.monitor import GraphMonitor
-from tactile_pose_refiner.soak import PoseTimer, soak_graph
+from tactile_pose_refiner.soak import PoseTimer, restart_after_kill, soak_graph
 
 import scenes
-
-
-def restart_once(graph, poses: PoseTimer, name: str, node) -> float:
-    graph.processes[name].send_signal(signal.SIGKILL)
-    graph.processes[name].wait()
-    killed_at_ns, restarted = time.time_ns(), time.monotonic()
-    graph.start(name, node)
-    while not any(stamp > killed_at_ns for stamp in poses.stamps()) and time.monotonic() < restarted + 60:
-        time.sleep(0.05)
-    return time.monotonic() - restarted
 
 
 def cpu_shares(graph, seconds: float = 3.0) -> dict[str, float]:
@@ -70,7 +59,7 @@ def main(kills: int = 3, rate: float = 1.0, name: str = "refiner_node", mode: st
             print(f"first pose after {time.monotonic() - started:.1f} s", flush=True)
             for kill in range(kills):
                 time.sleep(5)
-                times.append(restart_once(graph, poses, name, nodes[name]))
+                times.append(restart_after_kill(graph, poses, name, nodes[name], 60.0)[0])
                 print(f"restart {kill}: resumed {times[-1]:.1f} s; cpu % {cpu_shares(graph)}", flush=True)
             results = graph.stop()
     print("restart s:", " / ".join(f"{t:.1f}" for t in times), "exit codes:", {n: r[0] for n, r in results.items()})
