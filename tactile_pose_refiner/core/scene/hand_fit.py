@@ -106,18 +106,26 @@ class HandFitter:
     def _fit(self, observed: np.ndarray, q: np.ndarray, T_cam_base: np.ndarray, kept: HandCorrection) -> HandCorrection:
         c = self.config
         observed_t = torch.as_tensor(observed)
-        offsets = torch.zeros(len(q), dtype=torch.float64, requires_grad=True)
-        rotvec = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-        shift = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        # solved in units of the priors' sigmas: radians and metres differ 10x in scale, and
+        # L-BFGS unscaled stopped far short of the minimum within its iterations
+        sigmas = torch.cat(
+            [
+                torch.full((len(q),), np.radians(c["joint_offset_std_deg"])),
+                torch.full((3,), np.radians(c["base_rotation_std_deg"])),
+                torch.full((3,), float(c["base_translation_std_m"])),
+            ]
+        ).double()
+        scaled = torch.zeros(len(q) + 6, dtype=torch.float64, requires_grad=True)
         q_t, T_t = torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(T_cam_base, dtype=torch.float64)
-        priors = (
-            np.radians(c["joint_offset_std_deg"]),
-            np.radians(c["base_rotation_std_deg"]),
-            c["base_translation_std_m"],
-        )
+
+        def unscaled() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            values = scaled * sigmas
+            return values[: len(q)], values[len(q) : len(q) + 3], values[len(q) + 3 :]
+
         before = after = None
         for _ in range(int(c["rounds"])):
             with torch.no_grad():
+                offsets, rotvec, shift = unscaled()
                 points, normals = self._posed(q_t + offsets, T_t, rotvec, shift)
             pairs = self._associate(observed, points.numpy(), normals.numpy(), float(c["max_distance_m"]))
             if pairs is None:
@@ -125,21 +133,17 @@ class HandFitter:
             rows, cols = pairs
 
             def cost() -> torch.Tensor:
-                residual = self._residuals(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
+                residual = self._residuals(observed_t, rows, cols, q_t, T_t, *unscaled())
                 data = _huber(residual, float(c["huber_m"])).mean() / float(c["depth_std_m"]) ** 2
-                prior = (
-                    ((offsets / priors[0]) ** 2).sum()
-                    + ((rotvec / priors[1]) ** 2).sum()
-                    + ((shift / priors[2]) ** 2).sum()
-                )
-                return data * min(len(rows), int(c["effective_points"])) + prior
+                return data * min(len(rows), int(c["effective_points"])) + (scaled**2).sum()
 
             if before is None:
                 with torch.no_grad():
-                    before = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
-            _minimise(cost, [offsets, rotvec, shift], int(c["iterations"]))
+                    before = self._rms(observed_t, rows, cols, q_t, T_t, *unscaled())
+            _minimise(cost, [scaled], int(c["iterations"]))
             with torch.no_grad():
-                after = self._rms(observed_t, rows, cols, q_t, T_t, offsets, rotvec, shift)
+                after = self._rms(observed_t, rows, cols, q_t, T_t, *unscaled())
+        offsets, rotvec, shift = (value.detach() for value in unscaled())
         if before is None or after is None or not np.isfinite(after) or before - after < float(c["min_improvement_m"]):
             kept.status = "hand not corrected: the fit did not improve on the encoders"  # an exact hand fits noise only
             return kept
