@@ -223,6 +223,20 @@ def test_the_hand_is_corrected_towards_the_truth_from_its_depth_pixels(realistic
     assert off_after < 0.6 * off_before, f"encoder offsets {off_before:.2f} -> {off_after:.2f} deg rms"
 
 
+def test_a_depth_point_in_front_of_the_hand_is_taken_for_an_occluder_not_the_hand():
+    """The object past its mask's edge lies in front of the fingers it hides: pairing its pixels
+    with those fingers pulled them towards the camera."""
+    from tactile_pose_refiner.core.scene.hand_fit import HandFitter
+
+    model = np.array([[0.01 * i, 0.0, 0.5] for i in range(12)])
+    normals = np.tile([0.0, 0.0, -1.0], (12, 1))  # facing the camera
+    in_front, behind = model + [0.0, 0.0, -0.005], model + [0.0, 0.0, 0.001]
+    observed = np.vstack([in_front, behind])
+    rows, cols = HandFitter._associate(observed, model, normals, 0.012, 0.002)
+    assert set(rows.tolist()) == set(range(12, 24))  # only the points on or behind the hand
+    assert HandFitter._associate(in_front, model, normals, 0.012, 0.002) is None
+
+
 @pytest.mark.slow
 def test_a_realistic_frame_is_refined_against_the_true_hand_where_the_old_refiner_was_not():
     """Gelatin box, realistic episode 0 of seed 0, frame 19, paper noise (a `tpr bench` frame).

@@ -261,6 +261,7 @@ class HandCorrection(Section):
     max_points: int = key("observed points used (a fixed random subset)")
     min_points: int = key("fewer: the hand is not corrected (labelled)")
     max_distance_m: float = key("largest observed-to-model pair distance")
+    occluder_margin_m: float = key("a depth point this far in front of its model point is an occluder, not the hand")
     huber_m: float = key("point-to-plane residuals beyond this grow linearly")
     depth_std_m: float = key("depth noise the residuals are weighed against")
     effective_points: int = key("the data term counts as this many independent points")

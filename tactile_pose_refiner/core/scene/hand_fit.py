@@ -5,8 +5,10 @@ The posed hand model is aligned to its own depth pixels (those within `search_px
 predicted silhouette, off the object's mask): point-to-plane residuals from each observed point
 to the nearest camera-facing model surface point, Huber-robust, against Gaussian priors on the
 joint offsets and on the base pose's correction (about the hand base, as the calibration error
-is). The associations are refreshed `rounds` times; each round is an L-BFGS solve over 16 joint
-offsets + 6 base parameters (differentiable forward kinematics in torch). A fit that
+is). A point nearer the camera than its model point by `occluder_margin_m` belongs to something
+in front of the hand (the object past its mask's edge) and is left out. The associations are
+refreshed `rounds` times; each round is an L-BFGS solve over 16 joint offsets + 6 base
+parameters in units of their priors' sigmas (differentiable forward kinematics in torch). A fit that
 does not lower the robust residual by min_improvement_m, or that sees too little of the hand,
 leaves the encoders' hand (labelled in `status`).
 """
@@ -127,7 +129,9 @@ class HandFitter:
             with torch.no_grad():
                 offsets, rotvec, shift = unscaled()
                 points, normals = self._posed(q_t + offsets, T_t, rotvec, shift)
-            pairs = self._associate(observed, points.numpy(), normals.numpy(), float(c["max_distance_m"]))
+            pairs = self._associate(
+                observed, points.numpy(), normals.numpy(), float(c["max_distance_m"]), float(c["occluder_margin_m"])
+            )
             if pairs is None:
                 break
             rows, cols = pairs
@@ -209,18 +213,22 @@ class HandFitter:
         return points
 
     @staticmethod
-    def _associate(observed, points, normals, max_distance):
+    def _associate(observed, points, normals, max_distance, occluder_margin):
         """(observed rows, model cols): each observed point with its nearest camera-facing model
-        point within max_distance; None when fewer than 10 pair up."""
+        point within max_distance and not nearer the camera than it by occluder_margin (an
+        occluder's pixel); None when fewer than 10 pair up."""
         facing = np.einsum("nc,nc->n", normals, points) < 0.0
         candidates = np.flatnonzero(facing)
         if len(candidates) == 0:
             return None
         distance, nearest = cKDTree(points[candidates]).query(observed, distance_upper_bound=max_distance)
         rows = np.flatnonzero(np.isfinite(distance))
+        cols = candidates[nearest[rows]]
+        behind = observed[rows, 2] > points[cols, 2] - occluder_margin
+        rows, cols = rows[behind], cols[behind]
         if len(rows) < 10:
             return None
-        return torch.as_tensor(rows), torch.as_tensor(candidates[nearest[rows]])
+        return torch.as_tensor(rows), torch.as_tensor(cols)
 
 
 @contextlib.contextmanager
