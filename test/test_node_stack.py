@@ -54,6 +54,9 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
     )
     rows = run.rows()
     failures = {name: (code, err[-1500:]) for name, (code, _, err) in run.exits.items() if code not in (0, None)}
+    for name, (code, _, err) in run.exits.items():  # whole, where pytest shortens the assertion (a hang's stacks)
+        if code not in (0, None):
+            print(f"--- {name} exited {code}; its stderr:\n{err}")
     assert len(rows) >= 0.95 * FRAMES, (rows, failures, run.statuses[-20:])
     assert run.frames_replayed == FRAMES
     for entry in run.refined():
