@@ -53,10 +53,11 @@ def test_replayed_episode_is_refined_through_the_node_graph(episode):
         overlay=True,
     )
     rows = run.rows()
-    failures = {name: (code, err[-1500:]) for name, (code, _, err) in run.exits.items() if code not in (0, None)}
-    for name, (code, _, err) in run.exits.items():  # whole, where pytest shortens the assertion (a hang's stacks)
+    failures = {}
+    for name, (code, _, err) in run.exits.items():
         if code not in (0, None):
-            print(f"--- {name} exited {code}; its stderr:\n{err}")
+            failures[name] = (code, err[-1500:])
+            print(f"--- {name} exited {code}; its stderr:\n{err}")  # whole: pytest shortens the assertion's
     assert len(rows) >= 0.95 * FRAMES, (rows, failures, run.statuses[-20:])
     assert run.frames_replayed == FRAMES
     for entry in run.refined():

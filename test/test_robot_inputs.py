@@ -62,16 +62,16 @@ class Clouds:
             self.clouds.append(np.frombuffer(bytes(msg.data), dtype=np.float32).reshape(-1, 3))
 
 
-def wait_for(monitor: GraphMonitor, node: str, text: str, timeout_s: float = 30.0, again=None) -> None:
-    """Until `node` reports `text`; again(): the input sent once more every second (a
-    best-effort subscription matched after the publish misses a single message)."""
+def wait_for(monitor: GraphMonitor, node: str, text: str, timeout_s: float = 30.0, send=None) -> None:
+    """Until `node` reports `text`; send(): the input, sent now and again every second (a
+    best-effort reader that has not matched the writer yet drops a single message)."""
     deadline = time.monotonic() + timeout_s
-    next_send = time.monotonic() + 1.0
+    next_send = time.monotonic()
     while time.monotonic() < deadline:
         if any(text in message for message in monitor.messages_of(node)):
             return
-        if again is not None and time.monotonic() > next_send:
-            again()
+        if send is not None and time.monotonic() >= next_send:
+            send()
             next_send = time.monotonic() + 1.0
         time.sleep(0.1)
     raise AssertionError(f"{node} never reported '{text}'; it said {sorted(set(monitor.messages_of(node)))}")
@@ -122,19 +122,15 @@ def test_fuzzed_sensor_inputs_are_reported_and_never_published_as_nan(ros_env):
         wait_for(monitor, "tactile_node", "unusable joint state")
         # Non-finite and duplicate joints.
         non_finite = JointState(header=header(now, ""), name=JOINTS, position=[float("nan")] * 16)
-        pub["hand_joints"].publish(non_finite)
-        wait_for(monitor, "tactile_node", "non-finite positions", again=lambda: pub["hand_joints"].publish(non_finite))
+        wait_for(monitor, "tactile_node", "non-finite positions", send=lambda: pub["hand_joints"].publish(non_finite))
         twice = JointState(header=header(now, ""), name=JOINTS + ["ah_joint00"], position=[0.1] * 17)
-        pub["joints"].publish(twice)
         duplicate = "names hand joint joint00 twice"
-        wait_for(monitor, "joint_state_node", duplicate, again=lambda: pub["joints"].publish(twice))
+        wait_for(monitor, "joint_state_node", duplicate, send=lambda: pub["joints"].publish(twice))
         # Forces beyond the sensor's range; taxel ids the layout does not have.
         huge, unknown = tactile(now + 1, [300], 1e12), tactile(now + 2, [300, 60000], 2000.0)
-        pub["tactile"].publish(huge)
-        wait_for(monitor, "tactile_node", "beyond 100000", again=lambda: pub["tactile"].publish(huge))
-        pub["tactile"].publish(unknown)
+        wait_for(monitor, "tactile_node", "beyond 100000", send=lambda: pub["tactile"].publish(huge))
         lacks = "taxel ids the layout lacks (skipped): [60000]"
-        wait_for(monitor, "tactile_node", lacks, again=lambda: pub["tactile"].publish(unknown))
+        wait_for(monitor, "tactile_node", lacks, send=lambda: pub["tactile"].publish(unknown))
         # Then a good joint state places the waiting readings: finite contacts.
         pub["hand_joints"].publish(JointState(header=header(now, ""), name=JOINTS, position=[0.2] * 16))
 
