@@ -13,6 +13,7 @@ import pytest
 from tactile_pose_refiner.core.mass import (
     SkinCalibration,
     episode_mass,
+    fill_dead_taxels,
     hand_contact_force,
     identify_mass,
     skin_forces,
@@ -88,6 +89,23 @@ def test_crosstalk_is_undone_and_a_saturated_taxel_leaves_its_frame_out():
     everywhere = np.ones(len(unmixed), bool)
     pushed = hand_contact_force(frame, generator.skin, HandKinematics.from_config(), unmixed, everywhere)
     assert np.isnan(pushed).all()
+
+
+def test_a_dead_taxel_at_a_patchs_rim_reads_like_its_rim_not_the_patchs_centre():
+    """Taxel 0 (dead) between three rim neighbours reading ~100 and one at the patch's centre
+    reading 2000: the median of the live ones, ~100 (their mean, 575, would add a push the
+    object never felt); a live taxel keeps its reading, a dead one with no live neighbour 0."""
+    rng = np.random.default_rng(0)
+    frames = 5
+    read = np.zeros((frames, 6, 3))
+    read[:, 1:4, 2] = 100.0 + rng.normal(0.0, 5.0, (frames, 3))
+    read[:, 4, 2] = 2000.0 + rng.normal(0.0, 5.0, frames)
+    beside = np.zeros((6, 6))
+    beside[0, 1:5] = beside[1:5, 0] = 1.0  # taxel 5: dead, alone
+    filled = fill_dead_taxels(read, beside)
+    assert filled[:, 0, 2] == pytest.approx(np.median(read[:, 1:5, 2], axis=1))
+    assert (np.abs(filled[:, 0, 2] - 100.0) < 20.0).all()
+    assert np.array_equal(filled[:, 1:5], read[:, 1:5]) and (filled[:, 5] == 0.0).all()
 
 
 def test_the_mass_comes_back_from_a_noisy_balanced_episode():

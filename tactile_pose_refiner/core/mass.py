@@ -127,12 +127,15 @@ def skin_forces(read: np.ndarray, skin: SkinCalibration, unmixing: np.ndarray | 
 
 def fill_dead_taxels(read: np.ndarray, beside: np.ndarray) -> np.ndarray:
     """Readings (K, N, 3) of an episode: a taxel whose reading never changes (dead or
-    disconnected; a live one always carries noise) reads the mean of its live neighbours
-    (beside (N, N)), as a contact patch spreads smoothly."""
+    disconnected; a live one always carries noise) reads the median of its live neighbours
+    (beside (N, N)), per axis and frame. Not their mean: at a patch's rim the one neighbour
+    at its centre would lift it (measured: a thumb taxel reading 170 filled with 633, +23 %
+    on that episode's mass)."""
     dead = np.ptp(read, axis=0).max(axis=1) == 0.0
-    around = beside[dead] * ~dead
     filled = read.copy()
-    filled[:, dead] = np.einsum("dn,knc->kdc", around, read) / np.maximum(around.sum(axis=1), 1)[None, :, None]
+    for taxel in np.flatnonzero(dead):
+        live = np.flatnonzero((beside[taxel] > 0) & ~dead)
+        filled[:, taxel] = np.median(read[:, live], axis=1) if len(live) else 0.0
     return filled
 
 
