@@ -131,3 +131,52 @@ def test_a_frame_without_the_hand_in_view_takes_the_last_fit_of_the_hand():
     assert hand.posed(too_late).correction.recalled_s is None
     assert hand.posed(replace(off, stamp_ns=frame.stamp_ns - 1)).correction.recalled_s is None  # a jump back
     assert hand.posed(replace(off, stamp_ns=frame.stamp_ns + 1)).correction.recalled_s is None  # ... forgot it
+
+
+def test_fingers_hidden_behind_the_object_are_fitted_by_their_contacts_and_recalled_with_the_camera_off():
+    """The depth fit cannot see a finger behind the object; once the camera has placed the object,
+    that finger's touching taxels must lie on its surface. The refit moves the taxels in contact
+    nearer where they truly are, and a later frame without the camera recalls it (the mean of
+    the last fits); a jump back in time forgets it."""
+    from dataclasses import replace
+
+    from tactile_pose_refiner.core.scene.assets import HandAssets
+    from tactile_pose_refiner.core.scene.objects import ObjectCatalog
+    from tactile_pose_refiner.core.scene.skin import touching_rows
+    from tactile_pose_refiner.sim.episode import EpisodeGenerator
+
+    object_id = "002_master_chef_can"
+    _, frames = EpisodeGenerator("realistic").replay(object_id, scenes.stored_grasp(object_id), steps=2, seed=0)
+    frames = list(frames)
+    mesh = ObjectCatalog.from_config().load(object_id).geometry
+    hand = HandAssets.from_config()
+    encoders = [hand.model.joint_vector(f.joint_names, f.joint_positions) for f in frames]
+    fits = []
+    for frame in frames:
+        posed = hand.posed(frame)
+        fits.append((posed.correction, hand.fit_to_object(frame, frame.T_cam_obj, mesh, posed)))
+    frame, (depth_fit, object_fit) = frames[-1], fits[-1]
+    rows, _ = touching_rows(frame.tactile, hand.layout, hand.contact_threshold)
+    true = taxels(hand, hand.model.joint_vector(frame.joint_names, frame.joint_positions_true), frame.T_cam_base_true)
+
+    def error_mm(q, T_cam_base) -> float:
+        return 1000.0 * float(np.linalg.norm(taxels(hand, q, T_cam_base)[rows] - true[rows], axis=1).mean())
+
+    encoders_mm = error_mm(encoders[-1], frame.T_cam_base)
+    depth_mm, contacts_mm = (error_mm(c.q, c.T_cam_base) for c in (depth_fit, object_fit))
+    print(f"\n{len(rows)} taxels in contact off by: encoders {encoders_mm:.2f}, depth fit {depth_mm:.2f}, ", end="")
+    print(f"with their contacts {contacts_mm:.2f} mm")
+    assert len(rows) >= 10 and object_fit.status == "ok" and object_fit.on_object
+    assert contacts_mm < 0.8 * depth_mm
+    off = replace(camera_off(frame), stamp_ns=frame.stamp_ns + 500_000_000)
+    recalled = hand.posed(off).correction
+    assert recalled.on_object and recalled.recalled_s == pytest.approx(0.5)
+    mean_offsets = np.mean([fit.q - q for (_, fit), q in zip(fits, encoders)], axis=0)
+    np.testing.assert_allclose(recalled.q - encoders[-1], mean_offsets, atol=1e-12)
+    assert hand.posed(replace(off, stamp_ns=frames[0].stamp_ns - 1)).correction.recalled_s is None  # a jump back
+    assert not hand.object_fits and hand.last_fit is None
+
+
+def taxels(hand, q: np.ndarray, T_cam_base: np.ndarray) -> np.ndarray:
+    """(N, 3) the hand's taxel positions at joints q [rad, URDF order] and base pose T_cam_base, camera frame."""
+    return hand.layout.posed(hand.model.link_poses(q), T_cam_base)[0]

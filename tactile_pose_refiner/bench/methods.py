@@ -130,6 +130,7 @@ class ObjectBench:
                 steps.append((position_error_cm(T, frame.T_cam_obj), orientation_error_deg(T, frame.T_cam_obj), iv))
 
         refinement = self.refiner.refine(frame, T_initial, base, iterations, posed, record, measure=False)
+        self.refiner.remember_hand(frame, refinement, posed)  # as the node does: a camera-off frame after recalls it
         return MethodResult(refinement.T, refinement.diagnostics.wall_ms, refinement.diagnostics.status, steps)
 
     def metrics(self, T: np.ndarray, T_gt: np.ndarray, posed, truth: dict) -> dict:

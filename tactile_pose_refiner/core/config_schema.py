@@ -253,6 +253,16 @@ class RenderConfig(Section):
 
 
 # --- hand.yaml -----------------------------------------------------------------------------------
+class ObjectContacts(Section):
+    enabled: bool = key("refit the hand with its touching taxels on the refined object (hidden fingers)")
+    std_m: float = key("sigma a taxel's distance to the object surface is held to, against its force's gap")
+    huber_m: float = key("misfits beyond this grow linearly (a contact the pose does not explain)")
+    min_taxels: int = key("fewer taxels in contact: no refit")
+    rounds: int = key("re-associations, from the frame's depth fit")
+    every_s: float = key("at most one such refit in this long (0: every frame)")
+    average: int = key("a camera-off frame recalls the mean of the last this many")
+
+
 class HandCorrection(Section):
     enabled: bool = key("correct the hand from its own depth pixels")
     model_spacing_m: float = key("hand surface sampled this densely for the fit")
@@ -272,6 +282,9 @@ class HandCorrection(Section):
     rounds: int = key("re-associations")
     iterations: int = key("L-BFGS iterations per round")
     recall_s: float = key("a frame that shows none of the hand takes the last fit this recent (0: never)")
+    object_contacts: ObjectContacts = key(
+        "after a refinement the camera vouched for: refit with the taxels on the object"
+    )
 
 
 class HandConfig(Section):

@@ -84,6 +84,15 @@ class FrameRefiner:
         refinement.diagnostics.wall_ms = (time.perf_counter() - started) * 1000.0
         return refinement
 
+    def remember_hand(self, frame: Frame, refinement: Refinement, posed: PosedHand | HandUnusable):
+        """After a refinement the camera vouched for (its solve judged by depth, status ok): the
+        hand (`posed`, as refined with) refit with its touching taxels on the object at the result
+        (HandAssets.fit_to_object), which a later frame without the camera recalls. None where
+        it was not vouched for or not refit."""
+        if not refinement.diagnostics.start.startswith("lm:") or refinement.diagnostics.status != "ok":
+            return None
+        return self.hand.fit_to_object(frame, refinement.T, self.object.model.geometry, posed)
+
     def _solved_start(self, frame, chosen, posed, T_initial, settings, iterations, on_iteration):
         """The variant's second-order start (`start: lm` or `touch_lm`) and the line on it; no
         refinement (None) where the whole schedule must run from T_initial."""

@@ -234,6 +234,7 @@ class RefinerNode(GraphNode):
         if not np.isfinite(refinement.T).all():
             raise InputError("failed: the refinement produced a non-finite pose (not published)")
         self.publish(initial, frame, refiner, posed, refinement, degraded)
+        refiner.remember_hand(frame, refinement, posed)  # for the frames the camera may miss next
 
     def _stop_when_shutting_down(self, iteration: int, T) -> None:
         """Ends a refinement within an iteration of SIGINT: a worker still in torch or Warp code

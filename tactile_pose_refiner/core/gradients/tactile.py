@@ -28,9 +28,8 @@ def contact_gaps(
     sits 0.5 mm inside the object at the true pose, so Eq. 2 on the bare taxels pulls the
     object off the truth (measured: 0.1-0.2 cm, up to 2.8 deg)."""
     positions, _, forces = _touching(reading, layout, link_poses, T_frame_base, threshold)
-    normal_force = np.clip(forces[:, 2], 0.0, None)
-    gaps = skin.contact_margin_m - normal_force / skin.stiffness_units_per_m
-    saturated = normal_force >= skin.max_units - 3.0 * skin.noise_std_units
+    gaps = skin.implied_gaps(forces)
+    saturated = forces[:, 2] >= skin.max_units - 3.0 * skin.noise_std_units
     return positions, gaps, saturated
 
 

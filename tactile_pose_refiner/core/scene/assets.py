@@ -4,9 +4,11 @@ BVH distances) and for the hand (model, skin layout, gamma, hand correction)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import trimesh
+from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.frame import Frame
 from tactile_pose_refiner.core.geometry import invert, rotation_angle
@@ -14,11 +16,11 @@ from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.resources import load_config
 from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.hand import HandModel, HandUnusable, PosedHand
-from tactile_pose_refiner.core.scene.hand_fit import HandCorrection, HandFitter
+from tactile_pose_refiner.core.scene.hand_fit import HandCorrection, HandFitter, ObjectContacts
 from tactile_pose_refiner.core.scene.kinematics import HandInputError
 from tactile_pose_refiner.core.scene.objects import ObjectModel
 from tactile_pose_refiner.core.scene.sdf import SdfGrid, object_sdf
-from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel
+from tactile_pose_refiner.core.scene.skin import SkinLayout, TactileModel, touching_rows
 
 
 def skin_layout(model: HandModel | None = None) -> SkinLayout:
@@ -39,6 +41,16 @@ def skin_layout(model: HandModel | None = None) -> SkinLayout:
             largest * 1000.0,
         )
     return layout
+
+
+def mean_fit(fits: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Fits (stamp [ns], joint offsets, base correction (4, 4)) -> the newest stamp with the mean
+    offsets and the mean correction (rotation vectors averaged: corrections of a few degrees)."""
+    base = np.eye(4)
+    rotvecs = [Rotation.from_matrix(f[2][:3, :3]).as_rotvec() for f in fits]
+    base[:3, :3] = Rotation.from_rotvec(np.mean(rotvecs, axis=0)).as_matrix()
+    base[:3, 3] = np.mean([f[2][:3, 3] for f in fits], axis=0)
+    return fits[-1][0], np.mean([f[1] for f in fits], axis=0), base
 
 
 @dataclass
@@ -74,6 +86,7 @@ class HandAssets:
     skin: TactileModel | None = None
     fitter: HandFitter | None = None
     last_fit: tuple[int, np.ndarray, np.ndarray] | None = None  # stamp [ns], joint offsets, base correction
+    object_fits: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)  # of fit_to_object, newest last
 
     @classmethod
     def from_config(cls, model: HandModel | None = None) -> HandAssets:
@@ -114,17 +127,72 @@ class HandAssets:
         corrected = self.model.posed(correction.q, correction.T_cam_base, self.point_spacing)
         return replace(corrected, correction=correction)
 
+    def fit_to_object(
+        self, frame: Frame, T_cam_obj: np.ndarray, mesh: trimesh.Trimesh, posed: PosedHand | HandUnusable
+    ) -> HandCorrection | None:
+        """The hand refit on a frame whose object the camera placed at T_cam_obj (object-frame
+        mesh), from its depth fit (`posed`): its depth pixels and its touching taxels on the
+        object's surface together. The fingers behind the object show no depth pixels, only their
+        contacts; a later frame without the camera recalls the mean of the last `average` such
+        fits (each carries its frame's pose error) before the depth fit (`recall_s`). None where
+        config/hand.yaml `correction.object_contacts` is off, the last such fit is under
+        `every_s` old, or the frame lacks depth, joints or enough contacts."""
+        config = (self.fitter.config.get("object_contacts") or {}) if self.fitter else {}
+        if not config.get("enabled", False) or frame.depth_mm is None or self._object_fit_fresh(frame, config):
+            return None
+        sensed = self.posed_sensed(frame)
+        contacts = self._object_contacts(frame, T_cam_obj, mesh, config)
+        if contacts is None or isinstance(sensed, HandUnusable):
+            return None
+        q = self.model.joint_vector(frame.joint_names, frame.joint_positions)
+        start = getattr(posed, "correction", None)  # HandUnusable: none
+        correction = self.fitter.fit(
+            frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh, contacts, start
+        )
+        if correction.status == "ok":
+            fit = (frame.stamp_ns, correction.q - q, invert(frame.T_cam_base) @ correction.T_cam_base)
+            self.object_fits = [*self.object_fits, fit][-int(config["average"]) :]
+        return correction
+
+    def _object_fit_fresh(self, frame: Frame, config: dict) -> bool:
+        """An object-contact fit under `every_s` old stands (the offsets change slowly; a refit costs ~0.3 s)."""
+        if not self.object_fits:
+            return False
+        age_s = (frame.stamp_ns - self.object_fits[-1][0]) * 1e-9
+        return 0.0 <= age_s < float(config["every_s"])
+
+    def _object_contacts(self, frame: Frame, T_cam_obj: np.ndarray, mesh: trimesh.Trimesh, config: dict):
+        if frame.tactile is None or not np.isfinite(T_cam_obj).all():
+            return None
+        rows, forces = touching_rows(frame.tactile, self.layout, self.contact_threshold)
+        if len(rows) < int(config["min_taxels"]):
+            return None
+        gaps = self.skin.implied_gaps(forces) if self.skin is not None else np.zeros(len(rows))
+        return ObjectContacts(
+            [self.layout.links[row] for row in rows],
+            self.layout.positions[rows],
+            gaps,
+            mesh.copy().apply_transform(T_cam_obj),
+            float(config["std_m"]),
+            float(config["huber_m"]),
+            int(config["rounds"]),
+        )
+
     def _recalled(self, frame: Frame, q: np.ndarray) -> HandCorrection | None:
-        """The last fit's corrections applied to this frame, where recent enough (None: none; a
-        stamp before the fit's is a jump back in time, and the fit is forgotten)."""
-        if self.last_fit is None:
+        """The last fit's corrections applied to this frame, where recent enough: the last
+        object-contact fit's, else the last depth fit's (None: neither; a stamp before a fit's
+        is a jump back in time, and the fit is forgotten)."""
+        object_fit = mean_fit(self.object_fits) if self.object_fits else None
+        fits = [fit for fit in (object_fit, self.last_fit) if fit is not None]
+        if any(frame.stamp_ns < fit[0] for fit in fits):
+            self.forget()
             return None
-        stamp_ns, offsets, base = self.last_fit
+        recall_s = float(self.fitter.config.get("recall_s", 0.0))
+        recent = [fit for fit in fits if (frame.stamp_ns - fit[0]) * 1e-9 <= recall_s]
+        if not recent:
+            return None
+        stamp_ns, offsets, base = recent[0]
         age_s = (frame.stamp_ns - stamp_ns) * 1e-9
-        if age_s < 0.0:
-            self.last_fit = None
-        if not 0.0 <= age_s <= float(self.fitter.config.get("recall_s", 0.0)):
-            return None
         return HandCorrection(
             q + offsets,
             frame.T_cam_base @ base,
@@ -132,11 +200,13 @@ class HandAssets:
             base_turn_deg=float(np.degrees(rotation_angle(np.eye(3), base[:3, :3]))),
             joint_change_rms_deg=float(np.degrees(np.sqrt(np.mean(offsets**2)))),
             recalled_s=age_s,
+            on_object=recent[0] is object_fit,
         )
 
     def forget(self) -> None:
-        """Drop the last fit (another episode: other encoder offsets and calibration)."""
+        """Drop the last fits (another episode: other encoder offsets and calibration)."""
         self.last_fit = None
+        self.object_fits = []
 
     def posed_sensed(self, frame: Frame) -> PosedHand | HandUnusable:
         """The frame's hand as the encoders and the calibration place it, uncorrected."""

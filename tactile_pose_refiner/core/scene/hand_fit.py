@@ -24,6 +24,7 @@ import trimesh
 from scipy.ndimage import binary_dilation
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 from tactile_pose_refiner.core.scene.camera import PinholeCamera
 from tactile_pose_refiner.core.scene.hand import HandModel
@@ -46,21 +47,52 @@ class HandCorrection:
     joint_change_rms_deg: float = 0.0
     unseen: bool = False  # too little of the hand in view to fit (camera off, hand hidden)
     recalled_s: float | None = None  # a fit of a frame this much earlier, taken over (HandAssets)
+    on_object: bool = False  # fitted with the touching taxels on the refined object as well
 
     def summary(self) -> str:
         if self.status != "ok":
             return self.status
+        fitted = "fitted on its depth pixels and contacts" if self.on_object else "fitted"
         if self.recalled_s is not None:
             return (
-                f"hand corrected as fitted {self.recalled_s:.1f} s before (none of it in view now): "
+                f"hand corrected as {fitted} {self.recalled_s:.1f} s before (none of it in view now): "
                 f"base {self.base_shift_mm:.1f} mm {self.base_turn_deg:.2f} deg, "
                 f"joints rms {self.joint_change_rms_deg:.2f} deg"
             )
         return (
-            f"hand corrected on {self.points} depth points: base {self.base_shift_mm:.1f} mm "
+            f"hand corrected on {self.points} depth points{' and its contacts' * self.on_object}: "
+            f"base {self.base_shift_mm:.1f} mm "
             f"{self.base_turn_deg:.2f} deg, joints rms {self.joint_change_rms_deg:.2f} deg, "
             f"fit {self.rms_before_mm:.1f} -> {self.rms_after_mm:.1f} mm"
         )
+
+
+@dataclass
+class ObjectContacts:
+    """The skin's contacts with an object the camera placed: the touching taxels' links and
+    link-frame positions (K, 3) [m], the gaps (K,) [m] their forces imply (TactileModel.implied_gaps;
+    0 on a bare skin), the object's surface posed in the camera frame, the sigma [m] and
+    Huber width [m] the gaps are held to, and the fit's rounds. A finger hidden behind the object shows no depth
+    pixels, but its taxels must lie on the object's surface."""
+
+    links: list[str]
+    positions: np.ndarray
+    gaps: np.ndarray
+    surface: trimesh.Trimesh
+    std_m: float
+    huber_m: float
+    rounds: int
+
+    def targets(self, taxels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each taxel's nearest surface point and that face's outward normal (K, 3), camera frame."""
+        nearest, _, faces = trimesh.proximity.closest_point(self.surface, taxels)
+        return torch.as_tensor(nearest), torch.as_tensor(self.surface.face_normals[faces])
+
+    def cost(self, taxels: torch.Tensor, nearest: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+        """Sum of (Huber) squared misfits, in sigmas, of the taxels' signed distances to the
+        surface (linearised at the nearest points) against their implied gaps."""
+        misfit = ((taxels - nearest) * normals).sum(dim=1) - torch.as_tensor(self.gaps)
+        return _huber(misfit, self.huber_m).sum() / self.std_m**2
 
 
 def rotation_matrix(rotvec: torch.Tensor) -> torch.Tensor:
@@ -92,10 +124,14 @@ class HandFitter:
         q: np.ndarray,
         T_cam_base: np.ndarray,
         sensed_mesh: trimesh.Trimesh,
+        contacts: ObjectContacts | None = None,
+        start: HandCorrection | None = None,
     ) -> HandCorrection:
         """depth_m (H, W) [m] 0 = missing; object_mask (H, W) or None; q (J,) the encoders' joints
         [rad]; T_cam_base (4, 4) the calibration's base pose; sensed_mesh: the hand posed by both
-        (camera frame), whose silhouette says where to look for its depth pixels."""
+        (camera frame), whose silhouette says where to look for its depth pixels; contacts: the
+        taxels to hold on an object's surface as well (where a refinement placed it), for
+        `contacts.rounds` rounds from `start` (a fit of this frame) rather than the fit's own."""
         kept = HandCorrection(np.asarray(q, float), np.asarray(T_cam_base, float))
         observed = self._observed_points(depth_m, camera, object_mask, sensed_mesh)
         if len(observed) < int(self.config["min_points"]):
@@ -103,9 +139,9 @@ class HandFitter:
             kept.unseen = True
             return kept
         with _one_torch_thread():
-            return self._fit(observed, q, T_cam_base, kept)
+            return self._fit(observed, q, T_cam_base, kept, contacts, start)
 
-    def _fit(self, observed: np.ndarray, q: np.ndarray, T_cam_base: np.ndarray, kept: HandCorrection) -> HandCorrection:
+    def _fit(self, observed, q, T_cam_base, kept: HandCorrection, contacts, start) -> HandCorrection:
         c = self.config
         observed_t = torch.as_tensor(observed)
         # solved in units of the priors' sigmas: radians and metres differ 10x in scale, and
@@ -117,15 +153,17 @@ class HandFitter:
                 torch.full((3,), float(c["base_translation_std_m"])),
             ]
         ).double()
-        scaled = torch.zeros(len(q) + 6, dtype=torch.float64, requires_grad=True)
+        scaled = (_parameters(start, q, T_cam_base) / sigmas).requires_grad_(True)
         q_t, T_t = torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(T_cam_base, dtype=torch.float64)
 
         def unscaled() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             values = scaled * sigmas
             return values[: len(q)], values[len(q) : len(q) + 3], values[len(q) + 3 :]
 
-        before = after = None
-        for _ in range(int(c["rounds"])):
+        # a fit from `start` improves on the encoders as much as that fit did
+        before = start.rms_before_mm / 1000.0 if start is not None and start.status == "ok" else None
+        after = None
+        for _ in range(int(c["rounds"] if contacts is None else contacts.rounds)):
             with torch.no_grad():
                 offsets, rotvec, shift = unscaled()
                 points, normals = self._posed(q_t + offsets, T_t, rotvec, shift)
@@ -135,11 +173,13 @@ class HandFitter:
             if pairs is None:
                 break
             rows, cols = pairs
+            contact_cost = None if contacts is None else self._contact_cost(contacts, q_t, T_t, unscaled)
 
             def cost() -> torch.Tensor:
                 residual = self._residuals(observed_t, rows, cols, q_t, T_t, *unscaled())
                 data = _huber(residual, float(c["huber_m"])).mean() / float(c["depth_std_m"]) ** 2
-                return data * min(len(rows), int(c["effective_points"])) + (scaled**2).sum()
+                total = data * min(len(rows), int(c["effective_points"])) + (scaled**2).sum()
+                return total if contact_cost is None else total + contact_cost()
 
             if before is None:
                 with torch.no_grad():
@@ -151,7 +191,9 @@ class HandFitter:
         if before is None or after is None or not np.isfinite(after) or before - after < float(c["min_improvement_m"]):
             kept.status = "hand not corrected: the fit did not improve on the encoders"  # an exact hand fits noise only
             return kept
-        return self._correction(q, T_cam_base, offsets, rotvec, shift, len(observed), before, after)
+        correction = self._correction(q, T_cam_base, offsets, rotvec, shift, len(observed), before, after)
+        correction.on_object = contacts is not None
+        return correction
 
     def _correction(self, q, T_cam_base, offsets, rotvec, shift, count, before, after) -> HandCorrection:
         with torch.no_grad():
@@ -182,10 +224,32 @@ class HandFitter:
         points, normals = self._posed(q + offsets, T, rotvec, shift)
         return ((observed[rows] - points[cols]) * normals[cols]).sum(dim=1)
 
+    def _contact_cost(self, contacts: ObjectContacts, q: torch.Tensor, T: torch.Tensor, unscaled):
+        """The contacts' cost as a function of the fit's parameters (`unscaled()`), their surface
+        targets taken at the parameters' present values (refreshed each round, as the depth pairs)."""
+        with torch.no_grad():
+            offsets, rotvec, shift = unscaled()
+            nearest, normals = contacts.targets(self._taxels(contacts, q + offsets, T, rotvec, shift).numpy())
+
+        def cost() -> torch.Tensor:
+            offsets, rotvec, shift = unscaled()
+            return contacts.cost(self._taxels(contacts, q + offsets, T, rotvec, shift), nearest, normals)
+
+        return cost
+
+    def _taxels(self, contacts: ObjectContacts, q, T_cam_base, rotvec, shift) -> torch.Tensor:
+        """The contacts' taxel positions (K, 3) [m, camera frame] on the hand at q, based as in _posed."""
+        R, t = _based(T_cam_base, rotvec, shift)
+        poses = self.model.link_poses_torch(q)
+        local = torch.as_tensor(contacts.positions)
+        rotations = torch.stack([poses[link][:3, :3] for link in contacts.links])
+        origins = torch.stack([poses[link][:3, 3] for link in contacts.links])
+        in_base = torch.einsum("kij,kj->ki", rotations, local) + origins
+        return in_base @ R.T + t
+
     def _posed(self, q: torch.Tensor, T_cam_base: torch.Tensor, rotvec: torch.Tensor, shift: torch.Tensor):
         """Surface points and normals (N, 3) of the hand at q, based at T_cam_base @ (R(rotvec), shift)."""
-        R = T_cam_base[:3, :3] @ rotation_matrix(rotvec)
-        t = T_cam_base[:3, :3] @ shift + T_cam_base[:3, 3]
+        R, t = _based(T_cam_base, rotvec, shift)
         poses = self.model.link_poses_torch(q)
         points, normals = [], []
         for link, (local, local_normals) in self.samples.items():
@@ -229,6 +293,20 @@ class HandFitter:
         if len(rows) < 10:
             return None
         return torch.as_tensor(rows), torch.as_tensor(cols)
+
+
+def _parameters(correction: HandCorrection | None, q: np.ndarray, T_cam_base: np.ndarray) -> torch.Tensor:
+    """(J + 6,) the joint offsets, base rotation vector and shift a correction made (zeros: none)."""
+    if correction is None or correction.status != "ok":
+        return torch.zeros(len(q) + 6, dtype=torch.float64)
+    error = np.linalg.inv(T_cam_base) @ correction.T_cam_base
+    rotvec = Rotation.from_matrix(error[:3, :3]).as_rotvec()
+    return torch.as_tensor(np.concatenate([correction.q - q, rotvec, error[:3, 3]]), dtype=torch.float64)
+
+
+def _based(T_cam_base: torch.Tensor, rotvec: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotation and translation of the base pose T_cam_base corrected by (R(rotvec), shift) about the base."""
+    return T_cam_base[:3, :3] @ rotation_matrix(rotvec), T_cam_base[:3, :3] @ shift + T_cam_base[:3, 3]
 
 
 @contextlib.contextmanager

@@ -219,6 +219,11 @@ class TactileModel:
         config = load_config(name)
         return cls(**{k: float(config[k]) for k in cls.__dataclass_fields__})
 
+    def implied_gaps(self, forces: np.ndarray) -> np.ndarray:
+        """(K, 3) force rows -> (K,) the signed distance [m] to the object surface their normal
+        force implies (margin - force / stiffness: negative where the skin is pressed in)."""
+        return self.contact_margin_m - np.clip(forces[:, 2], 0.0, None) / self.stiffness_units_per_m
+
     def forces(
         self,
         signed_distance: np.ndarray,
@@ -287,12 +292,18 @@ def _noise_factor() -> float:
     return float(load_config("tactile").get("contact_noise_factor", 0.0))
 
 
-def _touching(reading, layout, link_poses, T_frame_base, threshold):
-    """Posed positions, outward normals (K, 3) and force rows (K, 3) of the taxels in contact
-    (force over gamma = `threshold`, raised where the reading is noisier: contact_threshold)."""
-    positions, normals = layout.posed(link_poses, T_frame_base)
+def touching_rows(reading: TactileReading, layout: SkinLayout, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The layout rows (K,) of the taxels in contact and their force rows (K, 3): force over
+    gamma = `threshold`, raised where the reading is noisier (contact_threshold); unknown ids skipped."""
     row_of_id = layout.row_of_id
     threshold = contact_threshold(reading, threshold, _noise_factor())
     touching = [i for i in np.nonzero(reading.in_contact(threshold))[0] if int(reading.taxel_ids[i]) in row_of_id]
-    rows = [row_of_id[int(reading.taxel_ids[i])] for i in touching]
-    return positions[rows], normals[rows], reading.forces[touching]
+    rows = np.array([row_of_id[int(reading.taxel_ids[i])] for i in touching], dtype=np.int64)
+    return rows, reading.forces[touching]
+
+
+def _touching(reading, layout, link_poses, T_frame_base, threshold):
+    """Posed positions, outward normals (K, 3) and force rows (K, 3) of the taxels in contact."""
+    positions, normals = layout.posed(link_poses, T_frame_base)
+    rows, forces = touching_rows(reading, layout, threshold)
+    return positions[rows], normals[rows], forces
