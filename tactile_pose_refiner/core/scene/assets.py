@@ -135,17 +135,19 @@ class HandAssets:
         object's surface together. The fingers behind the object show no depth pixels, only their
         contacts; a later frame without the camera recalls the mean of the last `average` such
         fits (each carries its frame's pose error) before the depth fit (`recall_s`). None where
-        config/hand.yaml `correction.object_contacts` is off, the last such fit is under
-        `every_s` old, or the frame lacks depth, joints or enough contacts."""
+        config/hand.yaml `correction.object_contacts` is off, `posed` is no depth fit of this
+        frame (the encoders' hand fit its pixels, or none were seen), the last such fit is under
+        `every_s` old, or the frame lacks joints or enough contacts."""
         config = (self.fitter.config.get("object_contacts") or {}) if self.fitter else {}
-        if not config.get("enabled", False) or frame.depth_mm is None or self._object_fit_fresh(frame, config):
+        start = getattr(posed, "correction", None)  # HandUnusable: none
+        depth_fitted = start is not None and start.status == "ok" and start.recalled_s is None
+        if not config.get("enabled", False) or not depth_fitted or self._object_fit_fresh(frame, config):
             return None
         sensed = self.posed_sensed(frame)
         contacts = self._object_contacts(frame, T_cam_obj, mesh, config)
         if contacts is None or isinstance(sensed, HandUnusable):
             return None
         q = self.model.joint_vector(frame.joint_names, frame.joint_positions)
-        start = getattr(posed, "correction", None)  # HandUnusable: none
         correction = self.fitter.fit(
             frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh, contacts, start
         )
