@@ -261,6 +261,7 @@ class ObjectContacts(Section):
     rounds: int = key("re-associations, from the frame's depth fit")
     every_s: float = key("at most one such refit in this long (0: every frame)")
     average: int = key("a camera-off frame recalls the mean of the last this many")
+    as_prior: bool = key("a later frame's depth fit expects the offsets near that mean, not the encoders'")
 
 
 class HandCorrection(Section):

@@ -117,7 +117,10 @@ class HandAssets:
         if frame.depth_mm is None:
             correction = HandCorrection(q, frame.T_cam_base, "hand not corrected: no depth image", unseen=True)
         else:
-            correction = self.fitter.fit(frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh)
+            prior = self._contact_prior(frame, q)
+            correction = self.fitter.fit(
+                frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh, prior=prior
+            )
         if correction.status == "ok":
             self.last_fit = (frame.stamp_ns, correction.q - q, invert(frame.T_cam_base) @ correction.T_cam_base)
         elif correction.unseen:
@@ -138,7 +141,7 @@ class HandAssets:
         config/hand.yaml `correction.object_contacts` is off, `posed` is no depth fit of this
         frame (the encoders' hand fit its pixels, or none were seen), the last such fit is under
         `every_s` old, or the frame lacks joints or enough contacts."""
-        config = (self.fitter.config.get("object_contacts") or {}) if self.fitter else {}
+        config = self._object_contacts_config()
         start = getattr(posed, "correction", None)  # HandUnusable: none
         depth_fitted = start is not None and start.status == "ok" and start.recalled_s is None
         if not config.get("enabled", False) or not depth_fitted or self._object_fit_fresh(frame, config):
@@ -155,6 +158,16 @@ class HandAssets:
             fit = (frame.stamp_ns, correction.q - q, invert(frame.T_cam_base) @ correction.T_cam_base)
             self.object_fits = [*self.object_fits, fit][-int(config["average"]) :]
         return correction
+
+    def _contact_prior(self, frame: Frame, q: np.ndarray) -> HandCorrection | None:
+        """Where the last contact fits put the hand (config `as_prior`): the depth fit's prior mean,
+        so that fingers the camera cannot see stay where their contacts placed them."""
+        if not self._object_contacts_config().get("as_prior", False):
+            return None
+        return self._recalled(frame, q, depth_fits=False)
+
+    def _object_contacts_config(self) -> dict:
+        return (self.fitter.config.get("object_contacts") or {}) if self.fitter else {}
 
     def _object_fit_fresh(self, frame: Frame, config: dict) -> bool:
         """An object-contact fit under `every_s` old stands (the offsets change slowly; a refit costs ~0.3 s)."""
@@ -180,12 +193,12 @@ class HandAssets:
             int(config["rounds"]),
         )
 
-    def _recalled(self, frame: Frame, q: np.ndarray) -> HandCorrection | None:
+    def _recalled(self, frame: Frame, q: np.ndarray, depth_fits: bool = True) -> HandCorrection | None:
         """The last fit's corrections applied to this frame, where recent enough: the last
-        object-contact fit's, else the last depth fit's (None: neither; a stamp before a fit's
-        is a jump back in time, and the fit is forgotten)."""
+        object-contact fits' mean, else (depth_fits) the last depth fit's (None: neither; a stamp
+        before a fit's is a jump back in time, and the fit is forgotten)."""
         object_fit = mean_fit(self.object_fits) if self.object_fits else None
-        fits = [fit for fit in (object_fit, self.last_fit) if fit is not None]
+        fits = [fit for fit in (object_fit, self.last_fit if depth_fits else None) if fit is not None]
         if any(frame.stamp_ns < fit[0] for fit in fits):
             self.forget()
             return None

@@ -126,12 +126,15 @@ class HandFitter:
         sensed_mesh: trimesh.Trimesh,
         contacts: ObjectContacts | None = None,
         start: HandCorrection | None = None,
+        prior: HandCorrection | None = None,
     ) -> HandCorrection:
         """depth_m (H, W) [m] 0 = missing; object_mask (H, W) or None; q (J,) the encoders' joints
         [rad]; T_cam_base (4, 4) the calibration's base pose; sensed_mesh: the hand posed by both
         (camera frame), whose silhouette says where to look for its depth pixels; contacts: the
         taxels to hold on an object's surface as well (where a refinement placed it), for
-        `contacts.rounds` rounds from `start` (a fit of this frame) rather than the fit's own."""
+        `contacts.rounds` rounds from `start` (a fit of this frame) rather than the fit's own;
+        prior: a correction the joint offsets and base correction are expected near (their
+        priors' mean; default: the encoders' and the calibration's)."""
         kept = HandCorrection(np.asarray(q, float), np.asarray(T_cam_base, float))
         observed = self._observed_points(depth_m, camera, object_mask, sensed_mesh)
         if len(observed) < int(self.config["min_points"]):
@@ -139,9 +142,9 @@ class HandFitter:
             kept.unseen = True
             return kept
         with _one_torch_thread():
-            return self._fit(observed, q, T_cam_base, kept, contacts, start)
+            return self._fit(observed, q, T_cam_base, kept, contacts, start, prior)
 
-    def _fit(self, observed, q, T_cam_base, kept: HandCorrection, contacts, start) -> HandCorrection:
+    def _fit(self, observed, q, T_cam_base, kept: HandCorrection, contacts, start, prior) -> HandCorrection:
         c = self.config
         observed_t = torch.as_tensor(observed)
         # solved in units of the priors' sigmas: radians and metres differ 10x in scale, and
@@ -153,11 +156,12 @@ class HandFitter:
                 torch.full((3,), float(c["base_translation_std_m"])),
             ]
         ).double()
-        scaled = (_parameters(start, q, T_cam_base) / sigmas).requires_grad_(True)
+        centre = _parameters(prior, q, T_cam_base) / sigmas
+        scaled = (centre if start is None else _parameters(start, q, T_cam_base) / sigmas).clone().requires_grad_(True)
         q_t, T_t = torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(T_cam_base, dtype=torch.float64)
 
-        def unscaled() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            values = scaled * sigmas
+        def unscaled(values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            values = (scaled if values is None else values) * sigmas
             return values[: len(q)], values[len(q) : len(q) + 3], values[len(q) + 3 :]
 
         # a fit from `start` improves on the encoders as much as that fit did
@@ -178,12 +182,12 @@ class HandFitter:
             def cost() -> torch.Tensor:
                 residual = self._residuals(observed_t, rows, cols, q_t, T_t, *unscaled())
                 data = _huber(residual, float(c["huber_m"])).mean() / float(c["depth_std_m"]) ** 2
-                total = data * min(len(rows), int(c["effective_points"])) + (scaled**2).sum()
+                total = data * min(len(rows), int(c["effective_points"])) + ((scaled - centre) ** 2).sum()
                 return total if contact_cost is None else total + contact_cost()
 
             if before is None:
                 with torch.no_grad():
-                    before = self._rms(observed_t, rows, cols, q_t, T_t, *unscaled())
+                    before = self._rms(observed_t, rows, cols, q_t, T_t, *unscaled(torch.zeros_like(centre)))
             _minimise(cost, [scaled], int(c["iterations"]))
             with torch.no_grad():
                 after = self._rms(observed_t, rows, cols, q_t, T_t, *unscaled())
