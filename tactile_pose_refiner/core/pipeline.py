@@ -99,7 +99,7 @@ class FrameRefiner:
         refinement, start = None, "initial pose"
         touch_solve = chosen.get("start") == "touch_lm"
         if chosen.get("start", "initial") == "lm":
-            T_solved, start = self._second_order_start(frame, T_initial)
+            T_solved, start = self._second_order_start(frame, T_initial, posed)
             if start.startswith("lm:"):  # a good fit: the refiner only polishes it
                 run = (frame, chosen, posed, settings, iterations, on_iteration)
                 refinement, start = self._polished(run, T_initial, T_solved, start)
@@ -174,12 +174,15 @@ class FrameRefiner:
     def tracker(self) -> Tracker:
         return Tracker(self.object, self.hand)
 
-    def _second_order_start(self, frame: Frame, T_initial: np.ndarray) -> tuple[np.ndarray, str]:
-        """The tracker's Levenberg-Marquardt solve from T_initial (depth, touch, hand contact; a
-        can turned by its texture) and a line on it; a poor fit (depth or touch disagreeing with
+    def _second_order_start(self, frame: Frame, T_initial: np.ndarray, posed) -> tuple[np.ndarray, str]:
+        """The tracker's Levenberg-Marquardt solve from T_initial (depth, touch, hand contact on
+        `posed`, the frame's hand as corrected; a can turned by its texture) and a line on it; a poor fit (depth or touch disagreeing with
         it), or one without the depth points to judge it by (the camera occluded or off), gives
         T_initial back, for the whole schedule."""
-        solved = self.tracker.start(frame, T_initial, hypotheses=int(self.config.get("start_hypotheses", 1)))
+        hand = posed if isinstance(posed, PosedHand) else None  # the corrected hand, where it was
+        solved = self.tracker.start(
+            frame, T_initial, hypotheses=int(self.config.get("start_hypotheses", 1)), posed=hand
+        )
         summary = f"{solved.iterations} iterations, {solved.ms:.0f} ms"
         depth_points = solved.stats.get("depth", {}).get("points", 0)
         if depth_points < int(self.tracker.config["confidence"]["min_depth_points"]):  # nothing judged its fit

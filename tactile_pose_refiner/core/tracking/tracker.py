@@ -98,18 +98,24 @@ class Tracker:
         return self.T_base_obj is not None
 
     def start(
-        self, frame: Frame, T_cam_obj: np.ndarray, iterations: int | None = None, hypotheses: int | None = None
+        self,
+        frame: Frame,
+        T_cam_obj: np.ndarray,
+        iterations: int | None = None,
+        hypotheses: int | None = None,
+        posed: PosedHand | None = None,
     ) -> TrackResult:
         """(Re)initialise from a pose (an estimate, a full refinement): a longer solve without
         the motion prior, from the pose and hypotheses - 1 others drawn about it (config
-        `start`); the one that fits depth, touch and the hand best is kept."""
+        `start`); the one that fits depth, touch and the hand best is kept. posed: the frame's
+        hand where it was corrected (default: as its joints and base pose place it)."""
         self.reset()
         config = self.config["start"]
         settings = SolverSettings(**{**self.settings.__dict__, "prior_mm": np.inf, "prior_deg": np.inf})
         settings.iterations = int(iterations or config["iterations"])
         T = np.asarray(T_cam_obj, dtype=np.float64)
         alternatives = self._hypotheses(T, int(hypotheses or config["hypotheses"]) - 1)
-        return self._update(frame, T, settings, None, "reinitialised", alternatives)
+        return self._update(frame, T, settings, None, "reinitialised", alternatives, posed)
 
     def recovery_due(self) -> bool:
         """A lost track tries to restart itself (config `recovery`) every `every_frames` lost frames."""
@@ -180,10 +186,10 @@ class Tracker:
             return self._unusable(time.perf_counter(), "lost; degraded: hand base pose not finite")
         return self._update(frame, predicted, self.settings, predicted, "tracking")
 
-    def _update(self, frame, predicted, settings, prior, status, alternatives=()) -> TrackResult:
+    def _update(self, frame, predicted, settings, prior, status, alternatives=(), posed=None) -> TrackResult:
         started = time.perf_counter()
         try:
-            evidence = self.evidence(frame, predicted)
+            evidence = self.evidence(frame, predicted, posed)
         except HandInputError as exc:
             return self._unusable(started, f"lost; degraded: joint states unusable: {exc}", predicted)
         solved = self._best_fit(
