@@ -176,9 +176,9 @@ class FrameRefiner:
 
     def _second_order_start(self, frame: Frame, T_initial: np.ndarray, posed) -> tuple[np.ndarray, str]:
         """The tracker's Levenberg-Marquardt solve from T_initial (depth, touch, hand contact on
-        `posed`, the frame's hand as corrected; a can turned by its texture) and a line on it; a poor fit (depth or touch disagreeing with
-        it), or one without the depth points to judge it by (the camera occluded or off), gives
-        T_initial back, for the whole schedule."""
+        `posed`, the frame's hand as corrected; a can turned by its texture) and a line on it; a
+        poor fit (depth or touch disagreeing with it), or one without the depth points to judge
+        it by (the camera occluded or off), gives T_initial back, for the whole schedule."""
         hand = posed if isinstance(posed, PosedHand) else None  # the corrected hand, where it was
         solved = self.tracker.start(
             frame, T_initial, hypotheses=int(self.config.get("start_hypotheses", 1)), posed=hand
