@@ -264,7 +264,7 @@ def test_a_solve_that_polishes_to_an_implausible_fit_falls_back_to_the_whole_sch
     wrong = frame.T_cam_obj.copy()
     wrong[:3, 3] += [0.0, 0.02, 0.0]
     fit = {"depth": {"points": 800, "inliers": 800, "rms_mm": 1.0, "score": 1.0}}  # said to fit
-    refiner.tracker.start = lambda frame, T, hypotheses=1: TrackResult(
+    refiner.tracker.start = lambda frame, T, hypotheses=1, posed=None: TrackResult(
         wrong, np.eye(6), "reinitialised", 1.0, 5, wrong, fit
     )
     seen = []
