@@ -43,6 +43,11 @@ def skin_layout(model: HandModel | None = None) -> SkinLayout:
     return layout
 
 
+def _as_fit(frame: Frame, q: np.ndarray, correction: HandCorrection) -> tuple[int, np.ndarray, np.ndarray]:
+    """What a frame's fit leaves for later frames: its stamp [ns], joint offsets and base correction (4, 4)."""
+    return frame.stamp_ns, correction.q - q, invert(frame.T_cam_base) @ correction.T_cam_base
+
+
 def mean_fit(fits: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray, np.ndarray]:
     """Fits (stamp [ns], joint offsets, base correction (4, 4)) -> the newest stamp with the mean
     offsets and the mean correction (rotation vectors averaged: corrections of a few degrees)."""
@@ -122,7 +127,7 @@ class HandAssets:
                 frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh, prior=prior
             )
         if correction.status == "ok":
-            self.last_fit = (frame.stamp_ns, correction.q - q, invert(frame.T_cam_base) @ correction.T_cam_base)
+            self.last_fit = _as_fit(frame, q, correction)
         elif correction.unseen:
             correction = self._recalled(frame, q) or correction
         if correction.status != "ok":
@@ -155,8 +160,7 @@ class HandAssets:
             frame.depth_m, frame.camera, frame.mask, q, frame.T_cam_base, sensed.mesh, contacts, start
         )
         if correction.status == "ok":
-            fit = (frame.stamp_ns, correction.q - q, invert(frame.T_cam_base) @ correction.T_cam_base)
-            self.object_fits = [*self.object_fits, fit][-int(config["average"]) :]
+            self.object_fits = [*self.object_fits, _as_fit(frame, q, correction)][-int(config["average"]) :]
         return correction
 
     def _contact_prior(self, frame: Frame, q: np.ndarray) -> HandCorrection | None:
@@ -187,7 +191,8 @@ class HandAssets:
             [self.layout.links[row] for row in rows],
             self.layout.positions[rows],
             gaps,
-            mesh.copy().apply_transform(T_cam_obj),
+            mesh,
+            np.asarray(T_cam_obj, dtype=np.float64),
             float(config["std_m"]),
             float(config["huber_m"]),
             int(config["rounds"]),

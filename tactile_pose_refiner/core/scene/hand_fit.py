@@ -71,22 +71,25 @@ class HandCorrection:
 class ObjectContacts:
     """The skin's contacts with an object the camera placed: the touching taxels' links and
     link-frame positions (K, 3) [m], the gaps (K,) [m] their forces imply (TactileModel.implied_gaps;
-    0 on a bare skin), the object's surface posed in the camera frame, the sigma [m] and
-    Huber width [m] the gaps are held to, and the fit's rounds. A finger hidden behind the object shows no depth
-    pixels, but its taxels must lie on the object's surface."""
+    0 on a bare skin), the object's mesh (object frame) and its pose T_cam_obj, the sigma [m] and
+    Huber width [m] the gaps are held to, and the fit's rounds. A finger hidden behind the
+    object shows no depth pixels, but its taxels must lie on the object's surface."""
 
     links: list[str]
     positions: np.ndarray
     gaps: np.ndarray
-    surface: trimesh.Trimesh
+    mesh: trimesh.Trimesh
+    T_cam_obj: np.ndarray
     std_m: float
     huber_m: float
     rounds: int
 
     def targets(self, taxels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each taxel's nearest surface point and that face's outward normal (K, 3), camera frame."""
-        nearest, _, faces = trimesh.proximity.closest_point(self.surface, taxels)
-        return torch.as_tensor(nearest), torch.as_tensor(self.surface.face_normals[faces])
+        """Each taxel's (K, 3, camera frame) nearest surface point and that face's outward normal,
+        camera frame; queried in the object's frame, where its mesh keeps its search tree."""
+        R, t = self.T_cam_obj[:3, :3], self.T_cam_obj[:3, 3]
+        nearest, _, faces = trimesh.proximity.closest_point(self.mesh, (taxels - t) @ R)
+        return torch.as_tensor(nearest @ R.T + t), torch.as_tensor(self.mesh.face_normals[faces] @ R.T)
 
     def cost(self, taxels: torch.Tensor, nearest: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
         """Sum of (Huber) squared misfits, in sigmas, of the taxels' signed distances to the
