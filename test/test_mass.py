@@ -21,6 +21,7 @@ from tactile_pose_refiner.core.mass import (
 )
 from tactile_pose_refiner.core.physics.body import RigidBody
 from tactile_pose_refiner.core.resources import load_config
+from tactile_pose_refiner.core.scene.distance import MeshDistance
 from tactile_pose_refiner.core.scene.kinematics import HandKinematics
 from tactile_pose_refiner.sim.episode import EpisodeGenerator
 from tactile_pose_refiner.sim.forces import friction_pyramid, holding_direction, holding_force, object_motion
@@ -35,6 +36,10 @@ def balanced_episode(steps: int, noise: bool) -> tuple[EpisodeGenerator, list]:
         generator.tactile = replace(generator.tactile, noise_std_units=0.0)
     _, frames = generator.episode(OBJECT, steps, seed=0)
     return generator, list(frames)
+
+
+def surface(model) -> MeshDistance:
+    return MeshDistance(model.geometry.vertices, model.geometry.faces)
 
 
 def test_balanced_readings_sum_to_mass_times_acceleration_minus_gravity_inside_friction_cones():
@@ -122,10 +127,57 @@ def test_the_mass_comes_back_from_a_noisy_balanced_episode():
         HandKinematics.from_config(),
         SkinCalibration.of(frames[0].dynamics, load_config("tactile"), load_config("mass")),
         load_config("mass"),
+        surface(model),
     )
-    assert estimate.status == "ok" and estimate.turn_deg > 5
+    assert estimate.status == "ok" and estimate.turn_deg > 5 and estimate.unseen_taxels == 0
     assert estimate.mass_kg == pytest.approx(model.mass_kg, rel=0.03)
     assert 0 < estimate.std_kg < 0.05 * model.mass_kg
+
+
+def test_a_dead_taxel_in_the_contact_is_told_apart_from_one_elsewhere():
+    """The skin cannot see the load on a dead taxel in the contact: the estimate says so (and
+    identify-mass leaves it out where an episode saw the whole contact); a dead taxel away from
+    the object changes nothing."""
+    generator, frames = balanced_episode(40, noise=True)
+    model = generator.catalog.load(OBJECT)
+    body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
+    read = np.array([skin_readings(frame, generator.skin) for frame in frames])
+    strongest, idle = np.argsort(np.linalg.norm(read, axis=2).mean(axis=0))[[-1, 0]]
+
+    def estimate_with_dead(taxel):
+        rows = np.searchsorted(generator.skin.ids, frames[0].tactile.taxel_ids)
+        killed = []
+        for frame in frames:
+            forces = frame.tactile.forces.copy()
+            forces[rows == taxel] = 0.0
+            killed.append(replace(frame, tactile=replace(frame.tactile, forces=forces)))
+        return episode_mass(
+            killed,
+            [f.T_cam_obj for f in frames],
+            body.com,
+            np.array(frames[0].dynamics["gravity_cam_m_s2"]),
+            generator.skin,
+            HandKinematics.from_config(),
+            SkinCalibration.of(frames[0].dynamics, load_config("tactile"), load_config("mass")),
+            load_config("mass"),
+            surface(model),
+        )
+
+    in_contact, elsewhere = estimate_with_dead(strongest), estimate_with_dead(idle)
+    print(f"\ndead in the contact: {in_contact.mass_kg}, elsewhere: {elsewhere.mass_kg} (truth {model.mass_kg})")
+    assert in_contact.unseen_taxels == 1 and elsewhere.unseen_taxels == 0
+    assert elsewhere.mass_kg == pytest.approx(model.mass_kg, rel=0.03)
+
+
+def test_episodes_that_saw_the_whole_contact_are_preferred_and_the_rest_labelled():
+    from tactile_pose_refiner.core.mass import MassEstimate
+    from tactile_pose_refiner.identify_mass import summarise
+
+    seen, unseen = MassEstimate(0.2, 0.01, 100, 30.0, "ok"), MassEstimate(0.15, 0.005, 100, 30.0, "ok", 1)
+    summary = summarise({"a": [seen, unseen], "b": [unseen]}, {"a": 0.2, "b": 0.2})
+    a, b = summary["per_object"]["a"], summary["per_object"]["b"]
+    assert a["mass_kg"] == pytest.approx(0.2) and a["status"] == "ok" and (a["episodes"], a["episodes_used"]) == (2, 1)
+    assert b["mass_kg"] == pytest.approx(0.15) and b["status"].startswith("contact partly unseen")
 
 
 def test_a_load_that_never_turns_in_the_hand_is_too_little_motion_not_a_guess():
@@ -154,7 +206,7 @@ def test_the_json_carries_the_contract_keys_and_no_number_where_nothing_was_esti
     a, b = summary["per_object"]["a"], summary["per_object"]["b"]
     assert {"mass_kg", "truth_kg", "error_pct", "std_kg"} <= set(a)
     assert a["mass_kg"] == pytest.approx(0.2) and a["error_pct"] == pytest.approx(0.0, abs=1e-9)
-    assert a["std_kg"] == pytest.approx(0.01 / np.sqrt(2))
+    assert a["std_kg"] == pytest.approx(0.01 / np.sqrt(2)) and a["episodes_used"] == 2
     assert b["mass_kg"] is None and b["status"].startswith("too little motion")
     assert summary["mean_abs_error_pct"] == pytest.approx(0.0, abs=1e-9)
     assert summarise({"b": found["b"]}, {"b": 0.5})["mean_abs_error_pct"] is None

@@ -650,6 +650,7 @@ class MassConfig(Section):
     min_turn_deg: float = key("the load must turn at least this far in the hand")
     min_frames: int = key("fewer usable frames: no estimate")
     min_taxels: int = key("fewer taxels over gamma (median): the skin does not carry the load")
+    unseen_gap_m: float = key("a dead taxel closer to the object's surface may carry unseen load [m]")
     contact_share: float = key("a taxel over gamma in this share of the frames is summed in every frame")
     contact_radius_m: float = key("... and so is every taxel of its link this close to one [m]")
     hand_fit_every: int = key("encoder offsets from the hand fit on every n-th frame, median (0: off)")
