@@ -194,6 +194,23 @@ def test_a_load_that_never_turns_in_the_hand_is_too_little_motion_not_a_guess():
     assert pulled.mass_kg is None and pulled.status.startswith("no physical estimate")  # never a negative mass
 
 
+def test_a_drifting_zero_widens_the_deviation_to_cover_the_error():
+    """The skin's zero drifts (a random walk per axis): ordinary least squares takes the drift
+    for load and reports a deviation that does not cover its error; the drift model's does."""
+    turning = np.array([[9.81 * np.sin(a), 0.0, 9.81 * np.cos(a)] for a in 0.3 * np.sin(np.linspace(0, 6, 100))])
+    covered = {"constant": [], "drifting": []}
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        drift = np.cumsum(rng.normal(0.0, 0.02, (100, 3)), axis=0)  # [N]: 0.2 N after 100 frames
+        forces = 0.2 * turning + [0.5, -0.2, 1.0] + drift + rng.normal(0.0, 0.05, (100, 3))
+        for name, ratios in (("constant", (0.0,)), ("drifting", (0.0, 0.01, 0.03, 0.1, 0.3, 1.0))):
+            estimate = identify_mass(forces, turning, drift_ratios=ratios)
+            covered[name].append(estimate.mass_kg is not None and abs(estimate.mass_kg - 0.2) < 2 * estimate.std_kg)
+    constant, drifting = np.mean(covered["constant"]), np.mean(covered["drifting"])
+    print(f"\nwithin 2 std: constant zero {constant:.0%}, drifting {drifting:.0%}")
+    assert drifting >= 0.85 and constant < 0.7
+
+
 def test_the_json_carries_the_contract_keys_and_no_number_where_nothing_was_estimated():
     from tactile_pose_refiner.core.mass import MassEstimate
     from tactile_pose_refiner.identify_mass import summarise

@@ -649,6 +649,7 @@ class MassConfig(Section):
     savgol_window: int = key("frames in the Savitzky-Golay window of the accelerations")
     min_turn_deg: float = key("the load must turn at least this far in the hand")
     min_frames: int = key("fewer usable frames: no estimate")
+    drift_ratios: list[float] = key("zero drift per frame against noise (variance ratios) tried; the likeliest kept")
     min_taxels: int = key("fewer taxels over gamma (median): the skin does not carry the load")
     unseen_gap_m: float = key("a dead taxel closer to the object's surface may carry unseen load [m]")
     contact_share: float = key("a taxel over gamma in this share of the frames is summed in every frame")

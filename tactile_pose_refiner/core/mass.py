@@ -199,11 +199,18 @@ def com_accelerations(T_cam_obj: np.ndarray, com_obj: np.ndarray, dt: float, win
 
 
 def identify_mass(
-    hand_forces: np.ndarray, loads: np.ndarray, min_turn_deg: float = 5.0, min_frames: int = 10
+    hand_forces: np.ndarray,
+    loads: np.ndarray,
+    min_turn_deg: float = 5.0,
+    min_frames: int = 10,
+    drift_ratios: tuple[float, ...] = (0.0,),
 ) -> MassEstimate:
-    """Least squares of hand_forces (K, 3) [N] = m loads (K, 3) [m/s^2] + b.
-    loads: R_k^T (a_k - g), the acceleration the contacts give the object, hand frame."""
+    """Least squares of hand_forces (K, 3) [N] = m loads (K, 3) [m/s^2] + b + drift.
+    loads: R_k^T (a_k - g), the acceleration the contacts give the object, hand frame. The skin's
+    zero drifts as a random walk: per axis the residuals' covariance is s2 (I + r min(t, t')),
+    r from `drift_ratios` (0: a constant zero), the likeliest kept (generalised least squares)."""
     usable = np.isfinite(hand_forces).all(axis=1) & np.isfinite(loads).all(axis=1)
+    times = np.flatnonzero(usable).astype(np.float64)
     hand_forces, loads = hand_forces[usable], loads[usable]
     frames = len(loads)
     if frames < min_frames:
@@ -220,17 +227,32 @@ def identify_mass(
             f"too little motion: the load turned {turn_deg:.1f} deg in the hand (needs {min_turn_deg:g}); "
             "the weight and the skin's offsets cannot be told apart",
         )
-    design = np.zeros((3 * frames, 4))
-    design[:, 0] = loads.ravel()
-    design[:, 1:] = np.tile(np.eye(3), (frames, 1))
-    solution, *_ = np.linalg.lstsq(design, hand_forces.ravel(), rcond=None)
-    residual = hand_forces.ravel() - design @ solution
-    variance = residual @ residual / max(1, 3 * frames - 4)
-    std = float(np.sqrt(variance * np.linalg.inv(design.T @ design)[0, 0]))
-    if solution[0] <= 2.0 * std:  # no mass is distinguishable from nothing: the touch does not carry the load
-        status = f"no physical estimate: {solution[0] * 1000:.0f} +- {std * 1000:.0f} g (a dead taxel under the load?)"
+    mass, std = max((_drifting_fit(hand_forces, loads, times, r) for r in drift_ratios), key=lambda fit: fit[2])[:2]
+    if mass <= 2.0 * std:  # no mass is distinguishable from nothing: the touch does not carry the load
+        status = f"no physical estimate: {mass * 1000:.0f} +- {std * 1000:.0f} g (a dead taxel under the load?)"
         return MassEstimate(None, None, frames, turn_deg, status)
-    return MassEstimate(float(solution[0]), std, frames, turn_deg, "ok")
+    return MassEstimate(mass, std, frames, turn_deg, "ok")
+
+
+def _drifting_fit(
+    hand_forces: np.ndarray, loads: np.ndarray, times: np.ndarray, ratio: float
+) -> tuple[float, float, float]:
+    """(m, its std, log-likelihood) with residuals of covariance s2 (I + ratio min(t, t')) per axis."""
+    frames = len(times)
+    factor = np.linalg.cholesky(np.eye(frames) + ratio * np.minimum.outer(times - times[0], times - times[0]))
+    whiten = np.linalg.inv(factor)
+    design = np.zeros((3, frames, 4))
+    for axis in range(3):
+        design[axis, :, 0] = whiten @ loads[:, axis]
+        design[axis, :, 1 + axis] = whiten.sum(axis=1)
+    design = design.reshape(3 * frames, 4)
+    target = (whiten @ hand_forces).T.ravel()
+    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+    residual = target - design @ solution
+    variance = max(float(residual @ residual) / max(1, 3 * frames - 4), 1e-300)
+    std = float(np.sqrt(variance * np.linalg.inv(design.T @ design)[0, 0]))
+    log_likelihood = -0.5 * 3 * frames * np.log(variance) - 3 * np.log(np.diag(factor)).sum()
+    return float(solution[0]), std, float(log_likelihood)
 
 
 def episode_mass(
@@ -267,6 +289,7 @@ def episode_mass(
     contacts = over.mean(axis=0) >= config["contact_share"]
     contacts |= beside @ contacts > 0  # ... and beside a contact
     pushes = np.array([hand_contact_force(f, layout, hand, read, contacts) for f, read in zip(frames, forces)])
-    estimate = identify_mass(pushes, loads, config["min_turn_deg"], config["min_frames"])
+    ratios = tuple(float(r) for r in config["drift_ratios"])
+    estimate = identify_mass(pushes, loads, config["min_turn_deg"], config["min_frames"], ratios)
     unseen = dead_in_contact(frames, T_cam_obj, dead, layout, hand, surface, float(config["unseen_gap_m"]))
     return replace(estimate, unseen_taxels=unseen)
