@@ -8,10 +8,10 @@ convention, force_scale newtons per unit); in the hand base frame their sum F_k 
 with a_k the centre of mass's acceleration (from the object's refined, tracked or true poses,
 differentiated by a Savitzky-Golay filter), g gravity and R_k the hand's orientation, all in the
 camera frame, and b a constant in the hand: the skin's zero offsets and the part of the squeeze
-that a few degrees of encoder error turn into a net force. Least squares gives m and b, and
-the residuals m's standard deviation. The hand must turn the load's direction (or accelerate
-it) for m and b to separate: an episode where it turns less than `min_turn_deg` is reported as
-too little motion instead of guessed.
+that a few degrees of encoder error turn into a net force. The zero also drifts (a random walk
+per axis): generalised least squares gives m and b, and m's standard deviation. The hand must
+turn the load's direction (or accelerate it) for m and b to separate: an episode where it turns
+less than `min_turn_deg` is reported as too little motion instead of guessed.
 
 Encoders off by degrees turn each finger's share of that squeeze, which is several times the
 weight; the episode's constant encoder offsets are read from the hand's own depth pixels first
