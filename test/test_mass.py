@@ -180,6 +180,32 @@ def test_episodes_that_saw_the_whole_contact_are_preferred_and_the_rest_labelled
     assert b["mass_kg"] == pytest.approx(0.15) and b["status"].startswith("contact partly unseen")
 
 
+def test_the_mass_while_carrying_is_refreshed_from_the_recent_frames():
+    """OnlineMass (refiner_node mode:=track): nothing to tell from the first frames, then the
+    mass from the window of recent frames, only when an estimate is due."""
+    from tactile_pose_refiner.core.mass import OnlineMass
+
+    generator, frames = balanced_episode(40, noise=True)
+    model = generator.catalog.load(OBJECT)
+    body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
+    config = {**load_config("mass"), "online": {"window_s": 10.0, "every_s": 0.3}}
+    online = OnlineMass(
+        body.com,
+        np.array(frames[0].dynamics["gravity_cam_m_s2"]),
+        generator.skin,
+        HandKinematics.from_config(),
+        SkinCalibration.of(frames[0].dynamics, load_config("tactile"), config),
+        config,
+        surface(model),
+    )
+    estimates = [online.add(frame, frame.T_cam_obj) for frame in frames]
+    due = [k for k, estimate in enumerate(estimates) if estimate is not None]
+    assert due == [0, 9, 18, 27, 36]  # 30 Hz stamps, one every 0.3 s
+    assert estimates[0].mass_kg is None and estimates[0].status.startswith("too few frames")
+    assert estimates[36].mass_kg == pytest.approx(model.mass_kg, rel=0.05) and online.latest is estimates[36]
+    assert all(f.rgb is None and f.depth_mm is None for f, _ in online.window)  # images are not kept
+
+
 def test_a_load_that_never_turns_in_the_hand_is_too_little_motion_not_a_guess():
     loads = np.tile([[0.0, 0.0, 9.81]], (50, 1)) + np.random.default_rng(0).normal(0, 0.01, (50, 3))
     forces = 0.3 * loads + [0.5, -0.2, 1.0]  # mass 0.3 kg plus the skin's constant offset

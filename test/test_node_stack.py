@@ -371,7 +371,8 @@ def test_launch_and_graph_name_only_existing_executables_and_parameter_files():
 
 def test_track_mode_publishes_a_pose_on_every_frame(tmp_path):
     """refiner_node mode:=track on a replayed in-hand episode (30 Hz stamps): the first initial
-    pose starts the track, then every frame gets a pose near the truth, labelled tracking."""
+    pose starts the track, then every frame gets a pose near the truth, labelled tracking; with
+    gravity given, /diagnostics says what it can tell of the mass."""
     from tactile_pose_refiner.sim.episode import EpisodeGenerator
 
     path = tmp_path / "006_mustard_bottle_000"
@@ -380,7 +381,10 @@ def test_track_mode_publishes_a_pose_on_every_frame(tmp_path):
     write_episode(path, frames)
     run = replay_episode(
         path,
-        {"refiner_node": {"mode": "track"}, "estimator_node": {"mode": "ground_truth_noise"}},
+        {
+            "refiner_node": {"mode": "track", "gravity_cam": "0.0,9.81,0.0"},
+            "estimator_node": {"mode": "ground_truth_noise"},
+        },
         start_timeout_s=90,
         frame_timeout_s=20,  # a frame whose bundle came before the first initial pose gets none
         log=lambda text: None,
@@ -392,4 +396,7 @@ def test_track_mode_publishes_a_pose_on_every_frame(tmp_path):
     assert max(row["pe_after"] for row in rows) < 0.2 and max(row["oe_after"] for row in rows) < 2.0
     estimator = [message for name, _, message in run.statuses if name.endswith("/estimator_node")]
     assert "resting: the refiner's track holds" in estimator, estimator  # no estimates while tracking
+    refiner = [message for name, _, message in run.statuses if name.endswith("/refiner_node")]
+    # the mass while tracking, on /diagnostics: this episode's touch carries no calibration (force_scale 0)
+    assert any(m.startswith("tracking; mass: no calibrated touch") for m in refiner), refiner[-10:]
     assert all(code in (0, None) for code, _, _ in run.exits.values())

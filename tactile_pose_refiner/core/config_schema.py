@@ -645,6 +645,11 @@ class TopicsConfig(Section):
 
 
 # --- mass.yaml ----------------------------------------------------------------------------------
+class OnlineMassConfig(Section):
+    window_s: float = key("the mass while tracking: from the frames of the last this many seconds [s]")
+    every_s: float = key("... refreshed this often [s]")
+
+
 class MassConfig(Section):
     savgol_window: int = key("frames in the Savitzky-Golay window of the accelerations")
     min_turn_deg: float = key("the load must turn at least this far in the hand")
@@ -658,6 +663,7 @@ class MassConfig(Section):
     poses: Literal["tracked", "truth"] = key("object poses the accelerations come from")
     crosstalk_share: float = key("the skin's characterised crosstalk, undone before summing (episodes: their own)")
     crosstalk_radius_m: float = key("... between taxels of one link within this distance [m]")
+    online: OnlineMassConfig = key("refiner_node mode:=track: the mass on /diagnostics")
 
 
 # --- tracker.yaml --------------------------------------------------------------------------------

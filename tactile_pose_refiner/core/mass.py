@@ -25,6 +25,7 @@ A dead taxel on the object's surface may carry a share of the load the sum never
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -208,7 +209,8 @@ def identify_mass(
     """Least squares of hand_forces (K, 3) [N] = m loads (K, 3) [m/s^2] + b + drift.
     loads: R_k^T (a_k - g), the acceleration the contacts give the object, hand frame. The skin's
     zero drifts as a random walk: per axis the residuals' covariance is s2 (I + r min(t, t')),
-    r from `drift_ratios` (0: a constant zero), the likeliest kept (generalised least squares)."""
+    r from `drift_ratios` (0: a constant zero), the likeliest kept (generalised least squares;
+    a drift pays for its parameter as the Bayesian information criterion has it)."""
     usable = np.isfinite(hand_forces).all(axis=1) & np.isfinite(loads).all(axis=1)
     times = np.flatnonzero(usable).astype(np.float64)
     hand_forces, loads = hand_forces[usable], loads[usable]
@@ -227,7 +229,11 @@ def identify_mass(
             f"too little motion: the load turned {turn_deg:.1f} deg in the hand (needs {min_turn_deg:g}); "
             "the weight and the skin's offsets cannot be told apart",
         )
-    mass, std = max((_drifting_fit(hand_forces, loads, times, r) for r in drift_ratios), key=lambda fit: fit[2])[:2]
+    fits = [_drifting_fit(hand_forces, loads, times, r) for r in drift_ratios]
+    # a drift must earn its parameter over a constant zero (Bayesian information criterion)
+    penalty = 0.5 * np.log(3 * frames)
+    fits = [(m, sd, ll - (penalty if r > 0 else 0.0)) for (m, sd, ll), r in zip(fits, drift_ratios)]
+    mass, std = max(fits, key=lambda fit: fit[2])[:2]
     if mass <= 2.0 * std:  # no mass is distinguishable from nothing: the touch does not carry the load
         status = f"no physical estimate: {mass * 1000:.0f} +- {std * 1000:.0f} g (a dead taxel under the load?)"
         return MassEstimate(None, None, frames, turn_deg, status)
@@ -271,6 +277,9 @@ def episode_mass(
     spacing comes from the stamps."""
     if not frames or not all(frame.tactile is not None and frame.tactile.force_scale > 0 for frame in frames):
         return MassEstimate(None, None, len(frames), 0.0, "no calibrated touch: the readings carry no force_scale")
+    if len(frames) < config["min_frames"]:  # before the dead-taxel test: one frame's readings never change
+        status = f"too few frames: {len(frames)} (needs {config['min_frames']})"
+        return MassEstimate(None, None, len(frames), 0.0, status)
     dt = float(np.median(np.diff([frame.stamp_ns for frame in frames]))) * 1e-9 if len(frames) > 1 else 1.0
     acceleration = com_accelerations(np.asarray(T_cam_obj), com_obj, dt, int(config["savgol_window"]))
     loads = np.array(
@@ -293,3 +302,38 @@ def episode_mass(
     estimate = identify_mass(pushes, loads, config["min_turn_deg"], config["min_frames"], ratios)
     unseen = dead_in_contact(frames, T_cam_obj, dead, layout, hand, surface, float(config["unseen_gap_m"]))
     return replace(estimate, unseen_taxels=unseen)
+
+
+class OnlineMass:
+    """The held object's mass while it is carried: `episode_mass` over the frames of the last
+    `window_s` seconds, refreshed every `every_s` (config/mass.yaml `online`; stamps, not wall time)."""
+
+    def __init__(
+        self,
+        com_obj: np.ndarray,
+        gravity_cam: np.ndarray,
+        layout: SkinLayout,
+        hand: HandKinematics,
+        skin: SkinCalibration,
+        config: dict,
+        surface: MeshDistance,
+    ) -> None:
+        self.com_obj, self.gravity_cam = com_obj, np.asarray(gravity_cam, dtype=np.float64)
+        self.layout, self.hand, self.skin, self.config, self.surface = layout, hand, skin, config, surface
+        self.window: deque[tuple[Frame, np.ndarray]] = deque()
+        self.estimated_ns: int | None = None
+        self.latest: MassEstimate | None = None
+
+    def add(self, frame: Frame, T_cam_obj: np.ndarray) -> MassEstimate | None:
+        """Keeps the frame (without its images) and its object pose; a fresh estimate when one is due."""
+        online = self.config["online"]
+        self.window.append((replace(frame, rgb=None, depth_mm=None, mask=None), np.asarray(T_cam_obj)))
+        while frame.stamp_ns - self.window[0][0].stamp_ns > online["window_s"] * 1e9:
+            self.window.popleft()
+        if self.estimated_ns is not None and frame.stamp_ns - self.estimated_ns < online["every_s"] * 1e9:
+            return None
+        self.estimated_ns = frame.stamp_ns
+        frames, poses = zip(*self.window)
+        args = (self.com_obj, self.gravity_cam, self.layout, self.hand, self.skin, self.config, self.surface)
+        self.latest = episode_mass(list(frames), list(poses), *args)
+        return self.latest

@@ -8,7 +8,10 @@ by the hand (config/tracker.yaml `recovery`: a multi-hypothesis start, kept only
 after `recover_after_frames` lost frames in a row, or a message on `refiner/reset`, the next
 initial pose restarts it. Every tracked frame publishes `refiner/pose`,
 `refiner/pose_with_covariance` (the solver's covariance, ROS convention) and
-`refiner/diagnostics` whose status says `tracking`, `reinitialised` or `lost (...)`.
+`refiner/diagnostics` whose status says `tracking`, `reinitialised` or `lost (...)`. Given
+gravity in the camera frame (`gravity_cam`: the camera is fixed) and calibrated touch,
+/diagnostics also carries the held object's mass from the recent tracked frames (core/mass.py
+OnlineMass: `mass_kg`, `mass_std_kg`, `mass_status`).
 `refiner/needs_estimate` (Bool, latched) says whether an initial pose is wanted: estimator_node
 rests while the track holds.
 """
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # imported where used: refiner_node subscribes before loading
 PARAMETERS = {
     "recover_after_frames": (15, "track mode: this many lost frames in a row and the next initial pose restarts it"),
     "track_input_wait_s": (0.2, "track mode: how long after a bundle its touch and joints may arrive [s]"),
+    "gravity_cam": ("", "track mode: gravity 'x,y,z' [m/s^2], camera frame, for the mass on /diagnostics ('': off)"),
 }
 
 
@@ -43,6 +47,7 @@ class TrackMode:
     def __init__(self, node) -> None:
         self.node = node
         self.trackers: dict[str, Tracker] = {}
+        self.masses: dict = {}  # object id -> core.mass.OnlineMass, built on its first tracked frame
         self.tracker: Tracker | None = None
         self.start_request: tuple[int, np.ndarray] | None = None  # (stamp, T_cam_obj) of an initial pose
         self.lock = threading.Lock()
@@ -115,6 +120,8 @@ class TrackMode:
         self.waiting_reported = False
         self.publish(frame, result, degraded)
         self.announce()
+        if not result.lost:
+            self._report_mass(frame, result.T)
 
     def _tracker_for(self, object_id: str) -> Tracker:
         from tactile_pose_refiner.core.tracking.tracker import Tracker
@@ -126,6 +133,42 @@ class TrackMode:
         with self.lock:
             self.tracker = self.trackers[object_id]
         return self.tracker
+
+    def _report_mass(self, frame, T_cam_obj: np.ndarray) -> None:
+        """The held object's mass on /diagnostics, when an estimate is due."""
+        from tactile_pose_refiner.core.mass import OnlineMass, SkinCalibration
+
+        gravity = self._gravity()
+        if gravity is None:
+            return
+        if frame.object_id not in self.masses:
+            assets, config = self.node.refiner_for(frame.object_id).object, load_config("mass")
+            skin = SkinCalibration.of(frame.dynamics, load_config("tactile"), config)
+            hand = self.node.hand
+            self.masses[frame.object_id] = OnlineMass(
+                assets.body.com, gravity, hand.layout, hand.model.kinematics, skin, config, assets.distance
+            )
+        estimate = self.masses[frame.object_id].add(frame, T_cam_obj)
+        if estimate is None:
+            return
+        values = {"object_id": frame.object_id, "mass_status": estimate.status}
+        if estimate.mass_kg is None:
+            self.node.diagnostics.report("ok", f"tracking; mass: {estimate.status}", **values)
+            return
+        grams = f"{estimate.mass_kg * 1000:.0f} +- {estimate.std_kg * 1000:.0f} g"
+        values.update(mass_kg=f"{estimate.mass_kg:.4f}", mass_std_kg=f"{estimate.std_kg:.4f}")
+        self.node.diagnostics.report("ok", f"tracking; mass {grams}", **values)
+
+    def _gravity(self) -> np.ndarray | None:
+        text = self.node.params["gravity_cam"].strip()
+        try:
+            gravity = np.array([float(v) for v in text.split(",")]) if text else None
+        except ValueError:
+            gravity = np.zeros(0)
+        if gravity is not None and (gravity.shape != (3,) or not np.isfinite(gravity).all()):
+            self.node.diagnostics.report("error", f"config: gravity_cam {text!r} is not 'x,y,z' [m/s^2]; no mass")
+            return None
+        return gravity
 
     def _carried(self, request: tuple[int, np.ndarray], frame) -> np.ndarray:
         """The initial pose moved with the hand from its stamp to the frame's (an estimate
