@@ -42,6 +42,16 @@ def surface(model) -> MeshDistance:
     return MeshDistance(model.geometry.vertices, model.geometry.faces)
 
 
+def mass_inputs(generator, frames, config: dict) -> tuple:
+    """What episode_mass takes after the frames and poses (and OnlineMass takes), for a balanced episode."""
+    model = generator.catalog.load(OBJECT)
+    body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
+    dynamics = frames[0].dynamics
+    skin = SkinCalibration.of(dynamics, load_config("tactile"), config)
+    gravity = np.array(dynamics["gravity_cam_m_s2"])
+    return body.com, gravity, generator.skin, HandKinematics.from_config(), skin, config, surface(model)
+
+
 def test_balanced_readings_sum_to_mass_times_acceleration_minus_gravity_inside_friction_cones():
     generator, frames = balanced_episode(30, noise=False)
     dynamics = frames[0].dynamics
@@ -117,18 +127,7 @@ def test_the_mass_comes_back_from_a_noisy_balanced_episode():
     generator, frames = balanced_episode(40, noise=True)
     model = generator.catalog.load(OBJECT)
 
-    body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
-    estimate = episode_mass(
-        frames,
-        [f.T_cam_obj for f in frames],
-        body.com,
-        np.array(frames[0].dynamics["gravity_cam_m_s2"]),
-        generator.skin,
-        HandKinematics.from_config(),
-        SkinCalibration.of(frames[0].dynamics, load_config("tactile"), load_config("mass")),
-        load_config("mass"),
-        surface(model),
-    )
+    estimate = episode_mass(frames, [f.T_cam_obj for f in frames], *mass_inputs(generator, frames, load_config("mass")))
     assert estimate.status == "ok" and estimate.turn_deg > 5 and estimate.unseen_taxels == 0
     assert estimate.mass_kg == pytest.approx(model.mass_kg, rel=0.03)
     assert 0 < estimate.std_kg < 0.05 * model.mass_kg
@@ -140,7 +139,6 @@ def test_a_dead_taxel_in_the_contact_is_told_apart_from_one_elsewhere():
     the object changes nothing."""
     generator, frames = balanced_episode(40, noise=True)
     model = generator.catalog.load(OBJECT)
-    body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
     read = np.array([skin_readings(frame, generator.skin) for frame in frames])
     strongest, idle = np.argsort(np.linalg.norm(read, axis=2).mean(axis=0))[[-1, 0]]
 
@@ -151,17 +149,7 @@ def test_a_dead_taxel_in_the_contact_is_told_apart_from_one_elsewhere():
             forces = frame.tactile.forces.copy()
             forces[rows == taxel] = 0.0
             killed.append(replace(frame, tactile=replace(frame.tactile, forces=forces)))
-        return episode_mass(
-            killed,
-            [f.T_cam_obj for f in frames],
-            body.com,
-            np.array(frames[0].dynamics["gravity_cam_m_s2"]),
-            generator.skin,
-            HandKinematics.from_config(),
-            SkinCalibration.of(frames[0].dynamics, load_config("tactile"), load_config("mass")),
-            load_config("mass"),
-            surface(model),
-        )
+        return episode_mass(killed, [f.T_cam_obj for f in frames], *mass_inputs(generator, frames, load_config("mass")))
 
     in_contact, elsewhere = estimate_with_dead(strongest), estimate_with_dead(idle)
     print(f"\ndead in the contact: {in_contact.mass_kg}, elsewhere: {elsewhere.mass_kg} (truth {model.mass_kg})")
@@ -187,17 +175,8 @@ def test_the_mass_while_carrying_is_refreshed_from_the_recent_frames():
 
     generator, frames = balanced_episode(40, noise=True)
     model = generator.catalog.load(OBJECT)
-    body = RigidBody.from_mesh(model.geometry, model.mass_kg, model.com_m, model.inertia_kg_m2)
     config = {**load_config("mass"), "online": {"window_s": 10.0, "every_s": 0.3}}
-    online = OnlineMass(
-        body.com,
-        np.array(frames[0].dynamics["gravity_cam_m_s2"]),
-        generator.skin,
-        HandKinematics.from_config(),
-        SkinCalibration.of(frames[0].dynamics, load_config("tactile"), config),
-        config,
-        surface(model),
-    )
+    online = OnlineMass(*mass_inputs(generator, frames, config))
     estimates = [online.add(frame, frame.T_cam_obj) for frame in frames]
     due = [k for k, estimate in enumerate(estimates) if estimate is not None]
     assert due == [0, 9, 18, 27, 36]  # 30 Hz stamps, one every 0.3 s
